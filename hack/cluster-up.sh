@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+# SPDX-License-Identifier: Apache-2.0
+#
+# Starts the local cluster from plain processes (no container engine needed): etcd,
+# kube-apiserver, kube-controller-manager, and in the target cluster kube-scheduler,
+# kwok (the kubelet of every Node) and the kubelet stand-in (which joins machines).
+# Everything listens on 127.0.0.1 on ports picked at start, so several checkouts and
+# CI jobs can run side by side. State lives in .local/; hack/cluster-down.sh removes it.
+#
+# CLUSTERS=1 (default): one cluster, "target", which is also the control cluster.
+# CLUSTERS=2: two independent clusters, "control" (Machines) and "target" (Pods, Nodes).
+#
+# Environment:
+#   CLUSTERS            1 or 2
+#   HOST_NODES          number of kwok host nodes for machine Pods (default 2)
+#   STANDIN_JOIN_DELAY  --join-delay of the kubelet stand-in (e.g. 5s)
+#   SKIP_STANDIN=1      do not build or start the kubelet stand-in
+#   STANDIN_BIN         use this kubelet-stand-in binary instead of building one
+#   TIMEOUT             seconds to wait for each component (default 120)
+set -euo pipefail
+
+HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HACK/.." && pwd)"
+# shellcheck source=hack/lib/common.sh
+source "$HACK/lib/common.sh"
+# shellcheck source=hack/lib/pki.sh
+source "$HACK/lib/pki.sh"
+
+CLUSTERS="${CLUSTERS:-1}"
+HOST_NODES="${HOST_NODES:-2}"
+TIMEOUT="${TIMEOUT:-120}"
+case "$CLUSTERS" in
+  1) names=(target) ;;
+  2) names=(control target) ;;
+  *) die "CLUSTERS must be 1 or 2, not '$CLUSTERS'" ;;
+esac
+[[ "$HOST_NODES" =~ ^[1-9][0-9]*$ ]] || die "HOST_NODES must be a positive number"
+
+# The addresses inside the cluster: Services (the API server's own Service takes the
+# first address, which the serving certificate names) and Pods (kwok hands them out).
+SERVICE_CIDR=10.96.0.0/16
+POD_CIDR=10.0.0.1/16
+
+kubectl_as() { "$BIN/kubectl" --kubeconfig "$STATE/$1/admin.kubeconfig" "${@:2}"; }
+
+# --- Already running? ---------------------------------------------------------------
+
+# healthy -> true if the recorded clusters run: every recorded process alive and every
+# API server ready. Cheap enough to run on every `make test`.
+healthy() {
+  [[ -f "$STATE/clusters" && -f "$PIDS" ]] || return 1
+  local cluster pid start recorded
+  while read -r _ _ pid start; do
+    alive "$pid" "$start" || return 1
+  done <"$PIDS"
+  read -ra recorded <"$STATE/clusters"
+  for cluster in "${recorded[@]}"; do
+    [[ -f "$STATE/$cluster/env" ]] || return 1
+    ready "$cluster" || return 1
+  done
+}
+
+# ready CLUSTER -> the API server answers /readyz, over TLS verified with the CA.
+ready() {
+  local dir="$STATE/$1" port
+  port="$(sed -n 's/^APISERVER_PORT=//p' "$dir/env")"
+  curl -fsS --max-time 5 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" \
+    --key "$dir/pki/admin.key" "https://127.0.0.1:$port/readyz" >/dev/null
+}
+
+summary() {
+  local target_server control_server
+  target_server="$(sed -n 's/^ *server: //p' "$STATE/target.kubeconfig")"
+  control_server="$(sed -n 's/^ *server: //p' "$STATE/control.kubeconfig")"
+  cat <<EOF
+
+Local cluster is up ($(wc -w <"$STATE/clusters") cluster(s)):
+  control: .local/control.kubeconfig  ($control_server)
+  target:  .local/target.kubeconfig   ($target_server)
+  logs:    .local/logs/
+  kubectl: .local/bin/kubectl --kubeconfig .local/target.kubeconfig get nodes,pods -A
+  stop:    make cluster-down
+EOF
+}
+
+if [[ -d "$STATE" ]]; then
+  if healthy; then
+    running="$(wc -w <"$STATE/clusters")"
+    if [[ "$running" != "$CLUSTERS" ]]; then
+      die "a local cluster with CLUSTERS=$running is running; run 'make cluster-down' first to get CLUSTERS=$CLUSTERS"
+    fi
+    log "already running and healthy"
+    summary
+    exit 0
+  fi
+  # Something from an earlier run died (or the machine rebooted): start over rather
+  # than guess which half still works.
+  log "found state of a cluster that is not healthy; cleaning it up"
+  "$HACK/cluster-down.sh"
+fi
+
+# --- Binaries ------------------------------------------------------------------------
+
+BIN="$("$HACK/tools.sh" | tail -n1)"
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+  [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing; run 'make tools'"
+done
+compgen -G "$BIN/mcm-crds/*.yaml" >/dev/null || die "no MCM CRDs in $BIN/mcm-crds; run 'make tools'"
+
+# The stand-in is built before anything starts, so a compile error costs no cluster.
+standin=""
+if [[ "${SKIP_STANDIN:-}" != 1 ]]; then
+  if [[ -n "${STANDIN_BIN:-}" ]]; then
+    standin="$STANDIN_BIN"
+  else
+    log "building the kubelet stand-in (cargo build --bin kubelet-standin)"
+    (cd "$ROOT" && cargo build --quiet --bin kubelet-standin) ||
+      die "could not build the kubelet stand-in; fix the build or run with SKIP_STANDIN=1"
+    target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+    [[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
+    standin="$target_dir/debug/kubelet-standin"
+  fi
+  [[ -x "$standin" ]] || die "kubelet stand-in $standin not found; fix the build or run with SKIP_STANDIN=1"
+fi
+
+# --- State ---------------------------------------------------------------------------
+
+mkdir -p "$STATE/bin" "$LOGS"
+: >"$PIDS"
+# Written first, so that cluster-down cleans up after a start that failed half-way.
+echo "${names[*]}" >"$STATE/clusters"
+ln -sfn "$BIN/kubectl" "$STATE/bin/kubectl"
+
+# A failed start stops what it started, and keeps the logs for reading; the next
+# cluster-up (or cluster-down) removes them.
+on_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    log "start failed; stopping what was started (logs stay in .local/logs until 'make cluster-down')"
+    stop_recorded
+  fi
+}
+trap on_exit EXIT
+
+for c in "${names[@]}"; do
+  dir="$STATE/$c"
+  mkdir -p "$dir/etcd"
+  chmod 700 "$dir/etcd"
+  log "$c: creating certificates"
+  pki_cluster "$dir/pki"
+  mapfile -t ports < <(free_ports 6)
+  cat >"$dir/env" <<EOF
+ETCD_CLIENT_PORT=${ports[0]}
+ETCD_PEER_PORT=${ports[1]}
+APISERVER_PORT=${ports[2]}
+CONTROLLER_MANAGER_PORT=${ports[3]}
+SCHEDULER_PORT=${ports[4]}
+KWOK_PORT=${ports[5]}
+EOF
+  server="https://127.0.0.1:${ports[2]}"
+  kubeconfig "$dir/admin.kubeconfig" "$server" "$dir/pki" admin "$c"
+  kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$dir/pki" kube-controller-manager "$c"
+  kubeconfig "$dir/kube-scheduler.kubeconfig" "$server" "$dir/pki" kube-scheduler "$c"
+  kubeconfig "$dir/kwok.kubeconfig" "$server" "$dir/pki" kwok "$c"
+done
+
+# load CLUSTER -> that cluster's ports and paths as variables for the phases below.
+load() {
+  local k v
+  while IFS='=' read -r k v; do printf -v "$k" '%s' "$v"; done <"$STATE/$1/env"
+  dir="$STATE/$1"
+  pki="$dir/pki"
+  server="https://127.0.0.1:$APISERVER_PORT"
+  curl_tls=(curl -fsS --max-time 5 --cacert "$pki/ca.crt")
+}
+
+# --- etcd ----------------------------------------------------------------------------
+
+for c in "${names[@]}"; do
+  load "$c"
+  # Plain HTTP on loopback: the API server is etcd's only client and both sit on
+  # 127.0.0.1. --unsafe-no-fsync because this data is thrown away with the cluster
+  # and fsync dominates write latency on CI disks; durability buys nothing here.
+  start "$c" etcd "$BIN/etcd" \
+    --name "$c" \
+    --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "$c=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync \
+    --quota-backend-bytes 8589934592 \
+    --log-level warn
+done
+for c in "${names[@]}"; do
+  load "$c"
+  wait_for "$TIMEOUT" "$c" etcd "etcd is healthy" \
+    curl -fsS --max-time 5 "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+done
+
+# --- kube-apiserver ------------------------------------------------------------------
+
+for c in "${names[@]}"; do
+  load "$c"
+  # NodeRestriction on top of the default admission plugins, as kubeadm does, so that
+  # credentials of a node can only touch that node. Privileged Pods are allowed
+  # because a machine Pod is a VM that runs containerd. The in-flight limits are
+  # raised so that benchmarks with 1000 machines are not throttled by the server.
+  start "$c" kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address 127.0.0.1 \
+    --advertise-address 127.0.0.1 \
+    --secure-port "$APISERVER_PORT" \
+    --tls-cert-file "$pki/serving.crt" \
+    --tls-private-key-file "$pki/serving.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode Node,RBAC \
+    --enable-bootstrap-token-auth=true \
+    --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true \
+    --service-account-issuer "$server" \
+    --service-account-key-file "$pki/sa.pub" \
+    --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --max-requests-inflight 800 \
+    --max-mutating-requests-inflight 400 \
+    --profiling=false
+done
+for c in "${names[@]}"; do
+  load "$c"
+  wait_for "$TIMEOUT" "$c" kube-apiserver "kube-apiserver is ready at $server" ready "$c"
+done
+
+# --- kube-controller-manager, kube-scheduler -----------------------------------------
+
+for c in "${names[@]}"; do
+  load "$c"
+  kc="$dir/kube-controller-manager.kubeconfig"
+  # bootstrapsigner and tokencleaner are off by default but bootstrap tokens need them.
+  # root-ca-file and the service account key give every namespace its kube-root-ca.crt
+  # and default ServiceAccount. A short grace period lets a Node whose kubelet stopped
+  # turn NotReady in about 20s instead of 50s.
+  start "$c" kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$kc" \
+    --authentication-kubeconfig "$kc" \
+    --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 \
+    --secure-port "$CONTROLLER_MANAGER_PORT" \
+    --tls-cert-file "$pki/serving.crt" \
+    --tls-private-key-file "$pki/serving.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --controllers '*,bootstrapsigner,tokencleaner' \
+    --root-ca-file "$pki/ca.crt" \
+    --service-account-private-key-file "$pki/sa.key" \
+    --use-service-account-credentials=true \
+    --cluster-signing-cert-file "$pki/ca.crt" \
+    --cluster-signing-key-file "$pki/ca.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --node-monitor-period 2s \
+    --node-monitor-grace-period 20s \
+    --kube-api-qps 100 \
+    --kube-api-burst 200 \
+    --leader-elect=false \
+    --profiling=false
+done
+
+# Only the target cluster runs Pods, so only it needs a scheduler.
+load target
+cat >"$dir/kube-scheduler.yaml" <<EOF
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: $dir/kube-scheduler.kubeconfig
+  qps: 200
+  burst: 400
+leaderElection:
+  leaderElect: false
+EOF
+start target kube-scheduler "$BIN/kube-scheduler" \
+  --config "$dir/kube-scheduler.yaml" \
+  --authentication-kubeconfig "$dir/kube-scheduler.kubeconfig" \
+  --authorization-kubeconfig "$dir/kube-scheduler.kubeconfig" \
+  --bind-address 127.0.0.1 \
+  --secure-port "$SCHEDULER_PORT" \
+  --tls-cert-file "$pki/serving.crt" \
+  --tls-private-key-file "$pki/serving.key" \
+  --client-ca-file "$pki/ca.crt" \
+  --profiling=false
+
+# --- kwok ----------------------------------------------------------------------------
+
+# kwok keeps its default config in its work dir; pointing that into .local keeps a
+# ~/.kwok/kwok.yaml of the user out of this cluster.
+mkdir -p "$dir/kwok"
+kwok_config="$(printf '%s,' "$HACK"/kwok/*.yaml)"
+start target kwok env KWOK_WORKDIR="$dir/kwok" "$BIN/kwok" \
+  --kubeconfig "$dir/kwok.kubeconfig" \
+  --config "${kwok_config%,}" \
+  --manage-all-nodes=false \
+  --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --cidr "$POD_CIDR" \
+  --node-ip 127.0.0.1 \
+  --server-address "127.0.0.1:$KWOK_PORT" \
+  --tls-cert-file "$pki/serving.crt" \
+  --tls-private-key-file "$pki/serving.key"
+
+for c in "${names[@]}"; do
+  load "$c"
+  wait_for "$TIMEOUT" "$c" kube-controller-manager "kube-controller-manager is healthy" \
+    "${curl_tls[@]}" "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"
+done
+load target
+wait_for "$TIMEOUT" target kube-scheduler "kube-scheduler is healthy" \
+  "${curl_tls[@]}" "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+wait_for "$TIMEOUT" target kwok "kwok is healthy" \
+  "${curl_tls[@]}" "https://127.0.0.1:$KWOK_PORT/healthz"
+
+# --- Host nodes ----------------------------------------------------------------------
+
+# The "hypervisors" that machine Pods are scheduled to. kwok manages them because of
+# the annotation; the capacity is set at creation (a Node may carry status on create)
+# and is large enough for benchmarks with 1000 machines. The role label lets machine
+# Pods select host nodes and keeps them off the Nodes that machines register.
+for ((i = 0; i < HOST_NODES; i++)); do
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: host-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: host-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node-role.kubernetes.io/host: ""
+status:
+  allocatable: {cpu: "1000", memory: 4Ti, ephemeral-storage: 10Ti, pods: "2000"}
+  capacity: {cpu: "1000", memory: 4Ti, ephemeral-storage: 10Ti, pods: "2000"}
+EOF
+done | kubectl_as target create -f - >/dev/null
+# Ready alone is not enough: until the node-lifecycle controller has seen the Node
+# Ready it carries the not-ready taint, and Pods created now would wait for a retry.
+hosts_ready() {
+  [[ "$(kubectl_as target get nodes -l node-role.kubernetes.io/host -o json | jq -r --argjson n "$HOST_NODES" '
+    [.items[] | select(
+      (.status.conditions // [] | any(.type == "Ready" and .status == "True"))
+      and ((.spec.taints // []) | length == 0))] | length == $n')" == true ]]
+}
+wait_for "$TIMEOUT" target kwok "$HOST_NODES host node(s) Ready" hosts_ready
+
+# --- MCM CRDs, default ServiceAccounts -------------------------------------------------
+
+for c in "${names[@]}"; do
+  # Into the target cluster too: a single cluster is both, and with two the CRDs do no
+  # harm there while letting tools that expect them (MCM's safety controller) start.
+  kubectl_as "$c" apply --server-side --field-manager cluster-up -f "$BIN/mcm-crds/" >/dev/null
+done
+for c in "${names[@]}"; do
+  wait_for "$TIMEOUT" "$c" kube-apiserver "MCM CRDs established" \
+    kubectl_as "$c" wait --for condition=Established --timeout 5s -f "$BIN/mcm-crds/"
+  # Pods need the default ServiceAccount and kube-root-ca.crt, both made by
+  # kube-controller-manager; their presence shows it works, not only that it is alive.
+  wait_for "$TIMEOUT" "$c" kube-controller-manager "default ServiceAccount and kube-root-ca.crt present" \
+    kubectl_as "$c" -n default get serviceaccount/default configmap/kube-root-ca.crt
+done
+
+# --- Kubeconfigs for users -------------------------------------------------------------
+
+cp "$STATE/target/admin.kubeconfig" "$STATE/target.kubeconfig"
+if ((CLUSTERS == 2)); then
+  cp "$STATE/control/admin.kubeconfig" "$STATE/control.kubeconfig"
+else
+  cp "$STATE/target/admin.kubeconfig" "$STATE/control.kubeconfig"
+fi
+chmod 600 "$STATE"/*.kubeconfig
+
+# --- kubelet stand-in ------------------------------------------------------------------
+
+if [[ -n "$standin" ]]; then
+  args=(--kubeconfig "$STATE/target.kubeconfig")
+  [[ -n "${STANDIN_JOIN_DELAY:-}" ]] && args+=(--join-delay "$STANDIN_JOIN_DELAY")
+  start target kubelet-standin "$standin" "${args[@]}"
+  # It has no health endpoint; a stand-in that cannot reach the cluster or rejects
+  # its flags exits within moments, so surviving a few seconds is the signal.
+  sleep 3
+  component_alive target kubelet-standin || { tail_log target kubelet-standin; die "target/kubelet-standin exited"; }
+  log "target: kubelet-standin is running"
+else
+  log "target: kubelet stand-in skipped (SKIP_STANDIN=1); machines will not join"
+fi
+
+summary

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+# SPDX-License-Identifier: Apache-2.0
+#
+# Shared by cluster-up.sh and cluster-down.sh; sourced, never run. It knows where the
+# local cluster keeps its state and how to start and stop the processes it records.
+set -euo pipefail
+
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+STATE="$ROOT/.local"
+LOGS="$STATE/logs"
+# One line per process started: "<cluster> <component> <pid> <start time>". The start
+# time (from /proc/<pid>/stat) guards against killing an unrelated process that got
+# a recycled PID after ours died.
+PIDS="$STATE/pids"
+
+log() { echo "cluster: $*" >&2; }
+die() { echo "cluster: error: $*" >&2; exit 1; }
+
+# proc_start PID -> the process's start time in clock ticks since boot (empty if gone).
+# Field 22 of /proc/PID/stat; the command name (field 2) may hold spaces, so cut after ')'.
+proc_start() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  stat="${stat##*) }"
+  # After ')' the fields start at field 3, so field 22 is the 20th.
+  awk '{print $20}' <<<"$stat"
+}
+
+# alive PID START -> true if PID still runs and is the process we recorded.
+alive() {
+  [[ -n "$1" && -n "$2" ]] || return 1
+  [[ "$(proc_start "$1")" == "$2" ]] || return 1
+  # A zombie has not been reaped by its new parent yet but does nothing any more.
+  [[ "$(awk '{print $3}' <<<"$(cat "/proc/$1/stat" 2>/dev/null)" )" != Z ]]
+}
+
+# free_ports N -> N distinct free TCP ports on 127.0.0.1, one per line. All sockets are
+# held open together so the kernel cannot hand out the same port twice.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+EOF
+}
+
+# start CLUSTER COMPONENT BINARY ARGS... -> starts a component in the background with
+# its log in $LOGS and records its PID. setsid puts it in its own session so that a
+# Ctrl-C in the shell that ran `make cluster-up` (or a CI step ending) does not take
+# the cluster down with it; stdin from /dev/null keeps make from waiting on it.
+start() {
+  local cluster=$1 component=$2; shift 2
+  local logfile="$LOGS/$cluster-$component.log"
+  : >"$logfile"
+  setsid "$@" </dev/null >>"$logfile" 2>&1 &
+  local pid=$!
+  # Without job control the child is no process group leader, so setsid runs the
+  # binary in place: $! is the component itself. Give it a moment to have a /proc entry.
+  local start=""
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    start="$(proc_start "$pid")"
+    [[ -n "$start" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$start" ]] || { tail_log "$cluster" "$component"; die "$cluster/$component exited at once"; }
+  echo "$cluster $component $pid $start" >>"$PIDS"
+  log "$cluster/$component: started (pid $pid, log ${logfile#"$ROOT"/})"
+}
+
+# component_pid CLUSTER COMPONENT -> "PID START" of the recorded process, if any.
+component_pid() {
+  [[ -f "$PIDS" ]] || return 0
+  awk -v c="$1" -v n="$2" '$1 == c && $2 == n {print $3, $4}' "$PIDS" | tail -n1
+}
+
+# component_alive CLUSTER COMPONENT
+component_alive() {
+  local pid start
+  read -r pid start <<<"$(component_pid "$1" "$2")" || true
+  alive "${pid:-}" "${start:-}"
+}
+
+tail_log() {
+  local logfile="$LOGS/$1-$2.log"
+  [[ -f "$logfile" ]] || return 0
+  echo "----- last lines of ${logfile#"$ROOT"/} -----" >&2
+  tail -n 40 "$logfile" >&2
+  echo "-----" >&2
+}
+
+# wait_for DEADLINE_SECONDS CLUSTER COMPONENT DESCRIPTION COMMAND... -> retries COMMAND
+# until it succeeds. Fails early with the component's log when its process died, and
+# with the log when the deadline passes.
+wait_for() {
+  local timeout=$1 cluster=$2 component=$3 what=$4; shift 4
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n "$component" ]] && ! component_alive "$cluster" "$component"; then
+      tail_log "$cluster" "$component"
+      die "$cluster/$component died while waiting for $what"
+    fi
+    if ((SECONDS >= deadline)); then
+      [[ -n "$component" ]] && tail_log "$cluster" "$component"
+      die "$cluster: $what not within ${timeout}s"
+    fi
+    sleep 0.5
+  done
+  log "$cluster: $what"
+}
+
+# stop_recorded -> stops exactly the processes in $PIDS: TERM to all, wait up to a
+# deadline, then KILL whatever is left. Processes whose PID now belongs to someone
+# else (start time differs) are left alone.
+stop_recorded() {
+  [[ -f "$PIDS" ]] || return 0
+  local -a pids=() starts=() names=()
+  local cluster component pid start
+  while read -r cluster component pid start; do
+    [[ -n "${pid:-}" ]] || continue
+    if alive "$pid" "$start"; then
+      pids+=("$pid"); starts+=("$start"); names+=("$cluster/$component")
+    fi
+  done <"$PIDS"
+  ((${#pids[@]})) || return 0
+  # Reverse start order: clients go before the API server, the API server before etcd,
+  # so nobody logs a storm of connection errors while shutting down.
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  local deadline=$((SECONDS + ${STOP_TIMEOUT:-15})) left
+  while :; do
+    left=0
+    for i in "${!pids[@]}"; do
+      alive "${pids[$i]}" "${starts[$i]}" && left=1
+    done
+    ((left)) || break
+    ((SECONDS < deadline)) || break
+    sleep 0.2
+  done
+  for i in "${!pids[@]}"; do
+    if alive "${pids[$i]}" "${starts[$i]}"; then
+      log "${names[$i]}: did not stop on TERM, killing pid ${pids[$i]}"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+  done
+  # KILL is asynchronous; the caller removes data directories next, which must not
+  # happen under a process that still writes to them.
+  deadline=$((SECONDS + 5))
+  for i in "${!pids[@]}"; do
+    while alive "${pids[$i]}" "${starts[$i]}" && ((SECONDS < deadline)); do sleep 0.1; done
+  done
+  for i in "${!pids[@]}"; do
+    log "${names[$i]}: stopped (pid ${pids[$i]})"
+  done
+}

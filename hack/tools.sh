@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+# SPDX-License-Identifier: Apache-2.0
+#
+# Builds the local cluster's upstream binaries from the Go modules pinned under
+# hack/tools/*, into a cache outside the repository keyed by the pinned version,
+# and prints the directory that holds them. Already built binaries are skipped.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/mcm-provider-local/tools"
+export GOFLAGS=-mod=mod
+export CGO_ENABLED=0
+
+log() { echo "tools: $*" >&2; }
+
+# version MODULE_DIR MODULE -> the version pinned in that tools module
+version() { (cd "$root/hack/tools/$1" && go list -m -f '{{.Version}}' "$2"); }
+
+# build MODULE_DIR OUT_DIR PACKAGE [LDFLAGS]
+build() {
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+  local name; name="$(basename "$pkg")"
+  [[ "$name" == v3 ]] && name=etcd
+  if [[ -x "$out/$name" ]]; then
+    log "$name: cached in $out"
+    return
+  fi
+  log "$name: building $pkg (a fresh build takes minutes on 2 cores)"
+  local start=$SECONDS
+  mkdir -p "$out"
+  (cd "$root/hack/tools/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$name.tmp" "$pkg")
+  mv "$out/$name.tmp" "$out/$name"
+  log "$name: built in $((SECONDS - start))s"
+}
+
+k8s="$(version kubernetes k8s.io/kubernetes)"
+etcd="$(version etcd go.etcd.io/etcd/server/v3)"
+kwok="$(version kwok sigs.k8s.io/kwok)"
+mcm="$(version mcm github.com/gardener/machine-controller-manager)"
+
+# `kubectl version` and the API server report the pinned version, as a release build would.
+minor="${k8s#v1.}"; minor="${minor%%.*}"
+kver=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  kver+=" -X '$pkg.gitVersion=$k8s' -X '$pkg.gitMajor=1' -X '$pkg.gitMinor=$minor' -X '$pkg.gitTreeState=clean'"
+done
+
+for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  build kubernetes "$cache/kubernetes-$k8s" "k8s.io/kubernetes/cmd/$c" "$kver"
+done
+build etcd "$cache/etcd-$etcd" go.etcd.io/etcd/server/v3
+build kwok "$cache/kwok-$kwok" sigs.k8s.io/kwok/cmd/kwok
+build mcm "$cache/mcm-$mcm" github.com/gardener/machine-controller-manager/cmd/machine-controller-manager
+
+# One directory of symlinks for the scripts, always pointing at the pinned versions.
+bin="$cache/current"
+mkdir -p "$bin"
+for f in "$cache/kubernetes-$k8s"/* "$cache/etcd-$etcd/etcd" "$cache/kwok-$kwok/kwok" \
+         "$cache/mcm-$mcm/machine-controller-manager"; do
+  ln -sf "$f" "$bin/$(basename "$f")"
+done
+# The CRDs come from the pinned MCM module, not from a copy in this repository.
+crds="$(cd "$root/hack/tools/mcm" && go list -m -f '{{.Dir}}' github.com/gardener/machine-controller-manager)/kubernetes/crds"
+ln -sfn "$crds" "$bin/mcm-crds"
+echo "$bin"

@@ -1,0 +1,324 @@
+//! The Node the stand-in registers for a machine Pod, and the patches it writes
+//! later. Pure functions only.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
+
+use crate::PodKey;
+
+/// kwok keeps Nodes with this annotation (value [`KWOK_VALUE`]) Ready.
+pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+pub const KWOK_VALUE: &str = "fake";
+/// Marks a Node as registered by the stand-in; Nodes without it are never touched.
+pub const REGISTERED_BY_ANNOTATION: &str = "local.machine.sapcloud.io/registered-by";
+pub const REGISTERED_BY_VALUE: &str = "kubelet-standin";
+/// `<namespace>/<name>` of the machine Pod the Node belongs to.
+pub const POD_ANNOTATION: &str = "local.machine.sapcloud.io/pod";
+/// UID of the machine Pod (the "boot") that registered or last re-joined the Node.
+pub const POD_UID_ANNOTATION: &str = "local.machine.sapcloud.io/pod-uid";
+
+pub const NOT_READY_REASON: &str = "NodeStatusUnknown";
+pub const NOT_READY_MESSAGE: &str = "Kubelet stopped posting node status.";
+
+/// What the stand-in needs to know about an existing Node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeView {
+    /// Carries our marker annotation.
+    pub ours: bool,
+    /// The Pod named by [`POD_ANNOTATION`].
+    pub pod: Option<PodKey>,
+    pub pod_uid: Option<String>,
+    /// Carries the kwok annotation (kwok keeps it Ready).
+    pub kwok_managed: bool,
+    pub deleting: bool,
+    /// Its Ready condition already says what a stopped kubelet leaves behind.
+    pub stopped_status: bool,
+}
+
+impl NodeView {
+    pub fn of(node: &Node) -> Self {
+        let annotations = node.metadata.annotations.as_ref();
+        let get = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+        let stopped_status = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| {
+                c.status == "Unknown" && c.reason.as_deref() == Some(NOT_READY_REASON)
+            });
+        NodeView {
+            ours: get(REGISTERED_BY_ANNOTATION) == Some(REGISTERED_BY_VALUE),
+            pod: get(POD_ANNOTATION).and_then(PodKey::parse),
+            pod_uid: get(POD_UID_ANNOTATION).map(str::to_owned),
+            kwok_managed: get(KWOK_ANNOTATION).is_some(),
+            deleting: node.metadata.deletion_timestamp.is_some(),
+            stopped_status,
+        }
+    }
+}
+
+/// The pod key a Node of ours points back to, if any (for mapping Node events).
+pub fn pod_key_of(meta: &ObjectMeta) -> Option<PodKey> {
+    let annotations = meta.annotations.as_ref()?;
+    if annotations
+        .get(REGISTERED_BY_ANNOTATION)
+        .map(String::as_str)
+        != Some(REGISTERED_BY_VALUE)
+    {
+        return None;
+    }
+    annotations
+        .get(POD_ANNOTATION)
+        .and_then(|v| PodKey::parse(v))
+}
+
+fn boot_annotations(key: &PodKey, uid: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (KWOK_ANNOTATION.to_owned(), KWOK_VALUE.to_owned()),
+        (
+            REGISTERED_BY_ANNOTATION.to_owned(),
+            REGISTERED_BY_VALUE.to_owned(),
+        ),
+        (POD_ANNOTATION.to_owned(), key.to_string()),
+        (POD_UID_ANNOTATION.to_owned(), uid.to_owned()),
+    ])
+}
+
+/// The Node a kubelet in machine Pod `key` (uid `uid`) registers: named after the
+/// Pod, providerID = name, kubelet-style labels, kwok and stand-in annotations.
+/// Its status is left to kwok.
+pub fn build_node(key: &PodKey, uid: &str) -> Node {
+    let name = key.name.clone();
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([
+                ("kubernetes.io/hostname".to_owned(), name.clone()),
+                ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+                ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
+            ])),
+            annotations: Some(boot_annotations(key, uid)),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            provider_id: Some(name),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Merge patch for a Node of ours whose machine booted again (a new Pod with the
+/// same name): kwok manages it again and it points to the new Pod.
+pub fn rejoin_patch(key: &PodKey, uid: &str) -> Value {
+    json!({ "metadata": { "annotations": boot_annotations(key, uid) } })
+}
+
+/// Merge patch that stops kwok from heartbeating a Node.
+pub fn stop_heartbeat_patch() -> Value {
+    json!({ "metadata": { "annotations": { KWOK_ANNOTATION: null } } })
+}
+
+/// Strategic merge patch for the status subresource: Ready turns Unknown the way
+/// the node lifecycle controller writes it when a kubelet stops posting.
+pub fn not_ready_status_patch(now: jiff::Timestamp) -> Value {
+    json!({
+        "status": {
+            "conditions": [{
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": NOT_READY_REASON,
+                "message": NOT_READY_MESSAGE,
+                "lastTransitionTime": now.to_string(),
+            }]
+        }
+    })
+}
+
+/// Where the machine Pod mounts its user data.
+pub const USERDATA_MOUNT_PATH: &str = "/etc/machine/userdata";
+/// The key of the user data in its Secret.
+pub const USERDATA_KEY: &str = "userdata";
+
+/// The Secret whose volume the Pod mounts at [`USERDATA_MOUNT_PATH`].
+pub fn userdata_secret_name(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let volume_name = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .find(|m| m.mount_path.trim_end_matches('/') == USERDATA_MOUNT_PATH)?
+        .name
+        .as_str();
+    spec.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == volume_name)?
+        .secret
+        .as_ref()?
+        .secret_name
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, NodeCondition, NodeStatus, PodSpec, SecretVolumeSource, Volume, VolumeMount,
+    };
+
+    fn key() -> PodKey {
+        PodKey {
+            namespace: "shoot".into(),
+            name: "machine-a".into(),
+        }
+    }
+
+    #[test]
+    fn builds_a_kubelet_style_node() {
+        let node = build_node(&key(), "uid-1");
+        let v = serde_json::to_value(&node).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": "machine-a",
+                    "labels": {
+                        "kubernetes.io/hostname": "machine-a",
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                    },
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "local.machine.sapcloud.io/registered-by": "kubelet-standin",
+                        "local.machine.sapcloud.io/pod": "shoot/machine-a",
+                        "local.machine.sapcloud.io/pod-uid": "uid-1",
+                    },
+                },
+                "spec": { "providerID": "machine-a" },
+            })
+        );
+        let view = NodeView::of(&node);
+        assert!(view.ours && view.kwok_managed && !view.deleting && !view.stopped_status);
+        assert_eq!(view.pod, Some(key()));
+        assert_eq!(view.pod_uid.as_deref(), Some("uid-1"));
+        assert_eq!(pod_key_of(&node.metadata), Some(key()));
+    }
+
+    #[test]
+    fn foreign_nodes_are_not_ours() {
+        let mut node = build_node(&key(), "uid-1");
+        node.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(REGISTERED_BY_ANNOTATION);
+        assert!(!NodeView::of(&node).ours);
+        assert_eq!(pod_key_of(&node.metadata), None);
+        assert_eq!(NodeView::of(&Node::default()), NodeView::default());
+    }
+
+    #[test]
+    fn recognises_a_stopped_status() {
+        let mut node = build_node(&key(), "uid-1");
+        let ready = |status: &str, reason: &str| NodeCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            ..Default::default()
+        };
+        node.status = Some(NodeStatus {
+            conditions: Some(vec![ready("True", "KubeletReady")]),
+            ..Default::default()
+        });
+        assert!(!NodeView::of(&node).stopped_status);
+        node.status.as_mut().unwrap().conditions = Some(vec![ready("Unknown", NOT_READY_REASON)]);
+        assert!(NodeView::of(&node).stopped_status);
+    }
+
+    #[test]
+    fn patches() {
+        assert_eq!(
+            stop_heartbeat_patch(),
+            json!({"metadata": {"annotations": {"kwok.x-k8s.io/node": null}}})
+        );
+        let now: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
+        let p = not_ready_status_patch(now);
+        let c = &p["status"]["conditions"][0];
+        assert_eq!(c["type"], "Ready");
+        assert_eq!(c["status"], "Unknown");
+        assert_eq!(c["reason"], "NodeStatusUnknown");
+        assert_eq!(c["message"], "Kubelet stopped posting node status.");
+        assert_eq!(c["lastTransitionTime"], "2030-01-02T03:04:05Z");
+        let r = rejoin_patch(&key(), "uid-2");
+        assert_eq!(r["metadata"]["annotations"]["kwok.x-k8s.io/node"], "fake");
+        assert_eq!(
+            r["metadata"]["annotations"]["local.machine.sapcloud.io/pod-uid"],
+            "uid-2"
+        );
+    }
+
+    fn pod_with(mount_path: &str, secret: Option<&str>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "node".into(),
+                    volume_mounts: Some(vec![
+                        VolumeMount {
+                            name: "containerd".into(),
+                            mount_path: "/var/lib/containerd".into(),
+                            ..Default::default()
+                        },
+                        VolumeMount {
+                            name: "userdata".into(),
+                            mount_path: mount_path.into(),
+                            read_only: Some(true),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }],
+                volumes: Some(vec![Volume {
+                    name: "userdata".into(),
+                    secret: secret.map(|s| SecretVolumeSource {
+                        secret_name: Some(s.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finds_the_userdata_secret() {
+        let pod = pod_with("/etc/machine/userdata", Some("machine-a-userdata"));
+        assert_eq!(
+            userdata_secret_name(&pod).as_deref(),
+            Some("machine-a-userdata")
+        );
+        let pod = pod_with("/etc/machine/userdata/", Some("machine-a-userdata"));
+        assert_eq!(
+            userdata_secret_name(&pod).as_deref(),
+            Some("machine-a-userdata")
+        );
+        assert_eq!(
+            userdata_secret_name(&pod_with("/etc/other", Some("x"))),
+            None
+        );
+        assert_eq!(
+            userdata_secret_name(&pod_with("/etc/machine/userdata", None)),
+            None
+        );
+        assert_eq!(userdata_secret_name(&Pod::default()), None);
+    }
+}

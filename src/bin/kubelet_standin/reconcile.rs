@@ -1,0 +1,329 @@
+//! Performs the [`Plan`] for one machine Pod against the target cluster.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Config, Resource};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::PodKey;
+use crate::decide::{Observation, Plan, PodState, decide};
+use crate::node::{self, NodeView};
+use crate::token::{self, BootstrapToken};
+
+const FIELD_MANAGER: &str = "kubelet-standin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubelet may not join; retried with backoff (the user data or the token
+    /// may still be fixed).
+    #[error("join refused: {0}")]
+    Refused(String),
+    /// Something the join needs is not there yet; retried with backoff.
+    #[error("waiting: {0}")]
+    Waiting(String),
+    #[error("{0}: {1}")]
+    Kube(&'static str, #[source] kube::Error),
+}
+
+/// What this process remembers per machine Pod.
+#[derive(Default)]
+struct Memory {
+    /// When each Pod was first seen Running (by UID).
+    running_since: HashMap<PodKey, (String, Instant)>,
+    /// The Pod UID whose kubelet registered or re-joined the Node.
+    joined: HashMap<PodKey, String>,
+}
+
+pub struct Context {
+    admin: Client,
+    /// The admin connection's settings: cluster URL and CA for token clients.
+    admin_config: Config,
+    pods: Store<Pod>,
+    recorder: Recorder,
+    join_delay: Duration,
+    memory: Mutex<Memory>,
+}
+
+impl Context {
+    pub fn new(
+        admin: Client,
+        admin_config: Config,
+        pods: Store<Pod>,
+        join_delay: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: None,
+        };
+        Context {
+            recorder: Recorder::new(admin.clone(), reporter),
+            admin,
+            admin_config,
+            pods,
+            join_delay,
+            memory: Mutex::default(),
+        }
+    }
+
+    fn pod(&self, key: &PodKey) -> Option<Arc<Pod>> {
+        self.pods
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        // A poisoned lock only means another reconcile panicked; the maps stay usable.
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Updates the memory for `key` and returns (joined uid, time seen running).
+    fn remember(&self, key: &PodKey, state: PodState<'_>) -> (Option<String>, Duration) {
+        let mut memory = self.memory();
+        match state {
+            PodState::Running { uid } => {
+                let entry = memory
+                    .running_since
+                    .entry(key.clone())
+                    .or_insert_with(|| (uid.to_owned(), Instant::now()));
+                if entry.0 != uid {
+                    *entry = (uid.to_owned(), Instant::now());
+                }
+                let running_for = entry.1.elapsed();
+                (memory.joined.get(key).cloned(), running_for)
+            }
+            PodState::Gone => {
+                memory.running_since.remove(key);
+                memory.joined.remove(key);
+                (None, Duration::ZERO)
+            }
+            PodState::Starting | PodState::Stopped { .. } => {
+                memory.running_since.remove(key);
+                (memory.joined.get(key).cloned(), Duration::ZERO)
+            }
+        }
+    }
+
+    fn mark_joined(&self, key: &PodKey, uid: &str) {
+        self.memory().joined.insert(key.clone(), uid.to_owned());
+    }
+
+    async fn publish(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "RegisterNode".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &pod.object_ref(&())).await {
+            debug!(error = %e, "could not publish event");
+        }
+    }
+}
+
+/// Brings the Node of machine Pod `key` in line with the Pod. Returns when to look
+/// again, if the join delay is still running.
+pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration>, Error> {
+    let pod = ctx.pod(&key);
+    let state = PodState::of(pod.as_deref());
+    let nodes: Api<Node> = Api::all(ctx.admin.clone());
+    let node = nodes
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| Error::Kube("reading the node", e))?;
+    let view = node.as_ref().map(NodeView::of);
+    let node_owner_running = view
+        .as_ref()
+        .and_then(|v| v.pod.as_ref())
+        .filter(|owner| **owner != key)
+        .is_some_and(|owner| {
+            matches!(
+                PodState::of(ctx.pod(owner).as_deref()),
+                PodState::Running { .. }
+            )
+        });
+    let (joined_uid, running_for) = ctx.remember(&key, state);
+    let plan = decide(&Observation {
+        key: &key,
+        pod: state,
+        node: view.as_ref(),
+        joined_uid: joined_uid.as_deref(),
+        running_for,
+        join_delay: ctx.join_delay,
+        node_owner_running,
+    });
+    debug!(pod = %key, ?plan, "decided");
+    match plan {
+        Plan::Nothing(_) => Ok(None),
+        Plan::WaitForJoinDelay(left) => Ok(Some(left)),
+        Plan::Joined => {
+            if let PodState::Running { uid } = state {
+                ctx.mark_joined(&key, uid);
+            }
+            Ok(None)
+        }
+        Plan::Register | Plan::Rejoin => {
+            let (Some(pod), PodState::Running { uid }) = (pod.as_deref(), state) else {
+                return Ok(None);
+            };
+            let token = match authenticate(&ctx, pod).await {
+                Ok(token) => token,
+                Err(Error::Refused(why)) => {
+                    ctx.publish(pod, EventType::Warning, "JoinRefused", why.clone())
+                        .await;
+                    return Err(Error::Refused(why));
+                }
+                Err(e) => return Err(e),
+            };
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            if plan == Plan::Register {
+                match nodes.create(&params, &node::build_node(&key, uid)).await {
+                    Ok(_) => {}
+                    // Someone registered it meanwhile: decide again on the next event.
+                    Err(kube::Error::Api(s)) if s.code == 409 => return Ok(None),
+                    Err(e) => return Err(Error::Kube("creating the node", e)),
+                }
+            } else {
+                let patch = Patch::Merge(node::rejoin_patch(&key, uid));
+                nodes
+                    .patch(&key.name, &PatchParams::apply(FIELD_MANAGER), &patch)
+                    .await
+                    .map_err(|e| Error::Kube("re-annotating the node", e))?;
+            }
+            ctx.mark_joined(&key, uid);
+            let what = if plan == Plan::Register {
+                "registered"
+            } else {
+                "re-joined"
+            };
+            info!(pod = %key, "{what} node {} with {token}", key.name);
+            let note = format!("Node {} {what} with {token}", key.name);
+            ctx.publish(pod, EventType::Normal, "NodeRegistered", note)
+                .await;
+            Ok(None)
+        }
+        Plan::Stop {
+            stop_heartbeat,
+            mark_not_ready,
+        } => {
+            let params = PatchParams::apply(FIELD_MANAGER);
+            let ignore_gone = |r: kube::Result<Node>| match r {
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                other => other.map(drop),
+            };
+            if stop_heartbeat {
+                let patch = Patch::Merge(node::stop_heartbeat_patch());
+                ignore_gone(nodes.patch(&key.name, &params, &patch).await)
+                    .map_err(|e| Error::Kube("removing the kwok annotation", e))?;
+            }
+            if mark_not_ready {
+                let patch = Patch::Strategic(node::not_ready_status_patch(jiff::Timestamp::now()));
+                ignore_gone(nodes.patch_status(&key.name, &params, &patch).await)
+                    .map_err(|e| Error::Kube("marking the node NotReady", e))?;
+            }
+            info!(pod = %key, "machine pod is gone: node {} is NotReady", key.name);
+            Ok(None)
+        }
+    }
+}
+
+/// Reads the Pod's user data, takes its bootstrap token and proves that the API
+/// server accepts it, the way a kubelet's TLS bootstrap would.
+async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let Some(secret_name) = node::userdata_secret_name(pod) else {
+        return Err(Error::Refused(format!(
+            "the pod mounts no Secret at {}",
+            node::USERDATA_MOUNT_PATH
+        )));
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.admin.clone(), namespace);
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|e| Error::Kube("reading the user data", e))?
+        .ok_or_else(|| {
+            Error::Waiting(format!(
+                "user data Secret {namespace}/{secret_name} not found"
+            ))
+        })?;
+    let userdata = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(node::USERDATA_KEY))
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "user data Secret {namespace}/{secret_name} has no key {:?}",
+                node::USERDATA_KEY
+            ))
+        })?;
+    let token = token::find_token(&userdata.0).map_err(|e| Error::Refused(e.to_string()))?;
+
+    let client = token_client(&ctx.admin_config, &token)
+        .map_err(|e| Error::Kube("building a client for the bootstrap token", e))?;
+    let reviews: Api<SelfSubjectReview> = Api::all(client);
+    match reviews
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+    {
+        Ok(review) => {
+            let username = review
+                .status
+                .and_then(|s| s.user_info)
+                .and_then(|u| u.username)
+                .unwrap_or_default();
+            if username == token.username() {
+                Ok(token)
+            } else {
+                Err(Error::Refused(format!(
+                    "{token} authenticates as {username:?}, not {}",
+                    token.username()
+                )))
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 401 => {
+            let token_secrets: Api<Secret> = Api::namespaced(ctx.admin.clone(), "kube-system");
+            let stored = token_secrets
+                .get_opt(&token.secret_name())
+                .await
+                .map_err(|e| Error::Kube("reading the bootstrap token Secret", e))?;
+            Err(Error::Refused(token::explain_rejection(
+                &token,
+                stored.as_ref(),
+                jiff::Timestamp::now(),
+            )))
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Refused(format!(
+            "{token} may not create a SelfSubjectReview: {}",
+            s.message
+        ))),
+        Err(e) => Err(Error::Kube("authenticating with the bootstrap token", e)),
+    }
+}
+
+/// A client for the same API server and CA as the admin, authenticated only by
+/// the bearer token (no client certificate).
+fn token_client(admin: &Config, token: &BootstrapToken) -> kube::Result<Client> {
+    let mut config = Config::new(admin.cluster_url.clone());
+    config.root_cert = admin.root_cert.clone();
+    config.root_cert_file = admin.root_cert_file.clone();
+    config.tls_server_name = admin.tls_server_name.clone();
+    config.accept_invalid_certs = admin.accept_invalid_certs;
+    config.proxy_url = admin.proxy_url.clone();
+    config.read_timeout = Some(Duration::from_secs(30));
+    // AuthInfo keeps the token in a secrecy::SecretString; build it through serde
+    // rather than depending on secrecy directly.
+    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token.bearer() }))
+        .map_err(kube::Error::SerdeError)?;
+    Client::try_from(config)
+}

@@ -1,0 +1,188 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Command-line options: MCM's flag names and defaults, each also an env var.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Machine controller for Gardener's machine-controller-manager with the `local`
+/// driver: every Machine becomes a Pod in the target cluster.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "machine-controller", version)]
+pub struct Options {
+    /// Kubeconfig of the cluster holding Machines, MachineClasses and Secrets;
+    /// `inClusterConfig` (or empty) uses the Pod's service account.
+    #[arg(long, env = "CONTROL_KUBECONFIG", default_value = "")]
+    pub control_kubeconfig: String,
+    /// Kubeconfig of the cluster the machines join; `none` runs without one.
+    #[arg(long, env = "TARGET_KUBECONFIG", default_value = "")]
+    pub target_kubeconfig: String,
+    /// Namespace of the Machines in the control cluster.
+    #[arg(long, env = "CONTROL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Port of /healthz, /readyz and /metrics.
+    #[arg(long, env = "PORT", default_value_t = 10259)]
+    pub port: u16,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ADDRESS", default_value = "0.0.0.0")]
+    pub address: String,
+    /// Machines reconciled at once.
+    #[arg(long, env = "CONCURRENT_SYNCS", default_value_t = 50)]
+    pub concurrent_syncs: u16,
+    /// Resync of every watched object.
+    #[arg(long, env = "MIN_RESYNC_PERIOD", default_value = "12h", value_parser = duration)]
+    pub min_resync_period: Duration,
+    /// Requests per second to each API server.
+    #[arg(long, env = "KUBE_API_QPS", default_value_t = 20.0)]
+    pub kube_api_qps: f32,
+    /// Burst of requests to each API server.
+    #[arg(long, env = "KUBE_API_BURST", default_value_t = 30)]
+    pub kube_api_burst: u32,
+    /// How long a machine may take to join before it is Failed.
+    #[arg(long, env = "MACHINE_CREATION_TIMEOUT", default_value = "20m", value_parser = duration)]
+    pub machine_creation_timeout: Duration,
+    /// How long a machine may be Unknown before it is Failed.
+    #[arg(long, env = "MACHINE_HEALTH_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub machine_health_timeout: Duration,
+    /// After this long since deletion, drain turns to force.
+    #[arg(long, env = "MACHINE_DRAIN_TIMEOUT", default_value = "2h", value_parser = duration)]
+    pub machine_drain_timeout: Duration,
+    /// Eviction attempts of a Pod protected by a PodDisruptionBudget.
+    #[arg(long, env = "MACHINE_MAX_EVICT_RETRIES", default_value_t = 360)]
+    pub machine_max_evict_retries: i32,
+    /// Wait for volumes to detach during drain.
+    #[arg(long, env = "MACHINE_PV_DETACH_TIMEOUT", default_value = "2m", value_parser = duration)]
+    pub machine_pv_detach_timeout: Duration,
+    /// Wait for volumes to reattach elsewhere during drain.
+    #[arg(long, env = "MACHINE_PV_REATTACH_TIMEOUT", default_value = "90s", value_parser = duration)]
+    pub machine_pv_reattach_timeout: Duration,
+    /// Period of orphan VM collection.
+    #[arg(long, env = "MACHINE_SAFETY_ORPHAN_VMS_PERIOD", default_value = "15m", value_parser = duration)]
+    pub machine_safety_orphan_vms_period: Duration,
+    /// Period of API server reachability checks.
+    #[arg(long, env = "MACHINE_SAFETY_APISERVER_STATUSCHECK_PERIOD", default_value = "1m", value_parser = duration)]
+    pub machine_safety_apiserver_statuscheck_period: Duration,
+    /// Unreachability after which the controller freezes.
+    #[arg(long, env = "MACHINE_SAFETY_APISERVER_STATUSCHECK_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub machine_safety_apiserver_statuscheck_timeout: Duration,
+    /// Node conditions that make a machine unhealthy when not False (comma list).
+    #[arg(
+        long,
+        env = "NODE_CONDITIONS",
+        default_value = "KernelDeadlock,ReadonlyFilesystem,DiskPressure,NetworkUnavailable"
+    )]
+    pub node_conditions: String,
+    /// Extra groups of the bootstrap tokens (comma list).
+    #[arg(long, env = "BOOTSTRAP_TOKEN_AUTH_EXTRA_GROUPS", default_value = "")]
+    pub bootstrap_token_auth_extra_groups: String,
+    /// Retry after a ResourceExhausted answer from the provider.
+    #[arg(long, env = "RESOURCE_EXHAUSTED_RETRY", default_value = "10m", value_parser = duration)]
+    pub resource_exhausted_retry: Duration,
+    /// Only one replica acts at a time.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    #[arg(long, env = "LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_elect_lease_duration: Duration,
+    #[arg(long, env = "LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub leader_elect_renew_deadline: Duration,
+    #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
+    pub leader_elect_retry_period: Duration,
+    /// Log verbosity as in klog (0 info, 4 debug, 6 trace); RUST_LOG wins when set.
+    #[arg(long, short = 'v', env = "V", default_value_t = 0)]
+    pub v: u8,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Options {
+    pub fn node_conditions(&self) -> Vec<String> {
+        split_list(&self.node_conditions)
+    }
+
+    /// Whether the target cluster is disabled.
+    pub fn without_target(&self) -> bool {
+        self.target_kubeconfig == "none"
+    }
+}
+
+/// Splits a comma list, ignoring blanks.
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_mcms() {
+        let o = Options::try_parse_from(["machine-controller"]).unwrap();
+        assert_eq!(o.namespace, "default");
+        assert_eq!(o.port, 10259);
+        assert_eq!(o.concurrent_syncs, 50);
+        assert_eq!(o.kube_api_qps, 20.0);
+        assert_eq!(o.kube_api_burst, 30);
+        assert_eq!(o.machine_creation_timeout, Duration::from_secs(20 * 60));
+        assert_eq!(o.machine_health_timeout, Duration::from_secs(10 * 60));
+        assert_eq!(o.machine_drain_timeout, Duration::from_secs(2 * 3600));
+        assert_eq!(o.machine_max_evict_retries, 360);
+        assert_eq!(o.machine_pv_reattach_timeout, Duration::from_secs(90));
+        assert_eq!(o.resource_exhausted_retry, Duration::from_secs(600));
+        assert!(o.leader_elect);
+        assert_eq!(o.leader_elect_lease_duration, Duration::from_secs(15));
+        assert_eq!(
+            o.node_conditions(),
+            [
+                "KernelDeadlock",
+                "ReadonlyFilesystem",
+                "DiskPressure",
+                "NetworkUnavailable"
+            ]
+        );
+    }
+
+    #[test]
+    fn takes_mcm_flag_names() {
+        let o = Options::try_parse_from([
+            "machine-controller",
+            "--control-kubeconfig=inClusterConfig",
+            "--target-kubeconfig=none",
+            "--namespace=shoot--a",
+            "--concurrent-syncs=5",
+            "--machine-creation-timeout=90s",
+            "--leader-elect=false",
+            "--bootstrap-token-auth-extra-groups=system:bootstrappers:a,b",
+            "--v=4",
+        ])
+        .unwrap();
+        assert!(o.without_target());
+        assert_eq!(o.concurrent_syncs, 5);
+        assert_eq!(o.machine_creation_timeout, Duration::from_secs(90));
+        assert!(!o.leader_elect);
+        assert_eq!(o.v, 4);
+    }
+
+    #[test]
+    fn rejects_a_bad_duration_naming_it() {
+        let err = Options::try_parse_from(["machine-controller", "--machine-health-timeout=soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soon"), "{err}");
+    }
+}

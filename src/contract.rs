@@ -1,0 +1,153 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Every name and text that other components (MCM, cluster-autoscaler, dashboards)
+//! read from or write to our objects. They are MCM v0.62.1's, spelled once here so
+//! that nobody types a finalizer or a lastOperation text twice.
+
+/// Finalizer on Machines and MachineClasses.
+pub const MACHINE_FINALIZER: &str = "machine.sapcloud.io/machine-controller-manager";
+/// Finalizer on Secrets referenced by a MachineClass.
+pub const SECRET_FINALIZER: &str = "machine.sapcloud.io/machine-controller";
+/// Finalizer on Nodes that belong to a Machine.
+pub const NODE_FINALIZER: &str = "node.machine.sapcloud.io/machine-controller";
+
+/// Machine label holding the node name.
+pub const NODE_LABEL: &str = "node";
+/// Machine label naming the MachineDeployment (written by MCM, read here).
+pub const DEPLOYMENT_NAME_LABEL: &str = "name";
+/// Machine label that forces deletion (drain with grace 0).
+pub const FORCE_DELETION_LABEL: &str = "force-deletion";
+/// Machine annotation used by MachineSets to pick victims on scale-down.
+pub const MACHINE_PRIORITY_ANNOTATION: &str = "machinepriority.machine.sapcloud.io";
+pub const DEFAULT_MACHINE_PRIORITY: &str = "3";
+pub const JOIN_DURATION_ANNOTATION: &str = "node.machine.sapcloud.io/machine-join-duration";
+pub const EFFECTIVE_CREATION_TIMEOUT_ANNOTATION: &str =
+    "node.machine.sapcloud.io/effective-creation-timeout";
+
+/// Node label naming its Machine.
+pub const NODE_MACHINE_NAME_LABEL: &str = "node.gardener.cloud/machine-name";
+pub const LAST_APPLIED_ALT_ANNOTATION: &str =
+    "node.machine.sapcloud.io/last-applied-anno-labels-taints";
+pub const NOT_MANAGED_BY_MCM_ANNOTATION: &str = "node.machine.sapcloud.io/not-managed-by-mcm";
+/// Node condition set while a machine is being drained.
+pub const NODE_TERMINATING_CONDITION: &str = "Terminating";
+pub const NODE_TERMINATING_REASON_SCALE_DOWN: &str = "ScaleDown";
+pub const NODE_TERMINATING_REASON_UNHEALTHY: &str = "Unhealthy";
+
+/// Lease used for leader election in `--namespace`.
+pub const LEASE_NAME: &str = "machine-controller";
+/// Field manager of every write we make.
+pub const FIELD_MANAGER: &str = "machine-controller";
+
+pub const BOOTSTRAP_TOKEN_PLACEHOLDER: &str = "<<BOOTSTRAP_TOKEN>>";
+/// `url.QueryEscape("<<BOOTSTRAP_TOKEN>>")` as MCM computes it.
+pub const BOOTSTRAP_TOKEN_PLACEHOLDER_URL: &str = "%3C%3CBOOTSTRAP_TOKEN%3E%3E";
+pub const MACHINE_NAME_PLACEHOLDER: &str = "<<MACHINE_NAME>>";
+pub const MACHINE_NAME_PLACEHOLDER_URL: &str = "%3C%3CMACHINE_NAME%3E%3E";
+/// Key of the user data in the class secret.
+pub const USER_DATA_KEY: &str = "userData";
+
+/// Phases of `status.currentStatus.phase`.
+pub mod phase {
+    pub const PENDING: &str = "Pending";
+    pub const AVAILABLE: &str = "Available";
+    pub const RUNNING: &str = "Running";
+    pub const TERMINATING: &str = "Terminating";
+    pub const UNKNOWN: &str = "Unknown";
+    pub const FAILED: &str = "Failed";
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    pub const ALL: [&str; 10] = [
+        PENDING,
+        AVAILABLE,
+        RUNNING,
+        TERMINATING,
+        UNKNOWN,
+        FAILED,
+        CRASH_LOOP_BACK_OFF,
+        "InPlaceUpdating",
+        "InPlaceUpdateSuccessful",
+        "InPlaceUpdateFailed",
+    ];
+}
+
+/// `status.lastOperation.state`.
+pub mod state {
+    pub const PROCESSING: &str = "Processing";
+    pub const FAILED: &str = "Failed";
+    pub const SUCCESSFUL: &str = "Successful";
+}
+
+/// `status.lastOperation.type`.
+pub mod op {
+    pub const CREATE: &str = "Create";
+    pub const HEALTH_CHECK: &str = "HealthCheck";
+    pub const DELETE: &str = "Delete";
+}
+
+/// Deletion steps. The Go controller keys its deletion state machine on
+/// `lastOperation.description` containing one of these, so every description we
+/// write during deletion ends with the name of the next step.
+pub mod step {
+    pub const GET_VM_STATUS: &str = "Set machine status to termination. Now, getting VM Status";
+    pub const INITIATE_DRAIN: &str = "Initiate node drain";
+    pub const DELETE_VOLUME_ATTACHMENTS: &str = "Delete Volume Attachments";
+    pub const INITIATE_VM_DELETION: &str = "Initiate VM deletion";
+    pub const INITIATE_NODE_DELETION: &str = "Initiate node object deletion";
+    pub const INITIATE_FINALIZER_REMOVAL: &str = "Initiate machine object finalizer removal";
+}
+
+/// lastOperation descriptions outside the deletion steps.
+pub mod text {
+    pub const CREATING: &str = "Creating machine on cloud provider";
+    pub const CLOUD_PROVIDER_MESSAGE: &str = "Cloud provider message - ";
+
+    pub fn joined(machine: &str, took: &str) -> String {
+        format!("Machine {machine} successfully joined the cluster in {took}")
+    }
+    pub fn rejoined(machine: &str) -> String {
+        format!("Machine {machine} successfully re-joined the cluster")
+    }
+    pub fn node_missing(machine: &str) -> String {
+        format!(
+            "Node object went missing. Machine {machine} is unhealthy - changing MachinePhase to Unknown"
+        )
+    }
+    pub fn unhealthy(machine: &str, conditions: &str) -> String {
+        format!(
+            "Machine {machine} is unhealthy - changing MachinePhase to Unknown. Node conditions: {conditions}"
+        )
+    }
+    pub fn join_timeout(machine: &str, timeout: &str) -> String {
+        format!("Machine {machine} failed to join the cluster in {timeout} minutes.")
+    }
+    pub fn health_timeout(machine: &str, timeout: &str, conditions: &str) -> String {
+        format!(
+            "Machine {machine} health checks failing since last {timeout} minutes. Updating machine phase to Failed. Node Conditions: {conditions}"
+        )
+    }
+}
+
+/// Labels on everything the local driver creates in the target cluster.
+pub mod local {
+    pub const PROVIDER: &str = "local";
+    pub const LABEL_PROVIDER: &str = "machine-provider";
+    pub const LABEL_APP: &str = "app";
+    pub const APP_MACHINE: &str = "machine";
+    pub const LABEL_MACHINE: &str = "machine";
+    pub const NAME_PREFIX: &str = "machine-";
+    pub const USER_DATA_SECRET_KEY: &str = "userdata";
+    pub const USER_DATA_MOUNT: &str = "/etc/machine/userdata";
+    pub const CONTAINER_NAME: &str = "node";
+    pub const CREDENTIALS_KUBECONFIG_KEY: &str = "kubeconfig";
+    pub const IPV4_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv4pools";
+    pub const IPV6_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv6pools";
+
+    /// Pod, Service and node name of a machine.
+    pub fn pod_name(machine: &str) -> String {
+        format!("{NAME_PREFIX}{machine}")
+    }
+    pub fn user_data_secret_name(machine: &str) -> String {
+        format!("{NAME_PREFIX}{machine}-userdata")
+    }
+}

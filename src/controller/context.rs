@@ -1,0 +1,162 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! What every reconcile shares: clients, caches, settings, the driver, events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource};
+
+use super::settings::Settings;
+use crate::api::{Machine, MachineClass};
+use crate::driver::SecretData;
+
+pub struct Context<D> {
+    pub control: Client,
+    pub target: Option<Client>,
+    pub settings: Settings,
+    pub driver: D,
+    pub machines: Store<Machine>,
+    pub classes: Store<MachineClass>,
+    pub secrets: Store<Secret>,
+    pub nodes: Option<Store<Node>>,
+    pub recorder: Recorder,
+}
+
+/// Input that keeps a machine from being made: reported on its status and as an Event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("machine class kind {0:?} is not supported, only \"MachineClass\"")]
+    WrongClassKind(String),
+    #[error("MachineClass {0:?} not found in namespace {1:?}")]
+    ClassNotFound(String, String),
+    #[error("Secret {0:?} referenced by MachineClass {1:?} not found")]
+    SecretNotFound(String, String),
+    #[error("MachineClass {0:?} references no secret")]
+    NoSecret(String),
+    #[error("Secret referenced by MachineClass {0:?} has no \"userData\" key")]
+    NoUserData(String),
+}
+
+impl<D> Context<D> {
+    pub fn machine_api(&self) -> Api<Machine> {
+        Api::namespaced(self.control.clone(), &self.settings.namespace)
+    }
+
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.as_ref()?.get(&ObjectRef::new(name))
+    }
+
+    /// Waits until every cache has its first full list, so that a decision never
+    /// mistakes "not listed yet" for "absent".
+    pub async fn wait_ready(&self) -> Result<(), super::Error> {
+        let ready = |r: Result<(), _>| r.map_err(|_| super::Error::NotReady);
+        ready(self.machines.wait_until_ready().await)?;
+        ready(self.classes.wait_until_ready().await)?;
+        ready(self.secrets.wait_until_ready().await)?;
+        if let Some(nodes) = &self.nodes {
+            ready(nodes.wait_until_ready().await)?;
+        }
+        Ok(())
+    }
+
+    /// The machine's class and the merged data of its secrets (credentials win).
+    pub fn resolve(
+        &self,
+        machine: &Machine,
+    ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
+        let ns = &self.settings.namespace;
+        let class_ref = &machine.spec.class;
+        if !class_ref.kind.is_empty() && class_ref.kind != "MachineClass" {
+            return Err(InputError::WrongClassKind(class_ref.kind.clone()));
+        }
+        let class = self
+            .classes
+            .get(&ObjectRef::new(&class_ref.name).within(ns))
+            .ok_or_else(|| InputError::ClassNotFound(class_ref.name.clone(), ns.clone()))?;
+        let class_name = class.metadata.name.clone().unwrap_or_default();
+        let mut data = BTreeMap::new();
+        let mut found = false;
+        for r in class.secret_refs() {
+            let name = r.name.clone().unwrap_or_default();
+            let secret_ns = r
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| ns.clone());
+            let secret = self
+                .secrets
+                .get(&ObjectRef::new(&name).within(&secret_ns))
+                .ok_or_else(|| {
+                    InputError::SecretNotFound(format!("{secret_ns}/{name}"), class_name.clone())
+                })?;
+            found = true;
+            for (k, v) in secret.data.clone().unwrap_or_default() {
+                data.insert(k, v.0);
+            }
+        }
+        if !found {
+            return Err(InputError::NoSecret(class_name));
+        }
+        Ok((class, data))
+    }
+
+    /// Publishes an Event on the machine; failures are logged, never fatal.
+    pub async fn event(
+        &self,
+        machine: &Machine,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1024)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &machine.object_ref(&()))
+            .await
+        {
+            tracing::warn!(machine = machine.name(), error = %e, "could not publish event");
+        }
+    }
+}
+
+/// Event notes are limited to 1 KiB by the API server.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max - 3;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_a_char_boundary() {
+        assert_eq!(truncate("abc".into(), 10), "abc");
+        let long = "é".repeat(600);
+        let t = truncate(long, 1024);
+        assert!(t.len() <= 1024 && t.ends_with("..."));
+    }
+}

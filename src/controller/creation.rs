@@ -1,0 +1,323 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Creation: ask the driver whether the VM exists, create it if not, record
+//! providerID and node name, then mark the machine Pending.
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use super::bootstrap;
+use super::context::{Context, InputError};
+use super::error::{Error, retry};
+use super::health::age;
+use super::status::{self, StatusChange};
+use crate::api::{Machine, MachineClass};
+use crate::contract::{
+    DEFAULT_MACHINE_PRIORITY, FIELD_MANAGER, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL,
+    USER_DATA_KEY, op, phase, state, text,
+};
+use crate::driver::{Code, Driver, MachineError, MachineRequest, SecretData};
+
+/// The phase a failed creation puts the machine in.
+pub fn failure_phase(
+    machine: &Machine,
+    creation_timeout: Duration,
+    now: jiff::Timestamp,
+) -> &'static str {
+    let created = machine.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+    if age(created, now) > creation_timeout {
+        phase::FAILED
+    } else {
+        phase::CRASH_LOOP_BACK_OFF
+    }
+}
+
+/// How long to wait after a driver error, as MCM's `machineCreateErrorHandler` does.
+pub fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration {
+    match code {
+        Code::ResourceExhausted => resource_exhausted_retry,
+        c if c.is_transient() => retry::SHORT,
+        _ => retry::MEDIUM,
+    }
+}
+
+/// The metadata patch that records the VM on the machine, if anything is missing.
+pub fn labels_patch(
+    machine: &Machine,
+    node_name: &str,
+    provider_id: &str,
+    with_target: bool,
+) -> Option<serde_json::Value> {
+    let node_missing = with_target && machine.label(NODE_LABEL).is_none_or(str::is_empty);
+    let priority_missing = machine
+        .annotation(MACHINE_PRIORITY_ANNOTATION)
+        .is_none_or(str::is_empty);
+    if !node_missing && !priority_missing && !machine.spec.provider_id.is_empty() {
+        return None;
+    }
+    let mut patch = json!({
+        "metadata": {"resourceVersion": machine.metadata.resource_version},
+        "spec": {"providerID": provider_id},
+    });
+    if with_target {
+        patch["metadata"]["labels"] = json!({ NODE_LABEL: node_name });
+    }
+    if priority_missing {
+        patch["metadata"]["annotations"] =
+            json!({ MACHINE_PRIORITY_ANNOTATION: DEFAULT_MACHINE_PRIORITY });
+    }
+    Some(patch)
+}
+
+pub async fn run<D: Driver>(
+    ctx: &Context<D>,
+    mut machine: Machine,
+    class: &MachineClass,
+    secret: SecretData,
+) -> Result<Action, Error> {
+    let name = machine.name().to_string();
+    let Some(user_data) = secret.get(USER_DATA_KEY) else {
+        let class_name = class.metadata.name.clone().unwrap_or_default();
+        return report_input(ctx, &machine, &InputError::NoUserData(class_name)).await;
+    };
+    let user_data = String::from_utf8_lossy(user_data).into_owned();
+
+    let mut request_secret = secret.clone();
+    let status_req = MachineRequest {
+        machine: &machine,
+        class,
+        secret: &secret,
+    };
+    let (node_name, provider_id) = match ctx.driver.get_machine_status(&status_req).await {
+        Ok(vm) => (vm.node_name, vm.provider_id),
+        Err(e) if matches!(e.code, Code::NotFound | Code::Unimplemented) => {
+            if machine.spec.provider_id.is_empty() {
+                // The token is made only now, so that an invalid class never gets one.
+                let token = match &ctx.target {
+                    Some(target) => Some(
+                        bootstrap::ensure_token(
+                            target,
+                            &name,
+                            ctx.settings.creation_timeout(&machine),
+                            &ctx.settings.bootstrap_token_auth_extra_groups,
+                        )
+                        .await?,
+                    ),
+                    None => None,
+                };
+                let data = bootstrap::substitute(&user_data, token.as_deref(), &name);
+                request_secret.insert(USER_DATA_KEY.to_string(), data.into_bytes());
+                let create_req = MachineRequest {
+                    machine: &machine,
+                    class,
+                    secret: &request_secret,
+                };
+                match ctx.driver.create_machine(&create_req).await {
+                    Ok(vm) => {
+                        ctx.event(
+                            &machine,
+                            false,
+                            "Created",
+                            "CreateMachine",
+                            format!("Created VM {} for machine {name}", vm.provider_id),
+                        )
+                        .await;
+                        if let Err(e) = ctx.driver.initialize_machine(&create_req).await
+                            && e.code != Code::Unimplemented
+                        {
+                            return failed(ctx, &machine, e).await;
+                        }
+                        (vm.node_name, vm.provider_id)
+                    }
+                    Err(e) => return failed(ctx, &machine, e).await,
+                }
+            } else {
+                (
+                    machine.node_name().unwrap_or_default().to_string(),
+                    machine.spec.provider_id.clone(),
+                )
+            }
+        }
+        Err(e) => return failed(ctx, &machine, e).await,
+    };
+
+    if provider_id.is_empty() || (ctx.target.is_some() && node_name.is_empty()) {
+        let e = MachineError::new(
+            Code::Internal,
+            format!(
+                "machine {name:?}: nodeName ({node_name:?}) or providerID ({provider_id:?}) is empty after creation flow"
+            ),
+        );
+        return Err(e.into());
+    }
+
+    let api = ctx.machine_api();
+    if let Some(patch) = labels_patch(&machine, &node_name, &provider_id, ctx.target.is_some()) {
+        machine = api
+            .patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+
+    if matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF) {
+        let change = if ctx.target.is_some() {
+            StatusChange::new(text::CREATING, state::PROCESSING, op::CREATE)
+                .phase(phase::PENDING)
+                .timeout_active()
+        } else {
+            // Without a target cluster no Node will ever join: the VM is all there is.
+            StatusChange::new(
+                "Created machine on cloud provider",
+                state::SUCCESSFUL,
+                op::CREATE,
+            )
+            .phase(phase::AVAILABLE)
+        };
+        status::write(&api, &machine, &change).await?;
+        ctx.event(
+            &machine,
+            false,
+            "Pending",
+            "CreateMachine",
+            format!("Machine {name} is waiting for its node {node_name} to join"),
+        )
+        .await;
+    }
+    Ok(Action::requeue(retry::LONG))
+}
+
+/// Records a provider failure as MCM does: CrashLoopBackOff, or Failed past the creation timeout.
+async fn failed<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+    err: MachineError,
+) -> Result<Action, Error> {
+    let phase = failure_phase(
+        machine,
+        ctx.settings.creation_timeout(machine),
+        jiff::Timestamp::now(),
+    );
+    let change = StatusChange::new(
+        format!("{}{err}", text::CLOUD_PROVIDER_MESSAGE),
+        state::FAILED,
+        op::CREATE,
+    )
+    .code(err.code.as_str())
+    .phase(phase);
+    let written = status::write(&ctx.machine_api(), machine, &change).await?;
+    if written.is_some() {
+        ctx.event(
+            machine,
+            true,
+            "CreateFailed",
+            "CreateMachine",
+            change.description.clone(),
+        )
+        .await;
+    }
+    tracing::warn!(machine = machine.name(), code = %err.code, "creation failed: {}", err.message);
+    Ok(Action::requeue(failure_retry(
+        err.code,
+        ctx.settings.resource_exhausted_retry,
+    )))
+}
+
+/// Input that keeps the machine from being created: status and Event, and a
+/// watch on the class and its secrets brings us back when it is fixed.
+pub async fn report_input<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+    problem: &InputError,
+) -> Result<Action, Error> {
+    let description = problem.to_string();
+    if matches!(
+        machine.phase(),
+        phase::RUNNING | phase::UNKNOWN | phase::PENDING | phase::AVAILABLE
+    ) {
+        // A machine that exists is not demoted because its class went away: only an Event.
+        ctx.event(machine, true, "InvalidInput", "Reconcile", description)
+            .await;
+        return Ok(Action::requeue(retry::MEDIUM));
+    }
+    let change = StatusChange::new(description.clone(), state::FAILED, op::CREATE)
+        .code(Code::InvalidArgument.as_str())
+        .phase(failure_phase(
+            machine,
+            ctx.settings.creation_timeout(machine),
+            jiff::Timestamp::now(),
+        ));
+    if status::write(&ctx.machine_api(), machine, &change)
+        .await?
+        .is_some()
+    {
+        ctx.event(machine, true, "InvalidInput", "CreateMachine", description)
+            .await;
+    }
+    Ok(Action::requeue(retry::MEDIUM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn machine() -> Machine {
+        let mut m = Machine::default();
+        m.metadata.name = Some("m1".into());
+        m.metadata.resource_version = Some("7".into());
+        m.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        m
+    }
+
+    #[test]
+    fn failures_turn_to_failed_after_the_creation_timeout() {
+        let m = machine();
+        let t = Duration::from_secs(1200);
+        assert_eq!(
+            failure_phase(&m, t, "2026-01-01T00:19:00Z".parse().unwrap()),
+            "CrashLoopBackOff"
+        );
+        assert_eq!(
+            failure_phase(&m, t, "2026-01-01T00:21:00Z".parse().unwrap()),
+            "Failed"
+        );
+    }
+
+    #[test]
+    fn retries_follow_the_code() {
+        let re = Duration::from_secs(42);
+        assert_eq!(failure_retry(Code::ResourceExhausted, re), re);
+        assert_eq!(failure_retry(Code::Unavailable, re), retry::SHORT);
+        assert_eq!(failure_retry(Code::InvalidArgument, re), retry::MEDIUM);
+    }
+
+    #[test]
+    fn records_provider_id_node_and_priority_once() {
+        let m = machine();
+        let patch = labels_patch(&m, "machine-m1", "machine-m1", true).unwrap();
+        assert_eq!(patch["spec"]["providerID"], "machine-m1");
+        assert_eq!(patch["metadata"]["labels"]["node"], "machine-m1");
+        assert_eq!(
+            patch["metadata"]["annotations"][MACHINE_PRIORITY_ANNOTATION],
+            "3"
+        );
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+
+        let mut done = m.clone();
+        done.spec.provider_id = "machine-m1".into();
+        done.metadata.labels = Some([("node".to_string(), "machine-m1".to_string())].into());
+        done.metadata.annotations =
+            Some([(MACHINE_PRIORITY_ANNOTATION.to_string(), "1".to_string())].into());
+        assert_eq!(labels_patch(&done, "machine-m1", "machine-m1", true), None);
+    }
+}

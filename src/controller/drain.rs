@@ -1,0 +1,343 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Drain of a deleting machine's node: Terminating condition, cordon, evictions
+//! through the eviction API, and waiting for the Pods to go. Never blocks: a
+//! drain in progress returns and is looked at again.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::context::Context;
+use super::error::{Error, retry};
+use super::health::age;
+use super::status::{StatusChange, now};
+use crate::api::Machine;
+use crate::contract::{
+    FIELD_MANAGER, FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION,
+    NODE_TERMINATING_REASON_SCALE_DOWN, NODE_TERMINATING_REASON_UNHEALTHY, op, phase, state, step,
+};
+use crate::driver::local::describe;
+
+/// A node NotReady (or read-only) for this long is drained by force.
+const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Pause between evictions refused by a PodDisruptionBudget.
+pub const PDB_RETRY: Duration = Duration::from_secs(20);
+
+/// Why a drain runs in force mode, if it does.
+pub fn force_reason(
+    machine: &Machine,
+    drain_timeout: Duration,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    if machine
+        .label(FORCE_DELETION_LABEL)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    {
+        return Some("the force-deletion label is set".into());
+    }
+    if let Some(deleted) = &machine.metadata.deletion_timestamp
+        && age(Some(&deleted.0), now) > drain_timeout
+    {
+        return Some("the drain timeout has passed".into());
+    }
+    for (kind, healthy) in [("Ready", "True"), ("ReadonlyFilesystem", "False")] {
+        if let Some(c) = machine.status.conditions.iter().find(|c| c.type_ == kind)
+            && c.status != healthy
+            && age(c.last_transition_time.as_ref().map(|t| &t.0), now) > NOT_READY_FORCE_AFTER
+        {
+            return Some(format!(
+                "the node's {kind} condition is {} for over 5min",
+                c.status
+            ));
+        }
+    }
+    None
+}
+
+/// Pods a drain leaves alone: DaemonSet Pods and mirror Pods.
+pub fn is_drainable(pod: &Pod) -> bool {
+    let daemon = pod
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
+    let mirror = pod
+        .annotations()
+        .contains_key("kubernetes.io/config.mirror");
+    !daemon && !mirror
+}
+
+/// The Terminating condition to put on the node.
+pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>) -> NodeCondition {
+    let (reason, message) = match existing {
+        Some(c) if machine.phase() == phase::TERMINATING && c.status == "True" => (
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default(),
+        ),
+        _ if machine.phase() == phase::FAILED => (
+            NODE_TERMINATING_REASON_UNHEALTHY.to_string(),
+            "Machine Controller is terminating failed machine".to_string(),
+        ),
+        _ => (
+            NODE_TERMINATING_REASON_SCALE_DOWN.to_string(),
+            "Machine Controller is scaling down machine".to_string(),
+        ),
+    };
+    NodeCondition {
+        type_: NODE_TERMINATING_CONDITION.to_string(),
+        status: "True".to_string(),
+        reason: Some(reason),
+        message: Some(message),
+        last_heartbeat_time: Some(now()),
+        last_transition_time: Some(
+            existing
+                .and_then(|c| c.last_transition_time.clone())
+                .unwrap_or_else(now),
+        ),
+    }
+}
+
+fn done(description: String, st: &'static str) -> Option<(StatusChange, Duration)> {
+    Some((StatusChange::new(description, st, op::DELETE), retry::SHORT))
+}
+
+/// Runs one pass of the drain. `None`: Pods are still leaving.
+pub async fn run<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+) -> Result<Option<(StatusChange, Duration)>, Error> {
+    let (Some(node_name), Some(target)) = (machine.node_name(), &ctx.target) else {
+        return Ok(done(
+            format!(
+                "Skipping drain as nodeName is not a valid one for machine. {}",
+                step::INITIATE_VM_DELETION
+            ),
+            state::PROCESSING,
+        ));
+    };
+    let force = force_reason(
+        machine,
+        ctx.settings.drain_timeout(machine),
+        jiff::Timestamp::now(),
+    );
+    let nodes: Api<Node> = Api::all(target.clone());
+    let Some(node) = nodes.get_opt(node_name).await? else {
+        // No node, nothing to drain.
+        return Ok(done(
+            format!("Drain successful. {}", step::INITIATE_VM_DELETION),
+            state::PROCESSING,
+        ));
+    };
+
+    if let Err(e) = mark_and_cordon(&nodes, machine, &node).await
+        && force.is_none()
+    {
+        return Ok(done(
+            format!(
+                "Drain failed due to failure in update of node conditions - {}. Will retry in next sync. {}",
+                describe(&e),
+                step::INITIATE_DRAIN
+            ),
+            state::FAILED,
+        ));
+    }
+
+    match evict_all(target, node_name, force.is_some()).await {
+        Ok(true) if force.is_some() => Ok(done(
+            format!(
+                "Force Drain successful. {}",
+                step::DELETE_VOLUME_ATTACHMENTS
+            ),
+            state::PROCESSING,
+        )),
+        Ok(true) => Ok(done(
+            format!("Drain successful. {}", step::INITIATE_VM_DELETION),
+            state::PROCESSING,
+        )),
+        Ok(false) => Ok(None),
+        Err(e) if force.is_some() => Ok(done(
+            format!(
+                "Drain failed due to - {}. However, since it's a force deletion shall continue deletion of VM. {}",
+                describe(&e),
+                step::DELETE_VOLUME_ATTACHMENTS
+            ),
+            state::PROCESSING,
+        )),
+        Err(e) => Ok(done(
+            format!(
+                "Drain failed due to - {}. Will retry in next sync. {}",
+                describe(&e),
+                step::INITIATE_DRAIN
+            ),
+            state::FAILED,
+        )),
+    }
+}
+
+async fn mark_and_cordon(
+    nodes: &Api<Node>,
+    machine: &Machine,
+    node: &Node,
+) -> Result<(), kube::Error> {
+    let name = node.name_any();
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let existing = conditions
+        .iter()
+        .find(|c| c.type_ == NODE_TERMINATING_CONDITION);
+    if existing.is_none_or(|c| c.status != "True") {
+        let condition = terminating_condition(machine, existing);
+        // A strategic merge keyed by type replaces just this condition.
+        let patch = json!({"status": {"conditions": [condition]}});
+        nodes
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Strategic(&patch),
+            )
+            .await?;
+    }
+    if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
+        let patch = json!({"spec": {"unschedulable": true}});
+        nodes
+            .patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Evicts (or, in force mode, deletes) every drainable Pod on the node.
+/// True once none is left (in force mode: once all are deleted).
+async fn evict_all(target: &Client, node: &str, force: bool) -> Result<bool, kube::Error> {
+    let all: Api<Pod> = Api::all(target.clone());
+    let pods = all
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await?;
+    let drainable: Vec<Pod> = pods.items.into_iter().filter(is_drainable).collect();
+    let mut blocked = None;
+    for pod in &drainable {
+        let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(target.clone(), &ns);
+        if force {
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match api.evict(&name, &EvictParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            // A PodDisruptionBudget says not now: keep draining the others.
+            Err(kube::Error::Api(s)) if s.code == 429 => {
+                blocked = Some(format!("{ns}/{name}: {}", s.message))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(why) = blocked {
+        tracing::info!(
+            node,
+            "eviction refused by a PodDisruptionBudget, retrying: {why}"
+        );
+    }
+    Ok(force || drainable.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn force_mode_has_three_causes() {
+        let now = ts("2026-01-01T01:00:00Z");
+        let mut m = Machine::default();
+        assert_eq!(force_reason(&m, Duration::from_secs(7200), now), None);
+        m.metadata.labels = Some([(FORCE_DELETION_LABEL.to_string(), "True".to_string())].into());
+        assert!(
+            force_reason(&m, Duration::from_secs(7200), now)
+                .unwrap()
+                .contains("label")
+        );
+        m.metadata.labels = None;
+        m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        assert!(
+            force_reason(&m, Duration::from_secs(1800), now)
+                .unwrap()
+                .contains("timeout")
+        );
+        assert_eq!(force_reason(&m, Duration::from_secs(7200), now), None);
+        m.status.conditions = vec![NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            last_transition_time: Some(Time(ts("2026-01-01T00:50:00Z"))),
+            ..Default::default()
+        }];
+        assert!(
+            force_reason(&m, Duration::from_secs(7200), now)
+                .unwrap()
+                .contains("Ready")
+        );
+    }
+
+    #[test]
+    fn daemonset_and_mirror_pods_stay() {
+        let mut pod = Pod::default();
+        assert!(is_drainable(&pod));
+        pod.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "DaemonSet".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        assert!(!is_drainable(&pod));
+        let mut mirror = Pod::default();
+        mirror.metadata.annotations =
+            Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
+        assert!(!is_drainable(&mirror));
+    }
+
+    #[test]
+    fn terminating_reason_follows_the_phase() {
+        let mut m = Machine::default();
+        m.status.current_status.phase = "Running".into();
+        assert_eq!(
+            terminating_condition(&m, None).reason.as_deref(),
+            Some("ScaleDown")
+        );
+        m.status.current_status.phase = "Failed".into();
+        assert_eq!(
+            terminating_condition(&m, None).reason.as_deref(),
+            Some("Unhealthy")
+        );
+    }
+}

@@ -1,0 +1,454 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Health of a machine that has a node: join, loss, recovery and timeouts.
+//! Pure: everything it needs is passed in.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
+
+use super::settings::Settings;
+use super::status::StatusChange;
+use crate::api::Machine;
+use crate::contract::{DEPLOYMENT_NAME_LABEL, op, phase, state, text};
+use crate::duration::format_go;
+
+/// What the health check wants done.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HealthPlan {
+    pub change: Option<StatusChange>,
+    /// The machine joined for the first time: delete its token, record the duration.
+    pub joined_after: Option<Duration>,
+    /// When a timeout would fire if nothing else happens first.
+    pub recheck_after: Option<Duration>,
+}
+
+/// Healthy: conditions present, Ready True, every configured condition False.
+pub fn is_healthy(conditions: &[NodeCondition], watched: &[String]) -> bool {
+    !conditions.is_empty()
+        && conditions.iter().all(|c| {
+            (c.type_ != "Ready" || c.status == "True")
+                && (!watched.contains(&c.type_) || c.status == "False")
+        })
+}
+
+/// Conditions changed in a way MCM cares about: a type added or removed, or a status flipped.
+pub fn conditions_changed(old: &[NodeCondition], new: &[NodeCondition]) -> bool {
+    let status = |list: &[NodeCondition], t: &str| {
+        list.iter().find(|c| c.type_ == t).map(|c| c.status.clone())
+    };
+    new.iter()
+        .any(|c| status(old, &c.type_).as_ref() != Some(&c.status))
+        || old.iter().any(|c| status(new, &c.type_).is_none())
+}
+
+/// Conditions in a short readable form for descriptions.
+pub fn format_conditions(conditions: &[NodeCondition]) -> String {
+    let parts: Vec<String> = conditions
+        .iter()
+        .map(|c| {
+            format!(
+                "{{Type:{} Status:{} Reason:{} Message:{}}}",
+                c.type_,
+                c.status,
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("[{}]", parts.join(" "))
+}
+
+pub fn age(since: Option<&jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
+    since
+        .and_then(|t| Duration::try_from(now.duration_since(*t)).ok())
+        .unwrap_or_default()
+}
+
+/// Whether this machine may be marked Failed without two machines of one
+/// MachineDeployment being replaced at once (MCM's meltdown protection).
+pub fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bool {
+    let Some(deployment) = machine
+        .label(DEPLOYMENT_NAME_LABEL)
+        .filter(|d| !d.is_empty())
+    else {
+        return true;
+    };
+    let in_progress: usize = all
+        .iter()
+        .filter(|m| {
+            m.label(DEPLOYMENT_NAME_LABEL) == Some(deployment) && m.name() != machine.name()
+        })
+        .map(|m| match m.phase() {
+            phase::UNKNOWN | phase::RUNNING => 0,
+            // Counted twice, as MCM does: its replacement may not exist yet.
+            phase::TERMINATING => 2,
+            _ if m.status.current_status.preserve_expiry_time.is_some() => 0,
+            _ => 1,
+        })
+        .sum();
+    in_progress < 1
+}
+
+/// Decides the health step for a machine that has a node label and a phase.
+pub fn decide(
+    machine: &Machine,
+    node: Option<&Node>,
+    settings: &Settings,
+    now: jiff::Timestamp,
+    may_fail: impl FnOnce() -> bool,
+) -> HealthPlan {
+    let name = machine.name();
+    let current = machine.phase();
+    let mut plan = HealthPlan::default();
+    let node_conditions = node
+        .and_then(|n| n.status.as_ref())
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+
+    match node {
+        None => {
+            if current == phase::RUNNING && !machine.status.conditions.is_empty() {
+                plan.change = Some(
+                    StatusChange::new(
+                        text::node_missing(name),
+                        state::PROCESSING,
+                        op::HEALTH_CHECK,
+                    )
+                    .phase(phase::UNKNOWN),
+                );
+                return plan;
+            }
+        }
+        Some(_) => {
+            let changed = conditions_changed(&machine.status.conditions, &node_conditions);
+            let healthy = is_healthy(&node_conditions, &settings.node_conditions(machine));
+            if healthy && current != phase::RUNNING {
+                let lo = &machine.status.last_operation;
+                let first_join = lo.type_ == op::CREATE && lo.state != state::SUCCESSFUL;
+                let change = if first_join {
+                    let took = age(
+                        machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+                        now,
+                    );
+                    plan.joined_after = Some(took);
+                    StatusChange::new(
+                        text::joined(name, &format_go(round_ms(took))),
+                        state::SUCCESSFUL,
+                        op::CREATE,
+                    )
+                } else {
+                    StatusChange::new(text::rejoined(name), state::SUCCESSFUL, op::HEALTH_CHECK)
+                };
+                plan.change = Some(change.phase(phase::RUNNING).conditions(node_conditions));
+                return plan;
+            }
+            if !healthy && current == phase::RUNNING {
+                plan.change = Some(
+                    StatusChange::new(
+                        text::unhealthy(name, &format_conditions(&node_conditions)),
+                        state::PROCESSING,
+                        op::HEALTH_CHECK,
+                    )
+                    .phase(phase::UNKNOWN)
+                    .conditions(node_conditions),
+                );
+                return plan;
+            }
+            if changed {
+                // Only the conditions change: keep lastOperation and phase as they are.
+                let lo = &machine.status.last_operation;
+                let mut change = StatusChange::new(
+                    lo.description.clone(),
+                    static_state(&lo.state),
+                    static_op(&lo.type_),
+                )
+                .code(lo.error_code.clone())
+                .conditions(node_conditions);
+                change.phase = static_phase(current);
+                change.timeout_active = machine.status.current_status.timeout_active;
+                plan.change = Some(change);
+                return plan;
+            }
+        }
+    }
+
+    // Timeouts of machines that are waiting for their node.
+    let (timeout, since) = match current {
+        phase::PENDING => (
+            settings.creation_timeout(machine),
+            machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+        ),
+        phase::UNKNOWN => (
+            settings.health_timeout(machine),
+            machine
+                .status
+                .current_status
+                .last_update_time
+                .as_ref()
+                .map(|t| &t.0),
+        ),
+        _ => return plan,
+    };
+    let elapsed = age(since, now);
+    if elapsed <= timeout {
+        plan.recheck_after = Some(timeout - elapsed + Duration::from_secs(1));
+        return plan;
+    }
+    let timeout_text = format_go(timeout);
+    if current == phase::PENDING {
+        let lo_type = static_op(&machine.status.last_operation.type_);
+        plan.change = Some(
+            StatusChange::new(
+                text::join_timeout(name, &timeout_text),
+                state::FAILED,
+                lo_type,
+            )
+            .phase(phase::FAILED),
+        );
+    } else if !machine
+        .spec
+        .configuration
+        .disable_health_timeout
+        .unwrap_or(false)
+    {
+        if may_fail() {
+            plan.change = Some(
+                StatusChange::new(
+                    text::health_timeout(
+                        name,
+                        &timeout_text,
+                        &format_conditions(&machine.status.conditions),
+                    ),
+                    state::FAILED,
+                    op::HEALTH_CHECK,
+                )
+                .phase(phase::FAILED),
+            );
+        } else {
+            // Another machine of the deployment is being replaced: look again later.
+            plan.recheck_after = Some(Duration::from_secs(60));
+        }
+    }
+    plan
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
+/// The contract's state names as statics (status changes carry `&'static str`).
+pub fn static_state(s: &str) -> &'static str {
+    [state::PROCESSING, state::FAILED, state::SUCCESSFUL]
+        .into_iter()
+        .find(|x| *x == s)
+        .unwrap_or(state::PROCESSING)
+}
+
+pub fn static_op(s: &str) -> &'static str {
+    [
+        "Create",
+        "Update",
+        "InPlaceUpdate",
+        "DrainNode",
+        "HealthCheck",
+        "Delete",
+    ]
+    .into_iter()
+    .find(|x| *x == s)
+    .unwrap_or(op::CREATE)
+}
+
+pub fn static_phase(s: &str) -> Option<&'static str> {
+    phase::ALL.into_iter().find(|x| *x == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CurrentStatus, LastOperation};
+    use k8s_openapi::api::core::v1::NodeStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use std::sync::Arc;
+
+    fn cond(t: &str, s: &str) -> NodeCondition {
+        NodeCondition {
+            type_: t.into(),
+            status: s.into(),
+            ..Default::default()
+        }
+    }
+
+    fn node(conditions: Vec<NodeCondition>) -> Node {
+        Node {
+            status: Some(NodeStatus {
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn machine(phase: &str, op: &str, state: &str) -> Machine {
+        let mut m = Machine::default();
+        m.metadata.name = Some("m1".into());
+        m.metadata.creation_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        m.status.current_status = CurrentStatus {
+            phase: phase.into(),
+            last_update_time: Some(Time(ts("2026-01-01T00:00:00Z"))),
+            ..Default::default()
+        };
+        m.status.last_operation = LastOperation {
+            type_: op.into(),
+            state: state.into(),
+            ..Default::default()
+        };
+        m
+    }
+
+    fn decide_at(m: &Machine, n: Option<&Node>, at: &str) -> HealthPlan {
+        decide(m, n, &Settings::default(), ts(at), || true)
+    }
+
+    #[test]
+    fn healthy_means_ready_and_no_bad_condition() {
+        let watched = Settings::default().node_conditions;
+        assert!(is_healthy(
+            &[cond("Ready", "True"), cond("DiskPressure", "False")],
+            &watched
+        ));
+        assert!(!is_healthy(&[], &watched));
+        assert!(!is_healthy(&[cond("Ready", "Unknown")], &watched));
+        assert!(!is_healthy(
+            &[cond("Ready", "True"), cond("DiskPressure", "True")],
+            &watched
+        ));
+        assert!(is_healthy(
+            &[cond("Ready", "True"), cond("Other", "True")],
+            &watched
+        ));
+    }
+
+    #[test]
+    fn first_join_reports_the_duration() {
+        let m = machine("Pending", "Create", "Processing");
+        let n = node(vec![cond("Ready", "True")]);
+        let plan = decide_at(&m, Some(&n), "2026-01-01T00:00:12.5Z");
+        let change = plan.change.unwrap();
+        assert_eq!(change.phase, Some("Running"));
+        assert_eq!(
+            change.description,
+            "Machine m1 successfully joined the cluster in 12.5s"
+        );
+        assert_eq!(change.state, "Successful");
+        assert_eq!(change.op, "Create");
+        assert_eq!(plan.joined_after, Some(Duration::from_millis(12_500)));
+    }
+
+    #[test]
+    fn later_recovery_is_a_rejoin() {
+        let m = machine("Unknown", "HealthCheck", "Processing");
+        let n = node(vec![cond("Ready", "True")]);
+        let plan = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z");
+        assert_eq!(
+            plan.change.unwrap().description,
+            "Machine m1 successfully re-joined the cluster"
+        );
+        assert_eq!(plan.joined_after, None);
+    }
+
+    #[test]
+    fn running_machine_whose_node_is_unready_or_gone_is_unknown() {
+        let mut m = machine("Running", "Create", "Successful");
+        m.status.conditions = vec![cond("Ready", "True")];
+        let n = node(vec![cond("Ready", "False")]);
+        let change = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z")
+            .change
+            .unwrap();
+        assert_eq!(change.phase, Some("Unknown"));
+        assert!(
+            change
+                .description
+                .starts_with("Machine m1 is unhealthy - changing MachinePhase to Unknown")
+        );
+        let change = decide_at(&m, None, "2026-01-01T00:01:00Z").change.unwrap();
+        assert_eq!(change.phase, Some("Unknown"));
+        assert!(change.description.starts_with("Node object went missing."));
+    }
+
+    #[test]
+    fn pending_past_the_creation_timeout_fails() {
+        let m = machine("Pending", "Create", "Processing");
+        let plan = decide_at(&m, None, "2026-01-01T00:10:00Z");
+        assert_eq!(plan.change, None);
+        assert_eq!(plan.recheck_after, Some(Duration::from_secs(601)));
+        let change = decide_at(&m, None, "2026-01-01T00:20:01Z").change.unwrap();
+        assert_eq!(change.phase, Some("Failed"));
+        assert_eq!(
+            change.description,
+            "Machine m1 failed to join the cluster in 20m0s minutes."
+        );
+    }
+
+    #[test]
+    fn unknown_past_the_health_timeout_fails_unless_another_is_replaced() {
+        let m = machine("Unknown", "HealthCheck", "Processing");
+        let late = ts("2026-01-01T00:10:01Z");
+        let change = decide(&m, None, &Settings::default(), late, || true)
+            .change
+            .unwrap();
+        assert_eq!(change.phase, Some("Failed"));
+        let plan = decide(&m, None, &Settings::default(), late, || false);
+        assert_eq!(plan.change, None);
+        let mut disabled = m.clone();
+        disabled.spec.configuration.disable_health_timeout = Some(true);
+        assert_eq!(
+            decide(&disabled, None, &Settings::default(), late, || true).change,
+            None
+        );
+    }
+
+    #[test]
+    fn meltdown_protection_counts_replacements_in_the_deployment() {
+        let with = |name: &str, dep: &str, phase: &str| {
+            let mut m = machine(phase, "Create", "Processing");
+            m.metadata.name = Some(name.into());
+            m.metadata.labels = Some([("name".to_string(), dep.to_string())].into());
+            Arc::new(m)
+        };
+        let me = with("a", "d", "Unknown");
+        assert!(may_mark_failed(
+            &me,
+            &[me.clone(), with("b", "d", "Running")]
+        ));
+        assert!(!may_mark_failed(
+            &me,
+            &[me.clone(), with("b", "d", "Pending")]
+        ));
+        assert!(may_mark_failed(
+            &me,
+            &[me.clone(), with("b", "other", "Pending")]
+        ));
+    }
+
+    #[test]
+    fn only_status_flips_count_as_condition_changes() {
+        let mut a = cond("Ready", "True");
+        let b = a.clone();
+        a.message = Some("heartbeat".into());
+        assert!(!conditions_changed(
+            std::slice::from_ref(&a),
+            std::slice::from_ref(&b)
+        ));
+        assert!(conditions_changed(&[a.clone()], &[cond("Ready", "False")]));
+        assert!(conditions_changed(
+            &[a],
+            &[b, cond("DiskPressure", "False")]
+        ));
+    }
+}

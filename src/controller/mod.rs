@@ -1,0 +1,144 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The machine controller: one queue of machine keys, fed by watches on
+//! Machines and on everything that belongs to them.
+
+pub mod bootstrap;
+pub mod context;
+pub mod creation;
+pub mod deletion;
+pub mod drain;
+pub mod error;
+pub mod health;
+pub mod node;
+pub mod settings;
+pub mod status;
+pub mod watches;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+pub use context::Context;
+pub use error::Error;
+use error::retry;
+
+use crate::api::Machine;
+use crate::contract::{FIELD_MANAGER, JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, phase};
+use crate::driver::Driver;
+use crate::duration::format_go;
+
+/// One pass over one machine.
+pub async fn reconcile<D: Driver>(
+    machine: Arc<Machine>,
+    ctx: Arc<Context<D>>,
+) -> Result<Action, Error> {
+    ctx.wait_ready().await?;
+    let mut machine = (*machine).clone();
+    let name = machine.name().to_string();
+    let api = ctx.machine_api();
+
+    if machine.is_deleting() {
+        return deletion::run(&ctx, machine).await;
+    }
+    if !machine.has_finalizer(MACHINE_FINALIZER) {
+        let mut finalizers = machine.metadata.finalizers.clone().unwrap_or_default();
+        finalizers.push(MACHINE_FINALIZER.to_string());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
+        machine = api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+    }
+
+    let (class, secret) = match ctx.resolve(&machine) {
+        Ok(found) => found,
+        Err(problem) => return creation::report_input(&ctx, &machine, &problem).await,
+    };
+
+    let mut wake = retry::LONG;
+    if machine.node_name().is_some() && !machine.phase().is_empty() {
+        let node = machine.node_name().and_then(|n| ctx.node(n));
+        if let Some(node) = &node {
+            if node.metadata.deletion_timestamp.is_some() {
+                // Someone deletes the Node: the machine goes with it, as in MCM.
+                tracing::info!(machine = %name, "node is being deleted, deleting its machine");
+                deletion::ignore_not_found(api.delete(&name, &Default::default()).await)?;
+                return Ok(Action::await_change());
+            }
+            node::upkeep(&ctx, &machine, node).await?;
+        }
+        let all = ctx.machines.state();
+        let plan = health::decide(
+            &machine,
+            node.as_deref(),
+            &ctx.settings,
+            jiff::Timestamp::now(),
+            || health::may_mark_failed(&machine, &all),
+        );
+        if let Some(change) = &plan.change {
+            status::write(&api, &machine, change).await?;
+            if let Some(took) = plan.joined_after {
+                joined(&ctx, &machine, took).await?;
+            }
+            if change.phase.is_some_and(|p| p != machine.phase()) {
+                let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
+                let reason = change.phase.unwrap_or_default();
+                ctx.event(
+                    &machine,
+                    warning,
+                    reason,
+                    "HealthCheck",
+                    change.description.clone(),
+                )
+                .await;
+            }
+            return Ok(Action::requeue(retry::LONG));
+        }
+        if let Some(after) = plan.recheck_after {
+            wake = wake.min(after);
+        }
+    }
+
+    if machine.spec.provider_id.is_empty()
+        || matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF)
+    {
+        return creation::run(&ctx, machine, &class, secret).await;
+    }
+    Ok(Action::requeue(wake))
+}
+
+/// First join: the token has done its job, and the join time is recorded.
+async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<(), Error> {
+    if let Some(target) = &ctx.target {
+        bootstrap::delete_token(target, machine.name()).await?;
+    }
+    let patch = json!({"metadata": {"annotations": {JOIN_DURATION_ANNOTATION: format_go(took)}}});
+    ctx.machine_api()
+        .patch(machine.name(), &params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Requeue after a failed reconcile; the error is logged and counted.
+pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D>>) -> Action {
+    let wait = error.retry_after();
+    if error.category() == "conflict" {
+        tracing::debug!(machine = machine.name(), "conflict, retrying");
+    } else {
+        tracing::warn!(
+            machine = machine.name(),
+            category = error.category(),
+            "reconcile failed: {error}"
+        );
+    }
+    Action::requeue(wait)
+}

@@ -1,0 +1,109 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Upkeep of a machine's Node: the machine-name label and our finalizer, so that
+//! the Node outlives neither its machine's knowledge nor a deletion in flight.
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::context::Context;
+use super::error::Error;
+use crate::api::Machine;
+use crate::contract::{
+    FIELD_MANAGER, NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION,
+};
+
+/// The patch a Node needs, if any.
+pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
+    if node
+        .annotations()
+        .contains_key(NOT_MANAGED_BY_MCM_ANNOTATION)
+    {
+        return None;
+    }
+    let label_ok = node
+        .labels()
+        .get(NODE_MACHINE_NAME_LABEL)
+        .map(String::as_str)
+        == Some(machine.name());
+    let has_finalizer = node.finalizers().iter().any(|f| f == NODE_FINALIZER);
+    if label_ok && has_finalizer {
+        return None;
+    }
+    let mut finalizers = node.finalizers().to_vec();
+    if !has_finalizer {
+        finalizers.push(NODE_FINALIZER.to_string());
+    }
+    Some(json!({
+        "metadata": {
+            "resourceVersion": node.metadata.resource_version,
+            "labels": { NODE_MACHINE_NAME_LABEL: machine.name() },
+            "finalizers": finalizers,
+        }
+    }))
+}
+
+/// The machine a Node belongs to: our label, else the local driver's naming.
+pub fn machine_of_node(node: &Node) -> Option<String> {
+    if let Some(m) = node.labels().get(NODE_MACHINE_NAME_LABEL) {
+        return Some(m.clone());
+    }
+    node.metadata
+        .name
+        .as_deref()?
+        .strip_prefix(crate::contract::local::NAME_PREFIX)
+        .map(str::to_string)
+}
+
+pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Result<(), Error> {
+    let (Some(patch), Some(target)) = (patch_for(machine, node), &ctx.target) else {
+        return Ok(());
+    };
+    let nodes: Api<Node> = Api::all(target.clone());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    nodes
+        .patch(&node.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_finalizes_once() {
+        let mut machine = Machine::default();
+        machine.metadata.name = Some("m1".into());
+        let mut node = Node::default();
+        node.metadata.name = Some("machine-m1".into());
+        node.metadata.finalizers = Some(vec!["other".into()]);
+        let patch = patch_for(&machine, &node).unwrap();
+        assert_eq!(patch["metadata"]["labels"][NODE_MACHINE_NAME_LABEL], "m1");
+        assert_eq!(
+            patch["metadata"]["finalizers"],
+            json!(["other", NODE_FINALIZER])
+        );
+
+        node.metadata.labels =
+            Some([(NODE_MACHINE_NAME_LABEL.to_string(), "m1".to_string())].into());
+        node.metadata.finalizers = Some(vec![NODE_FINALIZER.into()]);
+        assert_eq!(patch_for(&machine, &node), None);
+        assert_eq!(machine_of_node(&node).as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn leaves_unmanaged_nodes_alone() {
+        let machine = Machine::default();
+        let mut node = Node::default();
+        node.metadata.annotations =
+            Some([(NOT_MANAGED_BY_MCM_ANNOTATION.to_string(), "1".to_string())].into());
+        assert_eq!(patch_for(&machine, &node), None);
+    }
+}

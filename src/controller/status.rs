@@ -1,0 +1,163 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Machine status changes: decided as values, written once through the status
+//! subresource with optimistic concurrency.
+
+use k8s_openapi::api::core::v1::NodeCondition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::api::{CurrentStatus, LastOperation, Machine};
+use crate::contract::FIELD_MANAGER;
+
+/// A lastOperation/phase pair to write, with optional new conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    pub description: String,
+    pub error_code: String,
+    pub state: &'static str,
+    pub op: &'static str,
+    /// `None` keeps the current phase (deletion steps do).
+    pub phase: Option<&'static str>,
+    pub timeout_active: bool,
+    pub conditions: Option<Vec<NodeCondition>>,
+}
+
+impl StatusChange {
+    pub fn new(description: impl Into<String>, state: &'static str, op: &'static str) -> Self {
+        StatusChange {
+            description: description.into(),
+            error_code: String::new(),
+            state,
+            op,
+            phase: None,
+            timeout_active: false,
+            conditions: None,
+        }
+    }
+    pub fn phase(mut self, phase: &'static str) -> Self {
+        self.phase = Some(phase);
+        self
+    }
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.error_code = code.into();
+        self
+    }
+    pub fn timeout_active(mut self) -> Self {
+        self.timeout_active = true;
+        self
+    }
+    pub fn conditions(mut self, conditions: Vec<NodeCondition>) -> Self {
+        self.conditions = Some(conditions);
+        self
+    }
+
+    /// True when writing this would change nothing but timestamps, so that a
+    /// repeated decision does not wake every watcher of the machine.
+    pub fn is_noop_for(&self, machine: &Machine) -> bool {
+        let lo = &machine.status.last_operation;
+        let cs = &machine.status.current_status;
+        lo.description == self.description
+            && lo.error_code == self.error_code
+            && lo.state == self.state
+            && lo.type_ == self.op
+            && self
+                .phase
+                .is_none_or(|p| cs.phase == p && cs.timeout_active == self.timeout_active)
+            && self
+                .conditions
+                .as_ref()
+                .is_none_or(|c| *c == machine.status.conditions)
+    }
+}
+
+pub fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Writes `change` unless it is a no-op; returns the machine as written.
+pub async fn write(
+    api: &Api<Machine>,
+    machine: &Machine,
+    change: &StatusChange,
+) -> Result<Option<Machine>, kube::Error> {
+    if change.is_noop_for(machine) {
+        return Ok(None);
+    }
+    let now = now();
+    let last_operation = LastOperation {
+        description: change.description.clone(),
+        error_code: change.error_code.clone(),
+        last_update_time: Some(now.clone()),
+        state: change.state.to_string(),
+        type_: change.op.to_string(),
+    };
+    let mut status = json!({ "lastOperation": last_operation });
+    if let Some(phase) = change.phase {
+        let current = CurrentStatus {
+            phase: phase.to_string(),
+            timeout_active: change.timeout_active,
+            last_update_time: Some(now),
+            // A phase change ends preservation, as in MCM's status writes.
+            preserve_expiry_time: None,
+        };
+        status["currentStatus"] = serde_json::to_value(current).unwrap_or_default();
+    }
+    if let Some(conditions) = &change.conditions {
+        status["conditions"] = serde_json::to_value(conditions).unwrap_or_default();
+    }
+    // The resourceVersion makes a decision taken on a stale copy fail with a conflict
+    // instead of overwriting a newer status.
+    let patch = json!({
+        "metadata": { "resourceVersion": machine.metadata.resource_version },
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            machine.name(),
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..Default::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Some(written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{op, phase, state};
+
+    #[test]
+    fn a_repeated_decision_is_a_noop() {
+        let change = StatusChange::new(
+            "Creating machine on cloud provider",
+            state::PROCESSING,
+            op::CREATE,
+        )
+        .phase(phase::PENDING)
+        .timeout_active();
+        let mut machine = Machine::default();
+        assert!(!change.is_noop_for(&machine));
+        machine.status.last_operation = LastOperation {
+            description: change.description.clone(),
+            state: "Processing".into(),
+            type_: "Create".into(),
+            last_update_time: Some(now()),
+            ..Default::default()
+        };
+        machine.status.current_status = CurrentStatus {
+            phase: "Pending".into(),
+            timeout_active: true,
+            ..Default::default()
+        };
+        assert!(change.is_noop_for(&machine));
+        let other = change.clone().code("NotFound");
+        assert!(!other.is_noop_for(&machine));
+    }
+}

@@ -1,0 +1,212 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Wiring: caches for everything a reconcile reads, and the mappings that turn
+//! a change of a class, secret, Pod or Node into the keys of the machines it concerns.
+
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::context::Context;
+use super::node::machine_of_node;
+use super::settings::Settings;
+use super::{error_policy, reconcile};
+use crate::api::{Machine, MachineClass};
+use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
+use crate::driver::local::LocalDriver;
+use crate::driver::local::build::machine_of_pod;
+
+/// Drops what no decision reads, to keep the caches small.
+fn trim<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// Node heartbeats change nothing we decide on; only these fields wake a machine.
+fn node_fingerprint(node: &Node) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    node.labels().hash(&mut h);
+    node.finalizers().hash(&mut h);
+    node.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    node.spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .hash(&mut h);
+    for c in node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        (&c.type_, &c.status).hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+fn machine_key(name: String, namespace: &str) -> ObjectRef<Machine> {
+    ObjectRef::new(&name).within(namespace)
+}
+
+/// Machines whose class is `class`.
+fn machines_of_class(machines: &Store<Machine>, class: &str) -> Vec<ObjectRef<Machine>> {
+    machines
+        .state()
+        .iter()
+        .filter(|m| m.spec.class.name == class)
+        .map(|m| ObjectRef::from_obj(m.as_ref()))
+        .collect()
+}
+
+pub struct Clients {
+    pub control: Client,
+    pub target: Option<Client>,
+}
+
+/// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
+pub async fn run(
+    clients: Clients,
+    settings: Settings,
+    concurrency: u16,
+    reporter_instance: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = settings.namespace.clone();
+    let cfg = watcher::Config::default();
+
+    let (machines, machines_w) = reflector::store::<Machine>();
+    let machine_stream = reflector::reflector(
+        machines_w,
+        watcher(
+            Api::<Machine>::namespaced(clients.control.clone(), &ns),
+            cfg.clone(),
+        )
+        .modify(trim),
+    )
+    .default_backoff()
+    .applied_objects();
+
+    let (classes, classes_w) = reflector::store::<MachineClass>();
+    let class_stream = reflector::reflector(
+        classes_w,
+        watcher(
+            Api::<MachineClass>::namespaced(clients.control.clone(), &ns),
+            cfg.clone(),
+        )
+        .modify(trim),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (secrets, secrets_w) = reflector::store::<Secret>();
+    let secret_stream = reflector::reflector(
+        secrets_w,
+        watcher(
+            Api::<Secret>::namespaced(clients.control.clone(), &ns),
+            cfg.clone(),
+        )
+        .modify(trim),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let target_streams = clients.target.clone().map(|target| {
+        let (nodes, nodes_w) = reflector::store::<Node>();
+        let node_stream = reflector::reflector(
+            nodes_w,
+            watcher(Api::<Node>::all(target.clone()), cfg.clone()).modify(trim),
+        )
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(node_fingerprint, Default::default());
+        let (pods, pods_w) = reflector::store::<Pod>();
+        let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
+        let pod_stream = reflector::reflector(
+            pods_w,
+            watcher(Api::<Pod>::all(target), pod_cfg).modify(trim),
+        )
+        .default_backoff()
+        .touched_objects();
+        (nodes, node_stream, pods, pod_stream)
+    });
+
+    let reporter = Reporter {
+        controller: crate::contract::LEASE_NAME.to_string(),
+        instance: reporter_instance,
+    };
+    let ctx = Arc::new(Context {
+        control: clients.control.clone(),
+        target: clients.target.clone(),
+        driver: LocalDriver::new(
+            clients.target.clone(),
+            target_streams.as_ref().map(|t| t.2.clone()),
+        ),
+        machines: machines.clone(),
+        classes: classes.clone(),
+        secrets: secrets.clone(),
+        nodes: target_streams.as_ref().map(|t| t.0.clone()),
+        recorder: Recorder::new(clients.control.clone(), reporter),
+        settings,
+    });
+
+    let mut controller = Controller::for_stream(machine_stream, machines.clone())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    {
+        let machines = machines.clone();
+        controller = controller.watches_stream(class_stream, move |class: MachineClass| {
+            machines_of_class(&machines, &class.name_any())
+        });
+    }
+    {
+        let (machines, classes) = (machines.clone(), classes.clone());
+        controller = controller.watches_stream(secret_stream, move |secret: Secret| {
+            let (name, secret_ns) = (secret.name_any(), secret.namespace().unwrap_or_default());
+            classes
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.secret_refs().any(|r| {
+                        r.name.as_deref() == Some(name.as_str())
+                            && r.namespace
+                                .as_deref()
+                                .is_none_or(|n| n.is_empty() || n == secret_ns)
+                    })
+                })
+                .flat_map(|c| machines_of_class(&machines, &c.name_any()))
+                .collect::<Vec<_>>()
+        });
+    }
+    if let Some((_, node_stream, _, pod_stream)) = target_streams {
+        let node_ns = ns.clone();
+        controller = controller
+            .watches_stream(node_stream, move |node: Node| {
+                machine_of_node(&node).map(|m| machine_key(m, &node_ns))
+            })
+            .watches_stream(pod_stream, move |pod: Pod| {
+                machine_of_pod(&pod).map(|m| machine_key(m, &ns))
+            });
+    }
+
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((machine, _)) => tracing::trace!(machine = %machine.name, "reconciled"),
+                Err(e) => tracing::debug!("reconcile error: {e}"),
+            }
+        })
+        .await;
+}

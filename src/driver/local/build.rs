@@ -1,0 +1,283 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Pure builders for the objects that make up one local machine.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource,
+    ObjectFieldSelector, Pod, PodSpec, Probe, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::provider_spec::LocalProviderSpec;
+use crate::contract::local::*;
+
+/// Where the user data file appears inside the machine: `/etc/machine/userdata`.
+const USER_DATA_DIR: &str = "/etc/machine";
+
+/// Labels shared by the Pod, its Secret and its Service.
+pub fn labels(machine: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_PROVIDER.to_string(), PROVIDER.to_string()),
+        (LABEL_APP.to_string(), APP_MACHINE.to_string()),
+        (LABEL_MACHINE.to_string(), machine.to_string()),
+    ])
+}
+
+fn meta(name: String, namespace: &str, machine: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels(machine)),
+        ..Default::default()
+    }
+}
+
+/// The Pod that plays the machine's VM. Its name is the node name and the providerID.
+pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
+    let mut metadata = meta(pod_name(machine), namespace, machine);
+    let mut annotations = BTreeMap::new();
+    // Calico reads the pool names as a JSON list.
+    if let Some(pool) = &spec.ip_pool_name_v4 {
+        annotations.insert(IPV4_POOLS_ANNOTATION.to_string(), format!("[\"{pool}\"]"));
+    }
+    if let Some(pool) = &spec.ip_pool_name_v6 {
+        annotations.insert(IPV6_POOLS_ANNOTATION.to_string(), format!("[\"{pool}\"]"));
+    }
+    if !annotations.is_empty() {
+        metadata.annotations = Some(annotations);
+    }
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    let empty_dir = |name: &str, medium: Option<&str>| Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(str::to_string),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Pod {
+        metadata,
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: CONTAINER_NAME.to_string(),
+                image: Some(spec.image.clone()),
+                security_context: Some(SecurityContext {
+                    privileged: Some(true),
+                    ..Default::default()
+                }),
+                env: Some(vec![EnvVar {
+                    name: "NODE_NAME".to_string(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.name".to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                // The machine is ready once its kubelet has registered the Node.
+                readiness_probe: Some(Probe {
+                    exec: Some(ExecAction {
+                        command: Some(vec![
+                            "sh".to_string(),
+                            "-c".to_string(),
+                            "kubectl --kubeconfig /var/lib/kubelet/kubeconfig-real get node \"$NODE_NAME\"".to_string(),
+                        ]),
+                    }),
+                    period_seconds: Some(10),
+                    ..Default::default()
+                }),
+                volume_mounts: Some(vec![
+                    mount("userdata", USER_DATA_DIR, true),
+                    mount("containerd", "/var/lib/containerd", false),
+                    mount("run", "/run", false),
+                    mount("modules", "/lib/modules", true),
+                ]),
+                ..Default::default()
+            }],
+            volumes: Some(vec![
+                Volume {
+                    name: "userdata".to_string(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(user_data_secret_name(machine)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                empty_dir("containerd", None),
+                empty_dir("run", Some("Memory")),
+                Volume {
+                    name: "modules".to_string(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: "/lib/modules".to_string(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            dns_policy: Some("Default".to_string()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Secret the Pod mounts, holding the machine's user data.
+pub fn user_data_secret(
+    machine: &str,
+    namespace: &str,
+    user_data: &[u8],
+) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: meta(user_data_secret_name(machine), namespace, machine),
+        data: Some(BTreeMap::from([(
+            USER_DATA_SECRET_KEY.to_string(),
+            ByteString(user_data.to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// Headless Service that gives the machine a stable DNS name (for ssh).
+pub fn service(machine: &str, namespace: &str) -> Service {
+    let mut selector = labels(machine);
+    selector.remove(LABEL_PROVIDER);
+    Service {
+        metadata: meta(pod_name(machine), namespace, machine),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            selector: Some(selector),
+            publish_not_ready_addresses: Some(true),
+            ports: Some(vec![ServicePort {
+                name: Some("ssh".to_string()),
+                port: 22,
+                target_port: Some(IntOrString::Int(22)),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Makes the Pod own a Secret or Service so that the garbage collector removes them with it.
+pub fn owner_reference(pod: &Pod) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "v1".to_string(),
+        kind: "Pod".to_string(),
+        name: pod.metadata.name.clone()?,
+        uid: pod.metadata.uid.clone()?,
+        ..Default::default()
+    })
+}
+
+/// The machine a machine Pod belongs to: its `machine` label, else its name without the prefix.
+pub fn machine_of_pod(pod: &Pod) -> Option<String> {
+    if let Some(m) = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MACHINE))
+    {
+        return Some(m.clone());
+    }
+    pod.metadata
+        .name
+        .as_deref()?
+        .strip_prefix(NAME_PREFIX)
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> LocalProviderSpec {
+        LocalProviderSpec {
+            image: "node:1".into(),
+            ip_pool_name_v4: Some("pool4".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_matches_the_contract() {
+        let pod = pod("m1", "ns", &spec());
+        assert_eq!(pod.metadata.name.as_deref(), Some("machine-m1"));
+        assert_eq!(pod.metadata.labels.as_ref().unwrap(), &labels("m1"));
+        assert_eq!(
+            pod.metadata.annotations.unwrap()[IPV4_POOLS_ANNOTATION],
+            "[\"pool4\"]"
+        );
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
+        let c = &spec.containers[0];
+        assert_eq!(c.name, "node");
+        assert_eq!(c.image.as_deref(), Some("node:1"));
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        let env = &c.env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "NODE_NAME");
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                "/etc/machine",
+                "/var/lib/containerd",
+                "/run",
+                "/lib/modules"
+            ]
+        );
+        let volumes = spec.volumes.unwrap();
+        assert_eq!(
+            volumes[0].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("machine-m1-userdata")
+        );
+        assert_eq!(
+            volumes[2].empty_dir.as_ref().unwrap().medium.as_deref(),
+            Some("Memory")
+        );
+        assert_eq!(volumes[3].host_path.as_ref().unwrap().path, "/lib/modules");
+    }
+
+    #[test]
+    fn secret_and_service() {
+        let s = user_data_secret("m1", "ns", b"#!/bin/sh");
+        assert_eq!(s.metadata.name.as_deref(), Some("machine-m1-userdata"));
+        assert_eq!(s.data.unwrap()["userdata"].0, b"#!/bin/sh");
+        let svc = service("m1", "ns");
+        let spec = svc.spec.unwrap();
+        assert_eq!(svc.metadata.name.as_deref(), Some("machine-m1"));
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(spec.ports.unwrap()[0].name.as_deref(), Some("ssh"));
+    }
+
+    #[test]
+    fn finds_the_machine_of_a_pod() {
+        let mut p = pod("m1", "ns", &spec());
+        assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));
+        p.metadata.labels = None;
+        assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));
+        p.metadata.name = Some("other".into());
+        assert_eq!(machine_of_pod(&p), None);
+    }
+}

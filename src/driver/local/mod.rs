@@ -1,0 +1,472 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The `local` driver: every machine is a Pod (with a user-data Secret and a
+//! headless Service) in the target cluster, or in the cluster named by the class
+//! credentials' `kubeconfig`.
+
+pub mod build;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use super::{
+    Code, Driver, DriverResult, MachineError, MachineList, MachineRequest, MachineResponse,
+    SecretData,
+};
+use crate::api::provider_spec::LocalProviderSpec;
+use crate::api::{Machine, MachineClass};
+use crate::contract::{self, local::*};
+
+/// Longest machine name whose Service name (`machine-<name>`) is still a DNS label.
+pub const MAX_MACHINE_NAME_LEN: usize = 63 - NAME_PREFIX.len();
+
+pub struct LocalDriver {
+    /// The target cluster, whose machine Pods are watched into `pods`.
+    target: Option<Client>,
+    pods: Option<Store<Pod>>,
+    /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
+    foreign: Mutex<HashMap<u64, Client>>,
+}
+
+/// Where one machine's objects live.
+struct Place {
+    client: Client,
+    namespace: String,
+    /// True when `client` is the watched target, so its Pods are in the store.
+    watched: bool,
+}
+
+impl LocalDriver {
+    pub fn new(target: Option<Client>, pods: Option<Store<Pod>>) -> Self {
+        LocalDriver {
+            target,
+            pods,
+            foreign: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks everything about a request that does not need the cluster.
+    pub fn validate(class: &MachineClass) -> DriverResult<LocalProviderSpec> {
+        if class.provider != PROVIDER {
+            return Err(MachineError::new(
+                Code::InvalidArgument,
+                format!(
+                    "requested for provider {:?}, this driver only serves {PROVIDER:?}",
+                    class.provider
+                ),
+            ));
+        }
+        LocalProviderSpec::parse(&class.provider_spec)
+            .map_err(|e| MachineError::new(Code::InvalidArgument, e.to_string()))
+    }
+
+    fn check_name(machine: &Machine) -> DriverResult<()> {
+        let name = machine.name();
+        if name.len() > MAX_MACHINE_NAME_LEN {
+            return Err(MachineError::new(
+                Code::InvalidArgument,
+                format!(
+                    "machine name {name:?} is {} characters long; the local driver allows at most {MAX_MACHINE_NAME_LEN} so that {:?} is a valid Service name",
+                    name.len(),
+                    pod_name(name)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn place(
+        &self,
+        spec: &LocalProviderSpec,
+        machine_namespace: &str,
+        secret: &SecretData,
+    ) -> DriverResult<Place> {
+        let namespace = spec.pod_namespace(machine_namespace).to_string();
+        if let Some(kubeconfig) = secret.get(CREDENTIALS_KUBECONFIG_KEY) {
+            return Ok(Place {
+                client: self.foreign_client(kubeconfig).await?,
+                namespace,
+                watched: false,
+            });
+        }
+        let client = self.target.clone().ok_or_else(|| {
+            MachineError::new(
+                Code::FailedPrecondition,
+                "no target cluster is configured and the class credentials carry no kubeconfig",
+            )
+        })?;
+        Ok(Place {
+            client,
+            namespace,
+            watched: self.pods.is_some(),
+        })
+    }
+
+    async fn foreign_client(&self, kubeconfig: &[u8]) -> DriverResult<Client> {
+        let mut hasher = DefaultHasher::new();
+        kubeconfig.hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some(client) = self
+            .foreign
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(client.clone());
+        }
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            // Never echo the kubeconfig: it holds credentials.
+            MachineError::new(
+                Code::InvalidArgument,
+                format!("the class credentials' kubeconfig {what}: {e}"),
+            )
+        };
+        let text = std::str::from_utf8(kubeconfig).map_err(|e| invalid("is not UTF-8", &e))?;
+        let parsed = kube::config::Kubeconfig::from_yaml(text)
+            .map_err(|e| invalid("cannot be parsed", &e))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            parsed,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| invalid("is unusable", &e))?;
+        let client = Client::try_from(config).map_err(|e| invalid("is unusable", &e))?;
+        self.foreign
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, client.clone());
+        Ok(client)
+    }
+
+    async fn find_pod(&self, place: &Place, machine: &str) -> DriverResult<Option<Arc<Pod>>> {
+        let name = pod_name(machine);
+        if place.watched
+            && let Some(store) = &self.pods
+        {
+            return Ok(store.get(&ObjectRef::new(&name).within(&place.namespace)));
+        }
+        let pods: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
+        pods.get_opt(&name)
+            .await
+            .map(|p| p.map(Arc::new))
+            .map_err(|e| api_error(&format!("get Pod {}/{name}", place.namespace), e))
+    }
+
+    fn response(pod: &Pod) -> MachineResponse {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mut addresses = vec![NodeAddress {
+            type_: "Hostname".to_string(),
+            address: name.clone(),
+        }];
+        if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+            addresses.insert(
+                0,
+                NodeAddress {
+                    type_: "InternalIP".to_string(),
+                    address: ip,
+                },
+            );
+        }
+        MachineResponse {
+            provider_id: name.clone(),
+            node_name: name,
+            addresses,
+            last_known_state: String::new(),
+        }
+    }
+
+    async fn prepare(&self, req: &MachineRequest<'_>) -> DriverResult<(LocalProviderSpec, Place)> {
+        Self::check_name(req.machine)?;
+        let spec = Self::validate(req.class)?;
+        let machine_ns = req
+            .machine
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default");
+        let place = self.place(&spec, machine_ns, req.secret).await?;
+        Ok((spec, place))
+    }
+}
+
+const STILL_TERMINATING: &str = "is still terminating";
+
+/// The retriable answer of DeleteMachine while the Pod is going away.
+fn still_terminating(ns: &str, name: &str) -> MachineError {
+    MachineError::new(
+        Code::Unavailable,
+        format!("Pod {ns}/{name} {STILL_TERMINATING}"),
+    )
+}
+
+pub fn is_still_terminating(e: &MachineError) -> bool {
+    e.code == Code::Unavailable && e.message.ends_with(STILL_TERMINATING)
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(contract::FIELD_MANAGER).force()
+}
+
+/// Maps an API error to a machine code: server trouble is retried soon, the rest is not.
+fn api_error(what: &str, e: kube::Error) -> MachineError {
+    let code = match &e {
+        kube::Error::Api(s) => match s.code {
+            404 => Code::NotFound,
+            409 => Code::Aborted,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            422 | 400 => Code::InvalidArgument,
+            429 | 500.. => Code::Unavailable,
+            _ => Code::Internal,
+        },
+        _ => Code::Unavailable,
+    };
+    MachineError::new(code, format!("{what}: {}", describe(&e)))
+}
+
+/// A short, single-line form of an API error for status messages and Events.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Driver for LocalDriver {
+    async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        let (spec, place) = self.prepare(req).await?;
+        let machine = req.machine.name();
+        let user_data = req.secret.get(contract::USER_DATA_KEY).ok_or_else(|| {
+            MachineError::new(
+                Code::InvalidArgument,
+                format!(
+                    "secret of class {:?} has no {:?} key",
+                    req.class.metadata.name.as_deref().unwrap_or_default(),
+                    contract::USER_DATA_KEY
+                ),
+            )
+        })?;
+        let ns = &place.namespace;
+        let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
+        let services: Api<Service> = Api::namespaced(place.client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
+
+        // The Secret comes first so that a Pod never exists without its user data;
+        // ownership follows once the Pod has a UID. Apply makes every step repeatable.
+        let mut secret = build::user_data_secret(machine, ns, user_data);
+        let secret_name = user_data_secret_name(machine);
+        secrets
+            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
+            .await
+            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
+
+        let name = pod_name(machine);
+        let pod = pods
+            .patch(
+                &name,
+                &apply_params(),
+                &Patch::Apply(&build::pod(machine, ns, &spec)),
+            )
+            .await
+            .map_err(|e| api_error(&format!("apply Pod {ns}/{name}"), e))?;
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Err(still_terminating(ns, &name));
+        }
+
+        let owner = build::owner_reference(&pod).map(|o| vec![o]);
+        let mut service = build::service(machine, ns);
+        service.metadata.owner_references = owner.clone();
+        services
+            .patch(&name, &apply_params(), &Patch::Apply(&service))
+            .await
+            .map_err(|e| api_error(&format!("apply Service {ns}/{name}"), e))?;
+        secret.metadata.owner_references = owner;
+        secrets
+            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
+            .await
+            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
+        Ok(Self::response(&pod))
+    }
+
+    async fn initialize_machine(&self, _: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        Err(MachineError::new(
+            Code::Unimplemented,
+            "the local driver needs no initialization",
+        ))
+    }
+
+    async fn delete_machine(&self, req: &MachineRequest<'_>) -> DriverResult<()> {
+        let (_, place) = self.prepare(req).await?;
+        let machine = req.machine.name();
+        let ns = &place.namespace;
+        let name = pod_name(machine);
+        let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
+        let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
+        let services: Api<Service> = Api::namespaced(place.client.clone(), ns);
+
+        // Secret and Service are owned by the Pod, but a crash during creation may
+        // have left them without an owner: delete them explicitly either way.
+        let secret_name = user_data_secret_name(machine);
+        ignore_not_found(secrets.delete(&secret_name, &DeleteParams::default()).await)
+            .map_err(|e| api_error(&format!("delete Secret {ns}/{secret_name}"), e))?;
+        ignore_not_found(services.delete(&name, &DeleteParams::default()).await)
+            .map_err(|e| api_error(&format!("delete Service {ns}/{name}"), e))?;
+
+        match self.find_pod(&place, machine).await? {
+            None => Err(MachineError::new(
+                Code::NotFound,
+                format!("Pod {ns}/{name} not found"),
+            )),
+            Some(pod) => {
+                if pod.metadata.deletion_timestamp.is_none() {
+                    let dp = DeleteParams {
+                        propagation_policy: Some(PropagationPolicy::Background),
+                        ..Default::default()
+                    };
+                    match pods.delete(&name, &dp).await {
+                        Err(kube::Error::Api(s)) if s.code == 404 => {
+                            return Err(MachineError::new(
+                                Code::NotFound,
+                                format!("Pod {ns}/{name} not found"),
+                            ));
+                        }
+                        Err(e) => return Err(api_error(&format!("delete Pod {ns}/{name}"), e)),
+                        Ok(_) => {}
+                    }
+                }
+                // Returning before the Pod is gone would let its kubelet register the
+                // Node again after we delete it; the Pod's watch event retries us.
+                Err(still_terminating(ns, &name))
+            }
+        }
+    }
+
+    async fn get_machine_status(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        let (_, place) = self.prepare(req).await?;
+        let machine = req.machine.name();
+        let ns = &place.namespace;
+        match self.find_pod(&place, machine).await? {
+            None => Err(MachineError::new(
+                Code::NotFound,
+                format!("Pod {ns}/{} not found", pod_name(machine)),
+            )),
+            Some(pod) => Ok(Self::response(&pod)),
+        }
+    }
+
+    async fn list_machines(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+    ) -> DriverResult<MachineList> {
+        let spec = Self::validate(class)?;
+        let class_ns = class.metadata.namespace.as_deref().unwrap_or("default");
+        let place = self.place(&spec, class_ns, secret).await?;
+        let is_machine_pod = |p: &Pod| {
+            p.metadata.namespace.as_deref() == Some(place.namespace.as_str())
+                && p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_PROVIDER))
+                    .map(String::as_str)
+                    == Some(PROVIDER)
+        };
+        let pods: Vec<Pod> = match (&self.pods, place.watched) {
+            (Some(store), true) => store
+                .state()
+                .iter()
+                .filter(|p| is_machine_pod(p))
+                .map(|p| (**p).clone())
+                .collect(),
+            _ => {
+                let api: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
+                let lp = ListParams::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
+                api.list(&lp)
+                    .await
+                    .map_err(|e| api_error(&format!("list Pods in {}", place.namespace), e))?
+                    .items
+            }
+        };
+        Ok(pods
+            .iter()
+            .filter_map(|p| {
+                let name = p.metadata.name.clone()?;
+                let machine = name.strip_prefix(NAME_PREFIX)?.to_string();
+                Some((name, machine))
+            })
+            .collect())
+    }
+
+    async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(provider: &str, spec: serde_json::Value) -> MachineClass {
+        MachineClass {
+            provider: provider.into(),
+            provider_spec: spec,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rejects_other_providers_with_invalid_argument() {
+        let err =
+            LocalDriver::validate(&class("aws", serde_json::json!({"image": "i"}))).unwrap_err();
+        assert_eq!(err.code, Code::InvalidArgument);
+        assert!(err.to_string().contains("\"aws\""), "{err}");
+    }
+
+    #[test]
+    fn rejects_a_spec_without_image() {
+        let err = LocalDriver::validate(&class("local", serde_json::json!({}))).unwrap_err();
+        assert_eq!(err.code, Code::InvalidArgument);
+        assert!(err.message.contains("providerSpec.image"), "{err}");
+    }
+
+    #[test]
+    fn rejects_names_too_long_for_a_service() {
+        let mut m = Machine::default();
+        m.metadata.name = Some("a".repeat(MAX_MACHINE_NAME_LEN));
+        assert!(LocalDriver::check_name(&m).is_ok());
+        m.metadata.name = Some("a".repeat(MAX_MACHINE_NAME_LEN + 1));
+        let err = LocalDriver::check_name(&m).unwrap_err();
+        assert_eq!(err.code, Code::InvalidArgument);
+        assert!(err.message.contains("at most 55"), "{err}");
+    }
+
+    #[test]
+    fn maps_api_errors_to_codes() {
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", "y")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(api_error("get", api(404)).code, Code::NotFound);
+        assert_eq!(api_error("get", api(503)).code, Code::Unavailable);
+        assert_eq!(api_error("get", api(429)).code, Code::Unavailable);
+        assert_eq!(api_error("get", api(403)).code, Code::PermissionDenied);
+    }
+}

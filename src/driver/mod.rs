@@ -1,0 +1,167 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The driver interface of MCM (`pkg/util/provider/driver`): six calls a provider
+//! implements, and errors that carry a machine code.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec};
+
+use crate::api::{Machine, MachineClass};
+
+/// The gRPC status codes plus MCM's `Uninitialized`; `Display` prints MCM's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    Ok,
+    Canceled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+    Uninitialized,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Canceled => "Canceled",
+            Code::Unknown => "Unknown",
+            Code::InvalidArgument => "InvalidArgument",
+            Code::DeadlineExceeded => "DeadlineExceeded",
+            Code::NotFound => "NotFound",
+            Code::AlreadyExists => "AlreadyExists",
+            Code::PermissionDenied => "PermissionDenied",
+            Code::ResourceExhausted => "ResourceExhausted",
+            Code::FailedPrecondition => "FailedPrecondition",
+            Code::Aborted => "Aborted",
+            Code::OutOfRange => "OutOfRange",
+            Code::Unimplemented => "Unimplemented",
+            Code::Internal => "Internal",
+            Code::Unavailable => "Unavailable",
+            Code::DataLoss => "DataLoss",
+            Code::Unauthenticated => "Unauthenticated",
+            Code::Uninitialized => "Uninitialized",
+        }
+    }
+
+    /// Codes after which MCM retries soon rather than in minutes.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Code::Unknown | Code::DeadlineExceeded | Code::Aborted | Code::Unavailable
+        )
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a driver call, printed exactly as MCM prints a machine status error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("machine codes error: code = [{code}] message = [{message}]")]
+pub struct MachineError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl MachineError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        MachineError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Merged data of the class's secrets (credentials win).
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+pub struct MachineRequest<'a> {
+    pub machine: &'a Machine,
+    pub class: &'a MachineClass,
+    pub secret: &'a SecretData,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MachineResponse {
+    pub provider_id: String,
+    pub node_name: String,
+    pub addresses: Vec<NodeAddress>,
+    pub last_known_state: String,
+}
+
+/// providerID -> machine name.
+pub type MachineList = BTreeMap<String, String>;
+
+pub type DriverResult<T> = Result<T, MachineError>;
+
+/// The six calls of MCM's driver interface.
+pub trait Driver: Send + Sync + 'static {
+    /// Creates the VM; must be idempotent.
+    fn create_machine(
+        &self,
+        req: &MachineRequest<'_>,
+    ) -> impl Future<Output = DriverResult<MachineResponse>> + Send;
+    /// Post-creation setup; `Unimplemented` when there is none.
+    fn initialize_machine(
+        &self,
+        req: &MachineRequest<'_>,
+    ) -> impl Future<Output = DriverResult<MachineResponse>> + Send;
+    /// Deletes the VM; `NotFound` when there is none.
+    fn delete_machine(
+        &self,
+        req: &MachineRequest<'_>,
+    ) -> impl Future<Output = DriverResult<()>> + Send;
+    /// `NotFound` when the VM does not exist.
+    fn get_machine_status(
+        &self,
+        req: &MachineRequest<'_>,
+    ) -> impl Future<Output = DriverResult<MachineResponse>> + Send;
+    /// Every VM this class may have made.
+    fn list_machines(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+    ) -> impl Future<Output = DriverResult<MachineList>> + Send;
+    fn get_volume_ids(
+        &self,
+        specs: &[PersistentVolumeSpec],
+    ) -> impl Future<Output = DriverResult<Vec<String>>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_like_mcm() {
+        let err = MachineError::new(Code::NotFound, "pod default/machine-a not found");
+        assert_eq!(
+            err.to_string(),
+            "machine codes error: code = [NotFound] message = [pod default/machine-a not found]"
+        );
+        assert_eq!(Code::Uninitialized.to_string(), "Uninitialized");
+        assert!(Code::Unavailable.is_transient());
+        assert!(!Code::InvalidArgument.is_transient());
+    }
+}

@@ -1,0 +1,28 @@
+//! Shared helpers for the integration tests against the local cluster
+//! (`make cluster-up`).
+//!
+//! - [`cluster`]: the control and target kubeconfigs, clients with TLS verification,
+//!   [`two_clusters`].
+//! - [`namespace`]: [`TestNamespace`], a fresh namespace per test that is deleted
+//!   (with whatever else the test registered) when it is dropped.
+//! - [`wait`]: [`wait_for`], [`wait_for_deleted`], [`wait_for_list`]: watch-based
+//!   waits with a timeout that panic with the last state seen.
+//! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
+//!
+//! Every test file that says `mod support;` compiles all of it, so helpers one file
+//! does not use are not dead code.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod machine;
+pub mod namespace;
+pub mod wait;
+
+pub use cluster::{Cluster, control, kubectl, target, two_clusters};
+pub use namespace::{TestNamespace, unique_name};
+pub use wait::{wait_for, wait_for_deleted, wait_for_list};
+
+use std::time::Duration;
+
+/// The usual timeout for something the local cluster does in about a second.
+pub const TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,187 @@
+//! Waiting for the cluster, by watching, with a timeout.
+//!
+//! Each wait watches the objects (a watch starts with a list, so a state reached
+//! before the call counts), checks the predicate on every change, and when the
+//! timeout passes panics with the description and the last state it saw, so a
+//! failing test shows what the cluster looked like. Never sleep in a test instead.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::{Instant, timeout_at};
+
+/// What the waits need of a resource type.
+pub trait Watchable:
+    Resource<DynamicType: Default + Eq + Hash + Clone> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: Resource<DynamicType: Default + Eq + Hash + Clone>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Waits until object `name` exists and `predicate` holds for it; returns it.
+///
+/// Panics after `timeout` with `description` and the object as last seen.
+///
+/// ```ignore
+/// let pod = wait_for(&pods, "machine-a", TIMEOUT, "the machine Pod runs", |p| {
+///     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+/// }).await;
+/// ```
+pub async fn wait_for<K: Watchable>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    description: &str,
+    predicate: impl Fn(&K) -> bool,
+) -> K {
+    watch_object(api, name, timeout, description, |obj| obj.is_some_and(&predicate))
+        .await
+        .unwrap_or_else(|| unreachable!("the predicate only holds for an object"))
+}
+
+/// Waits until object `name` does not exist (never existed, or is deleted).
+///
+/// Panics after `timeout` with `description` and the object as last seen.
+pub async fn wait_for_deleted<K: Watchable>(api: &Api<K>, name: &str, timeout: Duration, description: &str) {
+    watch_object(api, name, timeout, description, |obj| obj.is_none()).await;
+}
+
+/// Waits until `predicate` holds for the objects that `config` selects (labels,
+/// fields) in `api`; returns them.
+///
+/// Panics after `timeout` with `description` and the objects as last seen.
+pub async fn wait_for_list<K: Watchable>(
+    api: &Api<K>,
+    config: watcher::Config,
+    timeout: Duration,
+    description: &str,
+    predicate: impl Fn(&[K]) -> bool,
+) -> Vec<K> {
+    let deadline = Instant::now() + timeout;
+    let (store, writer) = reflector::store::<K>();
+    let mut events = watcher(api.clone(), config).default_backoff().reflect(writer).boxed();
+    let mut listed = false;
+    let mut last_error = None;
+    let snapshot = || {
+        let mut objects: Vec<K> = store.state().iter().map(|o| (**o).clone()).collect();
+        objects.sort_by_key(|o| (o.namespace(), o.name_any()));
+        objects
+    };
+    loop {
+        match timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(event))) => {
+                if matches!(event, watcher::Event::InitDone) {
+                    listed = true;
+                }
+                let during_list = matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
+                if listed && !during_list {
+                    let objects = snapshot();
+                    if predicate(&objects) {
+                        return objects;
+                    }
+                }
+            }
+            Ok(Some(Err(e))) => last_error = Some(e.to_string()),
+            Ok(None) => panic!("the watch for {description} ended"),
+            Err(_) => {
+                let objects: Vec<_> = snapshot().iter().map(pretty).collect();
+                panic!(
+                    "timed out after {} waiting for {description}\n{} {} seen last:\n[{}]{}",
+                    humantime::format_duration(timeout),
+                    objects.len(),
+                    K::plural(&Default::default()),
+                    objects.join(",\n"),
+                    last_error.map(|e| format!("\nlast watch error: {e}")).unwrap_or_default(),
+                );
+            }
+        }
+    }
+}
+
+/// Watches object `name` until `done(current)` holds; returns the object then.
+async fn watch_object<K: Watchable>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    description: &str,
+    done: impl Fn(Option<&K>) -> bool,
+) -> Option<K> {
+    let deadline = Instant::now() + timeout;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api.clone(), config).default_backoff().boxed();
+    let mut current: Option<K> = None;
+    // During a (re)list the object is current only once it is listed again.
+    let mut relisted: Option<Option<K>> = None;
+    let mut last_error = None;
+    loop {
+        let changed = match timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(event))) => match event {
+                watcher::Event::Apply(obj) => {
+                    current = Some(obj);
+                    true
+                }
+                watcher::Event::Delete(_) => {
+                    current = None;
+                    true
+                }
+                watcher::Event::Init => {
+                    relisted = Some(None);
+                    false
+                }
+                watcher::Event::InitApply(obj) => {
+                    relisted = Some(Some(obj));
+                    false
+                }
+                watcher::Event::InitDone => {
+                    current = relisted.take().flatten();
+                    true
+                }
+            },
+            Ok(Some(Err(e))) => {
+                last_error = Some(e.to_string());
+                false
+            }
+            Ok(None) => panic!("the watch for {description} ended"),
+            Err(_) => {
+                let kind = K::kind(&Default::default());
+                let ns = api_namespace(current.as_ref());
+                let seen = current.as_ref().map_or_else(|| "(does not exist)".to_owned(), pretty);
+                panic!(
+                    "timed out after {} waiting for {description} ({kind} {ns}{name})\nlast seen:\n{seen}{}",
+                    humantime::format_duration(timeout),
+                    last_error.map(|e| format!("\nlast watch error: {e}")).unwrap_or_default(),
+                );
+            }
+        };
+        if changed && done(current.as_ref()) {
+            return current;
+        }
+    }
+}
+
+fn api_namespace<K: Resource>(obj: Option<&K>) -> String {
+    obj.and_then(|o| o.meta().namespace.clone()).map(|ns| format!("{ns}/")).unwrap_or_default()
+}
+
+/// An object as pretty JSON without its managed fields.
+pub fn pretty<K: Resource + Serialize + Clone>(obj: &K) -> String {
+    let mut obj = obj.clone();
+    obj.meta_mut().managed_fields = None;
+    serde_json::to_string_pretty(&obj).unwrap_or_else(|e| format!("(cannot serialize: {e})"))
+}
