@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck source-path=SCRIPTDIR
 #
 # Stops the local cluster started by hack/cluster-up.sh and removes its state. Only
 # the processes recorded in .local/pids are signalled, never anything found by name,
@@ -8,7 +9,6 @@
 set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/lib/common.sh
 source "$HACK/lib/common.sh"
 
 if [[ ! -e "$STATE" ]]; then

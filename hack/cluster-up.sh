@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck source-path=SCRIPTDIR
 #
 # Starts the local cluster from plain processes (no container engine needed): etcd,
 # kube-apiserver, kube-controller-manager, and in the target cluster kube-scheduler,
@@ -22,9 +23,7 @@ set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
-# shellcheck source=hack/lib/common.sh
 source "$HACK/lib/common.sh"
-# shellcheck source=hack/lib/pki.sh
 source "$HACK/lib/pki.sh"
 
 CLUSTERS="${CLUSTERS:-1}"
@@ -206,7 +205,9 @@ for c in "${names[@]}"; do
   load "$c"
   # NodeRestriction on top of the default admission plugins, as kubeadm does, so that
   # credentials of a node can only touch that node. Privileged Pods are allowed
-  # because a machine Pod is a VM that runs containerd. The in-flight limits are
+  # because a machine Pod is a VM that runs containerd. No endpoint reconciler: the
+  # kubernetes Service cannot point at a loopback address (Endpoints reject it) and
+  # nothing runs inside the cluster that would use it. The in-flight limits are
   # raised so that benchmarks with 1000 machines are not throttled by the server.
   start "$c" kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
@@ -224,6 +225,14 @@ for c in "${names[@]}"; do
     --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User \
+    --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" \
+    --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --endpoint-reconciler-type none \
     --max-requests-inflight 800 \
     --max-mutating-requests-inflight 400 \
     --profiling=false

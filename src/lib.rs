@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod contract;
 pub mod controller;
 pub mod driver;

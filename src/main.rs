@@ -40,22 +40,8 @@ fn init_logging(opts: &Options) {
     }
 }
 
-async fn client(kubeconfig: &str, qps: f32, burst: u32) -> Result<kube::Client, String> {
-    let config = if kubeconfig.is_empty() || kubeconfig == "inClusterConfig" {
-        kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
-    } else {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-            .map_err(|e| format!("kubeconfig {kubeconfig}: {e}"))?;
-        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .map_err(|e| format!("kubeconfig {kubeconfig}: {e}"))?
-    };
-    let _ = (qps, burst);
-    kube::Client::try_from(config).map_err(|e| format!("client for {kubeconfig}: {e}"))
-}
-
 async fn run(opts: Options) -> Result<(), String> {
-    let control = client(
+    let control = mcm_local::client::build(
         &opts.control_kubeconfig,
         opts.kube_api_qps,
         opts.kube_api_burst,
@@ -67,7 +53,7 @@ async fn run(opts: Options) -> Result<(), String> {
         Some(control.clone())
     } else {
         Some(
-            client(
+            mcm_local::client::build(
                 &opts.target_kubeconfig,
                 opts.kube_api_qps,
                 opts.kube_api_burst,

@@ -114,49 +114,30 @@ wait_for() {
   log "$cluster: $what"
 }
 
-# stop_recorded -> stops exactly the processes in $PIDS: TERM to all, wait up to a
-# deadline, then KILL whatever is left. Processes whose PID now belongs to someone
-# else (start time differs) are left alone.
+# stop_recorded -> stops exactly the processes in $PIDS, one after the other in reverse
+# start order: clients before their API server, the API server before its etcd. An
+# API server whose etcd is already gone hangs in its shutdown instead of taking a
+# second. Each gets TERM, then KILL if it is still there after a deadline. A PID that
+# now belongs to another process (its start time differs) is left alone.
 stop_recorded() {
   [[ -f "$PIDS" ]] || return 0
-  local -a pids=() starts=() names=()
-  local cluster component pid start
-  while read -r cluster component pid start; do
-    [[ -n "${pid:-}" ]] || continue
+  local -a lines=()
+  mapfile -t lines <"$PIDS"
+  local i cluster component pid start deadline
+  for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
+    read -r cluster component pid start <<<"${lines[$i]}"
+    alive "${pid:-}" "${start:-}" || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + ${STOP_TIMEOUT:-20}))
+    while alive "$pid" "$start" && ((SECONDS < deadline)); do sleep 0.1; done
     if alive "$pid" "$start"; then
-      pids+=("$pid"); starts+=("$start"); names+=("$cluster/$component")
+      log "$cluster/$component: did not stop on TERM, killing pid $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+      # KILL is asynchronous; the caller removes data directories next, which must
+      # not happen under a process that still writes to them.
+      deadline=$((SECONDS + 5))
+      while alive "$pid" "$start" && ((SECONDS < deadline)); do sleep 0.1; done
     fi
-  done <"$PIDS"
-  ((${#pids[@]})) || return 0
-  # Reverse start order: clients go before the API server, the API server before etcd,
-  # so nobody logs a storm of connection errors while shutting down.
-  local i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  local deadline=$((SECONDS + ${STOP_TIMEOUT:-15})) left
-  while :; do
-    left=0
-    for i in "${!pids[@]}"; do
-      alive "${pids[$i]}" "${starts[$i]}" && left=1
-    done
-    ((left)) || break
-    ((SECONDS < deadline)) || break
-    sleep 0.2
-  done
-  for i in "${!pids[@]}"; do
-    if alive "${pids[$i]}" "${starts[$i]}"; then
-      log "${names[$i]}: did not stop on TERM, killing pid ${pids[$i]}"
-      kill -KILL "${pids[$i]}" 2>/dev/null || true
-    fi
-  done
-  # KILL is asynchronous; the caller removes data directories next, which must not
-  # happen under a process that still writes to them.
-  deadline=$((SECONDS + 5))
-  for i in "${!pids[@]}"; do
-    while alive "${pids[$i]}" "${starts[$i]}" && ((SECONDS < deadline)); do sleep 0.1; done
-  done
-  for i in "${!pids[@]}"; do
-    log "${names[$i]}: stopped (pid ${pids[$i]})"
+    log "$cluster/$component: stopped (pid $pid)"
   done
 }

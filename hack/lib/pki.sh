@@ -16,21 +16,21 @@ pki_key() {
   (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null)
 }
 
-# pki_ca DIR -> DIR/ca.{key,crt}
+# pki_ca DIR NAME COMMON_NAME -> DIR/NAME.{key,crt}
 pki_ca() {
-  local dir=$1
-  pki_key "$dir/ca.key"
-  openssl req -x509 -new -key "$dir/ca.key" -sha256 -days "$PKI_DAYS" \
-    -subj "/CN=mcm-provider-local-ca" \
+  local dir=$1 name=$2 cn=$3
+  pki_key "$dir/$name.key"
+  openssl req -x509 -new -key "$dir/$name.key" -sha256 -days "$PKI_DAYS" \
+    -subj "/CN=$cn" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$dir/ca.crt" 2>/dev/null
+    -out "$dir/$name.crt" 2>/dev/null
 }
 
-# pki_cert DIR NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES] -> DIR/NAME.{key,crt}
-# signed by DIR/ca.
+# pki_cert DIR NAME SUBJECT EXTENDED_KEY_USAGE [SUBJECT_ALT_NAMES] [CA] -> DIR/NAME.{key,crt}
+# signed by DIR/CA (default: ca).
 pki_cert() {
-  local dir=$1 name=$2 subject=$3 eku=$4 san=${5:-}
+  local dir=$1 name=$2 subject=$3 eku=$4 san=${5:-} ca=${6:-ca}
   pki_key "$dir/$name.key"
   {
     echo "basicConstraints=critical,CA:FALSE"
@@ -39,7 +39,7 @@ pki_cert() {
     [[ -n "$san" ]] && echo "subjectAltName=$san"
   } >"$dir/$name.ext"
   openssl req -new -key "$dir/$name.key" -subj "$subject" -out "$dir/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" -CAcreateserial \
     -sha256 -days "$PKI_DAYS" -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
   rm -f "$dir/$name.csr" "$dir/$name.ext"
 }
@@ -55,10 +55,21 @@ pki_cert() {
 #                            the status of any Node and Pod, which the Node authorizer
 #                            would only allow one node at a time
 #   sa                       service-account token signing key pair
+#   front-proxy-ca, front-proxy-client
+#                            the request-header CA the API server publishes in
+#                            kube-system/extension-apiserver-authentication and the
+#                            client it uses towards aggregated API servers. Without
+#                            it every component that delegates authentication (the
+#                            controller manager, the scheduler) logs errors about a
+#                            missing CA bundle. A CA of its own, as kubeadm does: a
+#                            client certificate of the main CA must not be able to
+#                            assert any user name through request headers.
 pki_cluster() {
   local dir=$1
   mkdir -p "$dir"
-  pki_ca "$dir"
+  pki_ca "$dir" ca mcm-provider-local-ca
+  pki_ca "$dir" front-proxy-ca mcm-provider-local-front-proxy-ca
+  pki_cert "$dir" front-proxy-client "/CN=front-proxy-client" clientAuth "" front-proxy-ca
   # Besides loopback, the names in-cluster clients use for the API server, so the
   # certificate also holds for the kubernetes Service (first IP of the service range).
   pki_cert "$dir" serving "/CN=kube-apiserver" serverAuth \
@@ -69,7 +80,7 @@ pki_cluster() {
   pki_cert "$dir" kwok "/O=system:masters/CN=kwok" clientAuth
   pki_key "$dir/sa.key"
   openssl pkey -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
-  rm -f "$dir/ca.srl"
+  rm -f "$dir"/*.srl
 }
 
 # kubeconfig FILE SERVER PKI_DIR USER NAME -> a kubeconfig for USER's certificate with the

@@ -15,37 +15,34 @@
 mod decide;
 #[path = "kubelet_standin/node.rs"]
 mod node;
+#[path = "kubelet_standin/queue.rs"]
+mod queue;
 #[path = "kubelet_standin/reconcile.rs"]
 mod reconcile;
 #[path = "kubelet_standin/token.rs"]
 mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::scheduler::ScheduleRequest;
-use kube::runtime::{WatchStreamExt, scheduler, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, ResourceExt};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::reconcile::{Context, Error};
+use crate::queue::Queue;
+use crate::reconcile::Context;
 
 /// The machine Pods of the local driver.
 const POD_SELECTOR: &str = "app=machine,machine-provider=local";
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
 #[command(about = "Plays the kubelet inside each machine Pod of the local cluster")]
@@ -73,6 +70,10 @@ impl PodKey {
         })
     }
 
+    pub fn object_ref(&self) -> ObjectRef<Pod> {
+        ObjectRef::new(&self.name).within(&self.namespace)
+    }
+
     /// Parses `<namespace>/<name>`.
     pub fn parse(s: &str) -> Option<Self> {
         let (namespace, name) = s.split_once('/')?;
@@ -87,12 +88,6 @@ impl fmt::Display for PodKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }
-}
-
-/// Retry delay after `failures` consecutive failures (1, 2, ...).
-fn backoff(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
 #[tokio::main]
@@ -136,19 +131,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     .boxed();
     let ctx = Arc::new(Context::new(client, config, pods.clone(), cli.join_delay));
 
-    let (requests, schedule) = futures::channel::mpsc::unbounded::<ScheduleRequest<PodKey>>();
-    let enqueue = |key: PodKey, after: Duration| {
-        // The receiver lives as long as this function: sending cannot fail.
-        let _ = requests.unbounded_send(ScheduleRequest {
-            message: key,
-            run_at: Instant::now() + after,
-        });
-    };
-    let mut due = std::pin::pin!(scheduler(schedule));
-    let mut tasks = JoinSet::new();
-    let mut running = HashSet::<PodKey>::new();
-    let mut dirty = HashSet::<PodKey>::new();
-    let mut failures = HashMap::<PodKey, u32>::new();
+    let mut queue = Queue::new(ctx);
     // Pods seen so far, to notice the ones deleted while the watch was down.
     let mut known = HashSet::<PodKey>::new();
     let mut synced = false;
@@ -164,21 +147,21 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                     if let Some(key) = PodKey::of(&pod) {
                         known.insert(key.clone());
-                        enqueue(key, Duration::ZERO);
+                        queue.enqueue(key, Duration::ZERO);
                     }
                 }
                 Some(Ok(watcher::Event::Delete(pod))) => {
                     if let Some(key) = PodKey::of(&pod) {
                         known.remove(&key);
-                        enqueue(key, Duration::ZERO);
+                        queue.enqueue(key, Duration::ZERO);
                     }
                 }
                 Some(Ok(watcher::Event::Init)) => {}
                 Some(Ok(watcher::Event::InitDone)) => {
                     known.retain(|key| {
-                        let present = pods.get(&ObjectRef::new(&key.name).within(&key.namespace)).is_some();
+                        let present = pods.get(&key.object_ref()).is_some();
                         if !present {
-                            enqueue(key.clone(), Duration::ZERO);
+                            queue.enqueue(key.clone(), Duration::ZERO);
                         }
                         present
                     });
@@ -193,7 +176,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             event = node_events.next() => match event {
                 Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n))) => {
                     if let Some(key) = node::pod_key_of(&n.metadata) {
-                        enqueue(key, Duration::ZERO);
+                        queue.enqueue(key, Duration::ZERO);
                     }
                 }
                 Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
@@ -202,51 +185,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             },
             // Nothing runs before the pod store is complete: a pod missing from a
             // partial store would look deleted.
-            Some(key) = due.next(), if synced => {
-                if !running.insert(key.clone()) {
-                    dirty.insert(key);
-                    continue;
-                }
-                let ctx = ctx.clone();
-                tasks.spawn(async move {
-                    let result = AssertUnwindSafe(reconcile::reconcile(ctx, key.clone())).catch_unwind().await;
-                    (key, result)
-                });
-            }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((key, result)) = done else {
-                    error!("a reconcile task was cancelled");
-                    continue;
-                };
-                running.remove(&key);
-                let retry = match result {
-                    Ok(Ok(after)) => {
-                        failures.remove(&key);
-                        after
-                    }
-                    Ok(Err(e)) => {
-                        let n = failures.entry(key.clone()).or_default();
-                        *n += 1;
-                        let delay = backoff(*n);
-                        let retry_in = humantime::format_duration(delay);
-                        match e {
-                            Error::Refused(_) => warn!(pod = %key, %retry_in, "not registering node {}: {e}", key.name),
-                            Error::Waiting(_) => info!(pod = %key, %retry_in, "{e}"),
-                            Error::Kube(..) => warn!(pod = %key, %retry_in, "{e}: {:?}", std::error::Error::source(&e)),
-                        }
-                        Some(delay)
-                    }
-                    Err(_) => {
-                        error!(pod = %key, "reconcile panicked");
-                        Some(BACKOFF_MAX)
-                    }
-                };
-                if dirty.remove(&key) {
-                    enqueue(key, Duration::ZERO);
-                } else if let Some(after) = retry {
-                    enqueue(key, after);
-                }
-            }
+            () = queue.run_next(synced) => {}
         }
     }
 }
@@ -291,15 +230,6 @@ mod tests {
         for bad in ["", "ns", "/a", "ns/", "a/b/c"] {
             assert_eq!(PodKey::parse(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(8), BACKOFF_MAX);
-        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }
 
     #[test]

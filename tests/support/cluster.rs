@@ -132,7 +132,11 @@ pub async fn config(cluster: Cluster) -> Config {
 pub fn assert_kubeconfig_verifies_tls(kubeconfig: &Kubeconfig, path: &Path) {
     let cluster = cluster_entry(kubeconfig, path);
     let server = cluster.server.as_deref().unwrap_or_default();
-    assert!(server.starts_with("https://"), "{}: server {server:?} is not https", path.display());
+    assert!(
+        server.starts_with("https://"),
+        "{}: server {server:?} is not https",
+        path.display()
+    );
     assert_ne!(
         cluster.insecure_skip_tls_verify,
         Some(true),
@@ -149,8 +153,16 @@ pub fn assert_kubeconfig_verifies_tls(kubeconfig: &Kubeconfig, path: &Path) {
 /// Panics unless a client built from `config` verifies the server certificate
 /// against a configured CA.
 pub fn assert_tls_verified(config: &Config) {
-    assert_eq!(config.cluster_url.scheme_str(), Some("https"), "{} is not https", config.cluster_url);
-    assert!(!config.accept_invalid_certs, "the client would accept invalid certificates");
+    assert_eq!(
+        config.cluster_url.scheme_str(),
+        Some("https"),
+        "{} is not https",
+        config.cluster_url
+    );
+    assert!(
+        !config.accept_invalid_certs,
+        "the client would accept invalid certificates"
+    );
     assert!(
         config.root_cert.as_ref().is_some_and(|c| !c.is_empty()) || config.root_cert_file.is_some(),
         "the client has no CA to verify {} with",

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector, Pod, PodSpec,
-    Secret, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
+    ObjectFieldSelector, Pod, PodSpec, Secret, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use kube::Resource;
 use kube::core::ObjectMeta;
@@ -39,9 +40,16 @@ pub fn machine_pod(machine: &str) -> Pod {
         read_only: read_only.then_some(true),
         ..Default::default()
     };
-    let volume = |name: &str| Volume { name: name.into(), ..Default::default() };
+    let volume = |name: &str| Volume {
+        name: name.into(),
+        ..Default::default()
+    };
     Pod {
-        metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
         spec: Some(PodSpec {
             containers: vec![Container {
                 name: "node".into(),
@@ -57,7 +65,10 @@ pub fn machine_pod(machine: &str) -> Pod {
                     }),
                     ..Default::default()
                 }]),
-                security_context: Some(SecurityContext { privileged: Some(true), ..Default::default() }),
+                security_context: Some(SecurityContext {
+                    privileged: Some(true),
+                    ..Default::default()
+                }),
                 volume_mounts: Some(vec![
                     mount("userdata", USERDATA_MOUNT_PATH, true),
                     mount("containerd", "/var/lib/containerd", false),
@@ -74,13 +85,22 @@ pub fn machine_pod(machine: &str) -> Pod {
                     }),
                     ..volume("userdata")
                 },
-                Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("containerd") },
                 Volume {
-                    empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), ..Default::default() }),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..volume("containerd")
+                },
+                Volume {
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        medium: Some("Memory".into()),
+                        ..Default::default()
+                    }),
                     ..volume("run")
                 },
                 Volume {
-                    host_path: Some(HostPathVolumeSource { path: "/lib/modules".into(), ..Default::default() }),
+                    host_path: Some(HostPathVolumeSource {
+                        path: "/lib/modules".into(),
+                        ..Default::default()
+                    }),
                     ..volume("modules")
                 },
             ]),
@@ -100,7 +120,9 @@ pub fn userdata_secret_name(machine: &str) -> String {
 /// The user data Secret of machine `machine` (key `userdata`), owned by its
 /// created Pod `owner` (which must carry its UID).
 pub fn userdata_secret(machine: &str, owner: &Pod, userdata: &str) -> Secret {
-    let owner_ref = owner.controller_owner_ref(&()).expect("the owner Pod has a name and a UID");
+    let owner_ref = owner
+        .controller_owner_ref(&())
+        .expect("the owner Pod has a name and a UID");
     Secret {
         metadata: ObjectMeta {
             name: Some(userdata_secret_name(machine)),
@@ -133,10 +155,15 @@ impl BootstrapToken {
         let mut rng = rand::rng();
         let mut chars = |n: usize| -> String {
             (0..n)
-                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
                 .collect()
         };
-        BootstrapToken { id: chars(6), secret: chars(16) }
+        BootstrapToken {
+            id: chars(6),
+            secret: chars(16),
+        }
     }
 
     /// `<id>.<secret>`.
@@ -157,7 +184,10 @@ impl BootstrapToken {
             ("token-id".to_owned(), self.id.clone()),
             ("token-secret".to_owned(), self.secret.clone()),
             ("expiration".to_owned(), expiration.to_string()),
-            ("usage-bootstrap-authentication".to_owned(), "true".to_owned()),
+            (
+                "usage-bootstrap-authentication".to_owned(),
+                "true".to_owned(),
+            ),
             ("usage-bootstrap-signing".to_owned(), "true".to_owned()),
         ]);
         Secret {

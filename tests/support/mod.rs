@@ -11,9 +11,10 @@
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
 //! does not use are not dead code.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod controller;
 pub mod machine;
 pub mod namespace;
 pub mod wait;

@@ -81,7 +81,11 @@ impl TestNamespace {
     async fn create(prefix: &str, clusters: &[Cluster]) -> Self {
         let name = unique_name(prefix);
         // Created first, so that a failure below still deletes what exists.
-        let ns = TestNamespace { name: name.clone(), clusters: clusters.to_vec(), registered: Mutex::default() };
+        let ns = TestNamespace {
+            name: name.clone(),
+            clusters: clusters.to_vec(),
+            registered: Mutex::default(),
+        };
         for &cluster in clusters {
             let client = cluster.client().await;
             let namespace = Namespace {
@@ -95,11 +99,20 @@ impl TestNamespace {
             Api::<Namespace>::all(client.clone())
                 .create(&PostParams::default(), &namespace)
                 .await
-                .unwrap_or_else(|e| panic!("creating namespace {name} in the {cluster:?} cluster: {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("creating namespace {name} in the {cluster:?} cluster: {e}")
+                });
             // The ServiceAccount admission plugin refuses Pods until the namespace
             // has its default ServiceAccount.
             let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
-            wait_for(&accounts, "default", super::TIMEOUT, "the default ServiceAccount", |_| true).await;
+            wait_for(
+                &accounts,
+                "default",
+                super::TIMEOUT,
+                "the default ServiceAccount",
+                |_| true,
+            )
+            .await;
         }
         ns
     }
@@ -120,14 +133,22 @@ impl TestNamespace {
     /// Deletes object `name` of type `K` in `cluster` (in `namespace`, or
     /// cluster-scoped with `None`) when this namespace is dropped, before the
     /// namespace itself. Missing objects are fine.
-    pub fn delete_on_drop<K: Resource<DynamicType = ()>>(&self, cluster: Cluster, namespace: Option<&str>, name: &str) {
+    pub fn delete_on_drop<K: Resource<DynamicType = ()>>(
+        &self,
+        cluster: Cluster,
+        namespace: Option<&str>,
+        name: &str,
+    ) {
         let registered = Registered {
             cluster,
             resource: ApiResource::erase::<K>(&()),
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
         };
-        self.registered.lock().unwrap_or_else(|e| e.into_inner()).push(registered);
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(registered);
     }
 
     async fn cleanup(name: String, clusters: Vec<Cluster>, registered: Vec<Registered>) {
@@ -157,16 +178,23 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let registered = std::mem::take(&mut *self.registered.lock().unwrap_or_else(|e| e.into_inner()));
+        let registered =
+            std::mem::take(&mut *self.registered.lock().unwrap_or_else(|e| e.into_inner()));
         if std::env::var(KEEP_ENV).as_deref() == Ok("1") {
-            eprintln!("{KEEP_ENV}=1: keeping namespace {} and {} other object(s)", self.name, registered.len());
+            eprintln!(
+                "{KEEP_ENV}=1: keeping namespace {} and {} other object(s)",
+                self.name,
+                registered.len()
+            );
             return;
         }
         let (name, clusters) = (self.name.clone(), std::mem::take(&mut self.clusters));
         // Drop cannot await, and the test's runtime may be the one this thread
         // drives: clean up on a thread with its own runtime and fresh clients.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             match runtime {
                 Ok(rt) => {
                     let done = rt.block_on(tokio::time::timeout(

@@ -18,7 +18,14 @@ use tokio::time::{Instant, timeout_at};
 
 /// What the waits need of a resource type.
 pub trait Watchable:
-    Resource<DynamicType: Default + Eq + Hash + Clone> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+    Resource<DynamicType: Default + Eq + Hash + Clone>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -50,15 +57,22 @@ pub async fn wait_for<K: Watchable>(
     description: &str,
     predicate: impl Fn(&K) -> bool,
 ) -> K {
-    watch_object(api, name, timeout, description, |obj| obj.is_some_and(&predicate))
-        .await
-        .unwrap_or_else(|| unreachable!("the predicate only holds for an object"))
+    watch_object(api, name, timeout, description, |obj| {
+        obj.is_some_and(&predicate)
+    })
+    .await
+    .unwrap_or_else(|| unreachable!("the predicate only holds for an object"))
 }
 
 /// Waits until object `name` does not exist (never existed, or is deleted).
 ///
 /// Panics after `timeout` with `description` and the object as last seen.
-pub async fn wait_for_deleted<K: Watchable>(api: &Api<K>, name: &str, timeout: Duration, description: &str) {
+pub async fn wait_for_deleted<K: Watchable>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    description: &str,
+) {
     watch_object(api, name, timeout, description, |obj| obj.is_none()).await;
 }
 
@@ -75,7 +89,10 @@ pub async fn wait_for_list<K: Watchable>(
 ) -> Vec<K> {
     let deadline = Instant::now() + timeout;
     let (store, writer) = reflector::store::<K>();
-    let mut events = watcher(api.clone(), config).default_backoff().reflect(writer).boxed();
+    let mut events = watcher(api.clone(), config)
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
     let mut listed = false;
     let mut last_error = None;
     let snapshot = || {
@@ -89,7 +106,8 @@ pub async fn wait_for_list<K: Watchable>(
                 if matches!(event, watcher::Event::InitDone) {
                     listed = true;
                 }
-                let during_list = matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
+                let during_list =
+                    matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
                 if listed && !during_list {
                     let objects = snapshot();
                     if predicate(&objects) {
@@ -107,7 +125,9 @@ pub async fn wait_for_list<K: Watchable>(
                     objects.len(),
                     K::plural(&Default::default()),
                     objects.join(",\n"),
-                    last_error.map(|e| format!("\nlast watch error: {e}")).unwrap_or_default(),
+                    last_error
+                        .map(|e| format!("\nlast watch error: {e}"))
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -159,13 +179,17 @@ async fn watch_object<K: Watchable>(
             }
             Ok(None) => panic!("the watch for {description} ended"),
             Err(_) => {
-                let kind = K::kind(&Default::default());
+                let kind = K::kind(&Default::default()).into_owned();
                 let ns = api_namespace(current.as_ref());
-                let seen = current.as_ref().map_or_else(|| "(does not exist)".to_owned(), pretty);
+                let seen = current
+                    .as_ref()
+                    .map_or_else(|| "(does not exist)".to_owned(), pretty);
                 panic!(
                     "timed out after {} waiting for {description} ({kind} {ns}{name})\nlast seen:\n{seen}{}",
                     humantime::format_duration(timeout),
-                    last_error.map(|e| format!("\nlast watch error: {e}")).unwrap_or_default(),
+                    last_error
+                        .map(|e| format!("\nlast watch error: {e}"))
+                        .unwrap_or_default(),
                 );
             }
         };
@@ -176,7 +200,9 @@ async fn watch_object<K: Watchable>(
 }
 
 fn api_namespace<K: Resource>(obj: Option<&K>) -> String {
-    obj.and_then(|o| o.meta().namespace.clone()).map(|ns| format!("{ns}/")).unwrap_or_default()
+    obj.and_then(|o| o.meta().namespace.clone())
+        .map(|ns| format!("{ns}/"))
+        .unwrap_or_default()
 }
 
 /// An object as pretty JSON without its managed fields.

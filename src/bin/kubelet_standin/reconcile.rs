@@ -8,7 +8,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Config, Resource};
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -74,8 +74,7 @@ impl Context {
     }
 
     fn pod(&self, key: &PodKey) -> Option<Arc<Pod>> {
-        self.pods
-            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        self.pods.get(&key.object_ref())
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {

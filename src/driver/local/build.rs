@@ -17,8 +17,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::contract::local::*;
 
-/// Where the user data file appears inside the machine: `/etc/machine/userdata`.
-const USER_DATA_DIR: &str = "/etc/machine";
+/// The user data Secret is mounted here (the contract's path); the file inside is `userdata`.
+const USER_DATA_DIR: &str = USER_DATA_MOUNT;
 
 /// Labels shared by the Pod, its Secret and its Service.
 pub fn labels(machine: &str) -> BTreeMap<String, String> {
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(
             mounts,
             [
-                "/etc/machine",
+                "/etc/machine/userdata",
                 "/var/lib/containerd",
                 "/run",
                 "/lib/modules"

@@ -1,0 +1,108 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Kubernetes clients that honour `--kube-api-qps` and `--kube-api-burst`, as
+//! client-go's token bucket does: every request waits for a token.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::client::ClientBuilder;
+use tower::{Layer, Service};
+
+/// A token bucket of `qps` refills per second holding up to `burst` tokens.
+pub fn limiter(qps: f32, burst: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    if qps <= 0.0 {
+        return None; // as in client-go, a non-positive QPS disables limiting
+    }
+    let period = Duration::from_secs_f64(1.0 / f64::from(qps));
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)?.allow_burst(burst);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
+#[derive(Clone)]
+pub struct RateLimitLayer(Option<Arc<DefaultDirectRateLimiter>>);
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited {
+            inner,
+            limiter: self.0.clone(),
+            wait: None,
+            permitted: false,
+        }
+    }
+}
+
+/// Waits for a token in `poll_ready`, so that the client's request buffer
+/// queues callers instead of sending.
+pub struct RateLimited<S> {
+    inner: S,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    permitted: bool,
+}
+
+impl<S: Service<R>, R> Service<R> for RateLimited<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if let Some(limiter) = &self.limiter
+            && !self.permitted
+        {
+            let wait = self.wait.get_or_insert_with(|| {
+                let limiter = limiter.clone();
+                Box::pin(async move { limiter.until_ready().await })
+            });
+            ready!(wait.as_mut().poll(cx));
+            self.wait = None;
+            self.permitted = true;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.permitted = false;
+        self.inner.call(request)
+    }
+}
+
+/// Builds a client from a kubeconfig path (`""` or `inClusterConfig`: the Pod's service account).
+pub async fn build(kubeconfig: &str, qps: f32, burst: u32) -> Result<kube::Client, String> {
+    let config = if kubeconfig.is_empty() || kubeconfig == "inClusterConfig" {
+        kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
+    } else {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+            .map_err(|e| format!("kubeconfig {kubeconfig}: {e}"))?;
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| format!("kubeconfig {kubeconfig}: {e}"))?
+    };
+    let builder =
+        ClientBuilder::try_from(config).map_err(|e| format!("client for {kubeconfig}: {e}"))?;
+    Ok(builder
+        .with_layer(&RateLimitLayer(limiter(qps, burst)))
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_holds_burst_tokens() {
+        let l = limiter(20.0, 30).unwrap();
+        let granted = (0..100).filter(|_| l.check().is_ok()).count();
+        assert_eq!(granted, 30);
+        assert!(limiter(0.0, 30).is_none());
+    }
+}

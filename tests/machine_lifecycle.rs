@@ -1,0 +1,395 @@
+//! Issue "Machine controller with the local driver": create, join and delete,
+//! against the local cluster (control and target may be two clusters).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use mcm_local::api::{Machine, MachineClass};
+use mcm_local::controller::bootstrap;
+use support::controller::{delete_all_machines, kubectl_apply, sample, settings, start};
+use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
+
+fn phase(m: &Machine) -> &str {
+    &m.status.current_status.phase
+}
+
+/// Records every (phase, description) a machine shows, in order, from a watch.
+fn record_history(api: Api<Machine>, name: &str) -> Arc<Mutex<Vec<(String, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut stream = watcher(api, cfg).applied_objects().boxed();
+        while let Some(Ok(m)) = stream.next().await {
+            let entry = (
+                phase(&m).to_string(),
+                m.status.last_operation.description.clone(),
+            );
+            let mut seen = out.lock().unwrap();
+            if seen.last() != Some(&entry) {
+                seen.push(entry);
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn sample_machine_joins_and_is_deleted_without_leftovers() {
+    let ns = TestNamespace::in_both("lifecycle").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let machines: Api<Machine> = ns.api(&control);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, "machine-test-machine");
+
+    // The samples, as a user applies them.
+    for file in ["secret.yaml", "machine-class.yaml", "machine.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let history = record_history(machines.clone(), "test-machine");
+    let controller = start(settings(&ns)).await;
+
+    let pods: Api<Pod> = ns.api(&target);
+    let pod = wait_for(
+        &pods,
+        "machine-test-machine",
+        TIMEOUT,
+        "the machine Pod exists",
+        |_| true,
+    )
+    .await;
+    assert_eq!(
+        pod.labels().get("machine-provider").map(String::as_str),
+        Some("local")
+    );
+    assert_eq!(
+        pod.labels().get("machine").map(String::as_str),
+        Some("test-machine")
+    );
+
+    let running = wait_for(
+        &machines,
+        "test-machine",
+        TIMEOUT,
+        "the machine is Running",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    let seen = history.lock().unwrap().clone();
+    let pending_at = seen
+        .iter()
+        .position(|(p, d)| p == "Pending" && d == "Creating machine on cloud provider");
+    let running_at = seen.iter().position(|(p, d)| {
+        p == "Running" && d.starts_with("Machine test-machine successfully joined the cluster in ")
+    });
+    assert!(
+        matches!((pending_at, running_at), (Some(p), Some(r)) if p < r),
+        "phases seen: {seen:#?}"
+    );
+    assert_eq!(running.status.last_operation.state, "Successful");
+    assert_eq!(running.status.last_operation.type_, "Create");
+
+    // providerID = node label = Node name, and the Node knows its machine.
+    assert_eq!(running.spec.provider_id, "machine-test-machine");
+    assert_eq!(
+        running.labels().get("node").map(String::as_str),
+        Some("machine-test-machine")
+    );
+    assert!(
+        running
+            .annotations()
+            .contains_key("node.machine.sapcloud.io/machine-join-duration")
+    );
+    assert_eq!(
+        running
+            .annotations()
+            .get("machinepriority.machine.sapcloud.io")
+            .map(String::as_str),
+        Some("3")
+    );
+    assert!(
+        running
+            .finalizers()
+            .iter()
+            .any(|f| f == "machine.sapcloud.io/machine-controller-manager")
+    );
+    let nodes: Api<Node> = Api::all(target.clone());
+    let node = wait_for(
+        &nodes,
+        "machine-test-machine",
+        TIMEOUT,
+        "the Node is labelled with its machine",
+        |n| {
+            n.labels()
+                .get("node.gardener.cloud/machine-name")
+                .map(String::as_str)
+                == Some("test-machine")
+        },
+    )
+    .await;
+    assert_eq!(
+        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()),
+        Some("machine-test-machine")
+    );
+
+    // The user data carries this machine's token, and the token is gone after the join.
+    let secrets: Api<Secret> = ns.api(&target);
+    let user_data = secrets
+        .get("machine-test-machine-userdata")
+        .await
+        .expect("user data Secret");
+    let text = String::from_utf8(user_data.data.unwrap()["userdata"].0.clone()).unwrap();
+    let id = bootstrap::token_id("test-machine");
+    assert!(
+        !text.contains("<<BOOTSTRAP_TOKEN>>"),
+        "placeholder left in user data"
+    );
+    assert!(
+        text.contains(&format!("token: {id}.")),
+        "no token {id}.<secret> in the user data"
+    );
+    let tokens: Api<Secret> = Api::namespaced(target.clone(), "kube-system");
+    wait_for_deleted(
+        &tokens,
+        &bootstrap::secret_name("test-machine"),
+        TIMEOUT,
+        "the bootstrap token is deleted after the join",
+    )
+    .await;
+    let services: Api<Service> = ns.api(&target);
+    services
+        .get("machine-test-machine")
+        .await
+        .expect("the machine's Service");
+
+    // Deletion removes everything.
+    machines
+        .delete("test-machine", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deleted(&machines, "test-machine", TIMEOUT, "the machine is deleted").await;
+    wait_for_deleted(&pods, "machine-test-machine", TIMEOUT, "the Pod is gone").await;
+    wait_for_deleted(
+        &secrets,
+        "machine-test-machine-userdata",
+        TIMEOUT,
+        "the user data Secret is gone",
+    )
+    .await;
+    wait_for_deleted(
+        &services,
+        "machine-test-machine",
+        TIMEOUT,
+        "the Service is gone",
+    )
+    .await;
+    wait_for_deleted(&nodes, "machine-test-machine", TIMEOUT, "the Node is gone").await;
+    let seen = history.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|(p, d)| p == "Terminating"
+                && d.contains("Initiate machine object finalizer removal")),
+        "deletion steps seen: {seen:#?}"
+    );
+    controller.stop().await;
+}
+
+/// Machine `name` of class `class` in `ns`.
+fn machine(name: &str, class: &str) -> Machine {
+    let mut m = Machine::default();
+    m.metadata.name = Some(name.to_string());
+    m.spec.class.kind = "MachineClass".into();
+    m.spec.class.name = class.into();
+    m
+}
+
+fn class(
+    name: &str,
+    provider: &str,
+    spec: serde_json::Value,
+    secret: &str,
+    ns: &str,
+) -> MachineClass {
+    let mut c = MachineClass {
+        provider: provider.into(),
+        provider_spec: spec,
+        secret_ref: Some(k8s_openapi::api::core::v1::SecretReference {
+            name: Some(secret.into()),
+            namespace: Some(ns.into()),
+        }),
+        ..Default::default()
+    };
+    c.metadata.name = Some(name.into());
+    c
+}
+
+fn user_data_secret(name: &str, key: &str) -> Secret {
+    let mut s = Secret {
+        string_data: Some(BTreeMap::from([(
+            key.to_string(),
+            "#!/bin/sh\ntoken=<<BOOTSTRAP_TOKEN>>\n".to_string(),
+        )])),
+        ..Default::default()
+    };
+    s.metadata.name = Some(name.into());
+    s
+}
+
+#[tokio::test]
+async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
+    let ns = TestNamespace::in_both("bad-input").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let n = ns.name();
+    let machines: Api<Machine> = ns.api(&control);
+    let classes: Api<MachineClass> = ns.api(&control);
+    let secrets: Api<Secret> = ns.api(&control);
+    let pp = PostParams::default();
+
+    secrets
+        .create(&pp, &user_data_secret("good", "userData"))
+        .await
+        .unwrap();
+    secrets
+        .create(&pp, &user_data_secret("no-userdata", "somethingElse"))
+        .await
+        .unwrap();
+    let image = serde_json::json!({"image": "localhost/machine-image:1"});
+    for c in [
+        class("good", "local", image.clone(), "good", n),
+        class(
+            "no-image",
+            "local",
+            serde_json::json!({"namespace": n}),
+            "good",
+            n,
+        ),
+        class("aws", "aws", image.clone(), "good", n),
+        class("no-userdata", "local", image.clone(), "no-userdata", n),
+    ] {
+        classes.create(&pp, &c).await.unwrap();
+    }
+    let suffix = &ns.name()[ns.name().len() - 6..];
+    let good = format!("good-{suffix}");
+    let cases = [
+        (
+            format!("noimage-{suffix}"),
+            "no-image",
+            "providerSpec.image: Required value",
+        ),
+        (
+            format!("noclass-{suffix}"),
+            "missing",
+            "MachineClass \"missing\" not found",
+        ),
+        (
+            format!("nouserdata-{suffix}"),
+            "no-userdata",
+            "has no \"userData\" key",
+        ),
+        (
+            format!("aws-{suffix}"),
+            "aws",
+            "requested for provider \"aws\"",
+        ),
+    ];
+    for (name, class, _) in &cases {
+        machines.create(&pp, &machine(name, class)).await.unwrap();
+    }
+    machines.create(&pp, &machine(&good, "good")).await.unwrap();
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{good}"));
+    let controller = start(settings(&ns)).await;
+
+    wait_for(
+        &machines,
+        &good,
+        TIMEOUT,
+        "the good machine runs beside the bad ones",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    let events: Api<Event> = ns.api(&control);
+    for (name, _, message) in &cases {
+        let m = wait_for(
+            &machines,
+            name,
+            TIMEOUT,
+            &format!("{name} reports {message:?}"),
+            |m| m.status.last_operation.description.contains(message),
+        )
+        .await;
+        assert_eq!(m.status.last_operation.state, "Failed", "{name}");
+        assert_eq!(phase(&m), "CrashLoopBackOff", "{name}");
+        let listed = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .unwrap();
+        assert!(
+            listed
+                .items
+                .iter()
+                .any(|e| e.type_.as_deref() == Some("Warning")
+                    && e.message.as_deref().unwrap_or_default().contains(message)),
+            "no Warning event with {message:?} for {name}: {:#?}",
+            listed
+                .items
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+    let pods: Api<Pod> = ns.api(&target);
+    let names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(
+        names,
+        [format!("machine-{good}")],
+        "only the good machine has a Pod"
+    );
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_machines_created_at_once_all_run() {
+    let ns = TestNamespace::in_both("twenty").await;
+    let control = support::control().await;
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let suffix = ns.name()[ns.name().len() - 6..].to_string();
+    let names: Vec<String> = (0..20).map(|i| format!("m{i:02}-{suffix}")).collect();
+    for name in &names {
+        ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    }
+    let controller = start(settings(&ns)).await;
+    let creates = names.iter().map(|name| {
+        let machines = machines.clone();
+        let m = machine(name, "test-class");
+        async move { machines.create(&PostParams::default(), &m).await.unwrap() }
+    });
+    futures::future::join_all(creates).await;
+    wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT * 2,
+        "all 20 machines run",
+        |l: &[Machine]| l.len() == 20 && l.iter().all(|m| phase(m) == "Running"),
+    )
+    .await;
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}

@@ -1,0 +1,144 @@
+//! Running the machine controller for one test namespace, in-process or as the
+//! real binary, and applying the samples in `kubernetes/`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use mcm_local::api::Machine;
+use mcm_local::controller::settings::Settings;
+use mcm_local::controller::watches::{self, Clients};
+use tokio::sync::oneshot;
+
+use super::cluster::{Cluster, repo_root};
+use super::namespace::TestNamespace;
+
+/// The controller of one test, stopped (gracefully) when dropped.
+pub struct ControllerGuard {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControllerGuard {
+    /// Stops the controller and waits until its in-flight reconciles are done.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+impl Drop for ControllerGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Settings for a test: the namespace, otherwise the flag defaults.
+pub fn settings(ns: &TestNamespace) -> Settings {
+    Settings {
+        namespace: ns.name().to_string(),
+        ..Settings::default()
+    }
+}
+
+/// Starts the controller in this process for `settings.namespace`.
+pub async fn start(settings: Settings) -> ControllerGuard {
+    let clients = Clients {
+        control: Cluster::Control.client().await,
+        target: Some(Cluster::Target.client().await),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(watches::run(clients, settings, 50, None, async move {
+        let _ = stopped.await;
+    }));
+    ControllerGuard {
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// The `machine-controller` binary as a child process for `namespace`; killed when dropped.
+pub fn spawn_binary(namespace: &str, log: &str) -> tokio::process::Child {
+    let logs = super::cluster::local_dir().join("logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let out = std::fs::File::create(logs.join(log)).expect("controller log file");
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_machine-controller"))
+        .arg(format!(
+            "--control-kubeconfig={}",
+            Cluster::Control.kubeconfig().display()
+        ))
+        .arg(format!(
+            "--target-kubeconfig={}",
+            Cluster::Target.kubeconfig().display()
+        ))
+        .arg(format!("--namespace={namespace}"))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start machine-controller")
+}
+
+/// A sample from `kubernetes/`, moved into `namespace` and with names replaced.
+pub fn sample(file: &str, namespace: &str, renames: &[(&str, &str)]) -> String {
+    let path = repo_root().join("kubernetes").join(file);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text = text.replace("namespace: default", &format!("namespace: {namespace}"));
+    for (from, to) in renames {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// `kubectl apply` of YAML text to a cluster, as a user would; panics with kubectl's output.
+pub async fn kubectl_apply(cluster: Cluster, yaml: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(super::kubectl())
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut stdin = child.stdin.take().expect("kubectl stdin");
+    stdin
+        .write_all(yaml.as_bytes())
+        .await
+        .expect("write to kubectl");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}\n{}\n--- input ---\n{yaml}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deletes every Machine of the namespace and waits until they are gone, so that
+/// the namespace can go too (machines carry our finalizer).
+pub async fn delete_all_machines(machines: &Api<Machine>) {
+    let _ = machines
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    super::wait_for_list(
+        machines,
+        Default::default(),
+        super::TIMEOUT,
+        "every machine is deleted",
+        |l: &[Machine]| l.is_empty(),
+    )
+    .await;
+}
