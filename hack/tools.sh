@@ -14,6 +14,17 @@ export CGO_ENABLED=0
 
 log() { echo "tools: $*" >&2; }
 
+command -v go >/dev/null || { log "error: go is not installed (needed once per pinned version)"; exit 1; }
+
+# Two builds at once (make test in two checkouts, or cluster-up while make tools runs)
+# would compete for the same output files; the second waits and then finds all cached.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+  log "another build holds $cache/.lock; waiting for it"
+  flock 9
+fi
+
 # version MODULE_DIR MODULE -> the version pinned in that tools module
 version() { (cd "$root/hack/tools/$1" && go list -m -f '{{.Version}}' "$2"); }
 

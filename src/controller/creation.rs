@@ -20,7 +20,7 @@ use crate::contract::{
     DEFAULT_MACHINE_PRIORITY, FIELD_MANAGER, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL,
     USER_DATA_KEY, op, phase, state, text,
 };
-use crate::driver::{Code, Driver, MachineError, MachineRequest, SecretData};
+use crate::driver::{Code, Driver, MachineError, MachineRequest, MachineResponse, SecretData};
 
 /// The phase a failed creation puts the machine in.
 pub fn failure_phase(
@@ -86,64 +86,81 @@ pub async fn run<D: Driver>(
     };
     let user_data = String::from_utf8_lossy(user_data).into_owned();
 
-    let mut request_secret = secret.clone();
     let status_req = MachineRequest {
         machine: &machine,
         class,
         secret: &secret,
     };
-    let (node_name, provider_id) = match ctx.driver.get_machine_status(&status_req).await {
-        Ok(vm) => (vm.node_name, vm.provider_id),
+    let (create, initialize) = match ctx.driver.get_machine_status(&status_req).await {
+        Ok(vm) => (None, Some(Ok(vm))),
         Err(e) if matches!(e.code, Code::NotFound | Code::Unimplemented) => {
             if machine.spec.provider_id.is_empty() {
-                // The token is made only now, so that an invalid class never gets one.
-                let token = match &ctx.target {
-                    Some(target) => Some(
-                        bootstrap::ensure_token(
-                            target,
-                            &name,
-                            ctx.settings.creation_timeout(&machine),
-                            &ctx.settings.bootstrap_token_auth_extra_groups,
-                        )
-                        .await?,
-                    ),
-                    None => None,
-                };
-                let data = bootstrap::substitute(&user_data, token.as_deref(), &name);
-                request_secret.insert(USER_DATA_KEY.to_string(), data.into_bytes());
-                let create_req = MachineRequest {
-                    machine: &machine,
-                    class,
-                    secret: &request_secret,
-                };
-                match ctx.driver.create_machine(&create_req).await {
-                    Ok(vm) => {
-                        ctx.event(
-                            &machine,
-                            false,
-                            "Created",
-                            "CreateMachine",
-                            format!("Created VM {} for machine {name}", vm.provider_id),
-                        )
-                        .await;
-                        if let Err(e) = ctx.driver.initialize_machine(&create_req).await
-                            && e.code != Code::Unimplemented
-                        {
-                            return failed(ctx, &machine, e).await;
-                        }
-                        (vm.node_name, vm.provider_id)
-                    }
-                    Err(e) => return failed(ctx, &machine, e).await,
-                }
+                (Some(()), None)
             } else {
-                (
-                    machine.node_name().unwrap_or_default().to_string(),
-                    machine.spec.provider_id.clone(),
-                )
+                let vm = MachineResponse {
+                    node_name: machine.node_name().unwrap_or_default().to_string(),
+                    provider_id: machine.spec.provider_id.clone(),
+                    ..Default::default()
+                };
+                (None, Some(Ok(vm)))
             }
         }
+        // The VM exists but is incomplete (say, a crash cut its creation short).
+        Err(e) if e.code == Code::Uninitialized => (None, Some(Err(e))),
         Err(e) => return failed(ctx, &machine, e).await,
     };
+
+    let vm = match initialize {
+        Some(Ok(vm)) => vm,
+        _ => {
+            // The token is made only now, so that an invalid class never gets one.
+            let token = match &ctx.target {
+                Some(target) => Some(
+                    bootstrap::ensure_token(
+                        target,
+                        &name,
+                        ctx.settings.creation_timeout(&machine),
+                        &ctx.settings.bootstrap_token_auth_extra_groups,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            let mut request_secret = secret.clone();
+            let data = bootstrap::substitute(&user_data, token.as_deref(), &name);
+            request_secret.insert(USER_DATA_KEY.to_string(), data.into_bytes());
+            let req = MachineRequest {
+                machine: &machine,
+                class,
+                secret: &request_secret,
+            };
+            let result = if create.is_some() {
+                ctx.driver.create_machine(&req).await
+            } else {
+                ctx.driver.initialize_machine(&req).await
+            };
+            match result {
+                Ok(vm) => {
+                    let (reason, verb) = if create.is_some() {
+                        ("Created", "Created")
+                    } else {
+                        ("Initialized", "Completed")
+                    };
+                    ctx.event(
+                        &machine,
+                        false,
+                        reason,
+                        "CreateMachine",
+                        format!("{verb} VM {} for machine {name}", vm.provider_id),
+                    )
+                    .await;
+                    vm
+                }
+                Err(e) => return failed(ctx, &machine, e).await,
+            }
+        }
+    };
+    let (node_name, provider_id) = (vm.node_name, vm.provider_id);
 
     if provider_id.is_empty() || (ctx.target.is_some() && node_name.is_empty()) {
         let e = MachineError::new(

@@ -78,10 +78,12 @@ pub async fn reconcile<D: Driver>(
             || health::may_mark_failed(&machine, &all),
         );
         if let Some(change) = &plan.change {
-            status::write(&api, &machine, change).await?;
             if let Some(took) = plan.joined_after {
-                joined(&ctx, &machine, took).await?;
+                // Before the status: a machine seen Running has its token deleted
+                // and its join time recorded, even if we crash in between.
+                machine = joined(&ctx, &machine, took).await?;
             }
+            status::write(&api, &machine, change).await?;
             if change.phase.is_some_and(|p| p != machine.phase()) {
                 let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
                 let reason = change.phase.unwrap_or_default();
@@ -110,15 +112,19 @@ pub async fn reconcile<D: Driver>(
 }
 
 /// First join: the token has done its job, and the join time is recorded.
-async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<(), Error> {
+async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
     if let Some(target) = &ctx.target {
         bootstrap::delete_token(target, machine.name()).await?;
     }
-    let patch = json!({"metadata": {"annotations": {JOIN_DURATION_ANNOTATION: format_go(took)}}});
-    ctx.machine_api()
+    let patch = json!({"metadata": {
+        "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},
+        "resourceVersion": machine.metadata.resource_version,
+    }});
+    let patched = ctx
+        .machine_api()
         .patch(machine.name(), &params(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(patched)
 }
 
 fn params() -> PatchParams {

@@ -159,6 +159,17 @@ impl TestNamespace {
                 Some(ns) => Api::namespaced_with(client, ns, &r.resource),
                 None => Api::all_with(client, &r.resource),
             };
+            if r.resource.kind == "Node" {
+                // The controller's finalizer would keep a Node of a failed test forever.
+                let clear = serde_json::json!({"metadata": {"finalizers": null}});
+                let _ = api
+                    .patch(
+                        &r.name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&clear),
+                    )
+                    .await;
+            }
             if let Err(e) = api.delete(&r.name, &background).await
                 && !matches!(&e, kube::Error::Api(s) if s.code == 404)
             {
@@ -197,10 +208,10 @@ impl Drop for TestNamespace {
                 .build();
             match runtime {
                 Ok(rt) => {
-                    let done = rt.block_on(tokio::time::timeout(
-                        CLEANUP_TIMEOUT,
-                        Self::cleanup(name.clone(), clusters, registered),
-                    ));
+                    let done = rt.block_on(async {
+                        let cleanup = Self::cleanup(name.clone(), clusters, registered);
+                        tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await
+                    });
                     if done.is_err() {
                         eprintln!("cleanup of namespace {name} timed out");
                     }

@@ -182,6 +182,66 @@ impl LocalDriver {
         }
     }
 
+    fn user_data<'r>(req: &'r MachineRequest<'_>) -> DriverResult<&'r [u8]> {
+        req.secret
+            .get(contract::USER_DATA_KEY)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                MachineError::new(
+                    Code::InvalidArgument,
+                    format!(
+                        "secret of class {:?} has no {:?} key",
+                        req.class.metadata.name.as_deref().unwrap_or_default(),
+                        contract::USER_DATA_KEY
+                    ),
+                )
+            })
+    }
+
+    /// Applies the Service and the user-data Secret, both owned by the Pod so that
+    /// the garbage collector removes them with it.
+    async fn ensure_companions(
+        &self,
+        place: &Place,
+        machine: &str,
+        pod: &Pod,
+        user_data: &[u8],
+    ) -> DriverResult<()> {
+        let ns = &place.namespace;
+        let owner = build::owner_reference(pod).map(|o| vec![o]);
+        let name = pod_name(machine);
+        let mut service = build::service(machine, ns);
+        service.metadata.owner_references = owner.clone();
+        Api::<Service>::namespaced(place.client.clone(), ns)
+            .patch(&name, &apply_params(), &Patch::Apply(&service))
+            .await
+            .map_err(|e| api_error(&format!("apply Service {ns}/{name}"), e))?;
+        let mut secret = build::user_data_secret(machine, ns, user_data);
+        secret.metadata.owner_references = owner;
+        let secret_name = user_data_secret_name(machine);
+        Api::<Secret>::namespaced(place.client.clone(), ns)
+            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
+            .await
+            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
+        Ok(())
+    }
+
+    /// Whether the Pod's Secret and Service exist (a crash may have cut creation short).
+    async fn companions_exist(&self, place: &Place, machine: &str) -> DriverResult<bool> {
+        let ns = &place.namespace;
+        let secret_name = user_data_secret_name(machine);
+        let secret = Api::<Secret>::namespaced(place.client.clone(), ns)
+            .get_metadata_opt(&secret_name)
+            .await
+            .map_err(|e| api_error(&format!("get Secret {ns}/{secret_name}"), e))?;
+        let name = pod_name(machine);
+        let service = Api::<Service>::namespaced(place.client.clone(), ns)
+            .get_metadata_opt(&name)
+            .await
+            .map_err(|e| api_error(&format!("get Service {ns}/{name}"), e))?;
+        Ok(secret.is_some() && service.is_some())
+    }
+
     async fn prepare(&self, req: &MachineRequest<'_>) -> DriverResult<(LocalProviderSpec, Place)> {
         Self::check_name(req.machine)?;
         let spec = Self::validate(req.class)?;
@@ -251,24 +311,14 @@ impl Driver for LocalDriver {
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
         let (spec, place) = self.prepare(req).await?;
         let machine = req.machine.name();
-        let user_data = req.secret.get(contract::USER_DATA_KEY).ok_or_else(|| {
-            MachineError::new(
-                Code::InvalidArgument,
-                format!(
-                    "secret of class {:?} has no {:?} key",
-                    req.class.metadata.name.as_deref().unwrap_or_default(),
-                    contract::USER_DATA_KEY
-                ),
-            )
-        })?;
+        let user_data = Self::user_data(req)?;
         let ns = &place.namespace;
         let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
-        let services: Api<Service> = Api::namespaced(place.client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
 
         // The Secret comes first so that a Pod never exists without its user data;
         // ownership follows once the Pod has a UID. Apply makes every step repeatable.
-        let mut secret = build::user_data_secret(machine, ns, user_data);
+        let secret = build::user_data_secret(machine, ns, user_data);
         let secret_name = user_data_secret_name(machine);
         secrets
             .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
@@ -288,26 +338,25 @@ impl Driver for LocalDriver {
             return Err(still_terminating(ns, &name));
         }
 
-        let owner = build::owner_reference(&pod).map(|o| vec![o]);
-        let mut service = build::service(machine, ns);
-        service.metadata.owner_references = owner.clone();
-        services
-            .patch(&name, &apply_params(), &Patch::Apply(&service))
-            .await
-            .map_err(|e| api_error(&format!("apply Service {ns}/{name}"), e))?;
-        secret.metadata.owner_references = owner;
-        secrets
-            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
-            .await
-            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
+        self.ensure_companions(&place, machine, &pod, user_data)
+            .await?;
         Ok(Self::response(&pod))
     }
 
-    async fn initialize_machine(&self, _: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        Err(MachineError::new(
-            Code::Unimplemented,
-            "the local driver needs no initialization",
-        ))
+    /// Completes a machine whose Pod exists without its Secret or Service.
+    async fn initialize_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        let (_, place) = self.prepare(req).await?;
+        let machine = req.machine.name();
+        let user_data = Self::user_data(req)?;
+        let Some(pod) = self.find_pod(&place, machine).await? else {
+            return Err(MachineError::new(
+                Code::NotFound,
+                format!("Pod {}/{} not found", place.namespace, pod_name(machine)),
+            ));
+        };
+        self.ensure_companions(&place, machine, &pod, user_data)
+            .await?;
+        Ok(Self::response(&pod))
     }
 
     async fn delete_machine(&self, req: &MachineRequest<'_>) -> DriverResult<()> {
@@ -365,7 +414,18 @@ impl Driver for LocalDriver {
                 Code::NotFound,
                 format!("Pod {ns}/{} not found", pod_name(machine)),
             )),
-            Some(pod) => Ok(Self::response(&pod)),
+            Some(pod) => {
+                if !self.companions_exist(&place, machine).await? {
+                    return Err(MachineError::new(
+                        Code::Uninitialized,
+                        format!(
+                            "Pod {ns}/{} exists without its Secret or Service",
+                            pod_name(machine)
+                        ),
+                    ));
+                }
+                Ok(Self::response(&pod))
+            }
         }
     }
 

@@ -1,0 +1,138 @@
+//! "Nothing is lost": a controller that dies mid-creation, started again, makes
+//! no second VM and still brings the machine to Running.
+
+mod support;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use mcm_local::api::Machine;
+use mcm_local::api::provider_spec::LocalProviderSpec;
+use mcm_local::driver::local::build;
+use support::controller::{
+    delete_all_machines, kubectl_apply, sample, settings, spawn_binary, start,
+};
+use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
+
+fn phase(m: &Machine) -> &str {
+    &m.status.current_status.phase
+}
+
+fn new_machine(name: &str) -> Machine {
+    let mut m = Machine::default();
+    m.metadata.name = Some(name.into());
+    m.spec.class.kind = "MachineClass".into();
+    m.spec.class.name = "test-class".into();
+    m
+}
+
+async fn setup(prefix: &str) -> (TestNamespace, Api<Machine>, Api<Pod>, String) {
+    let ns = TestNamespace::in_both(prefix).await;
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&support::control().await);
+    let pods: Api<Pod> = ns.api(&support::target().await);
+    let name = format!("crash-{}", &ns.name()[ns.name().len() - 6..]);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    (ns, machines, pods, name)
+}
+
+/// The exact state a crash right after CreateMachine leaves: the Pod exists, the
+/// Machine has neither providerID nor status.
+#[tokio::test]
+async fn a_pod_created_before_a_crash_is_adopted_not_doubled() {
+    let (ns, machines, pods, name) = setup("crash-adopt").await;
+    let mut machine = machines
+        .create(&PostParams::default(), &new_machine(&name))
+        .await
+        .unwrap();
+    // The finalizer was added before the crash, as the controller does first.
+    machine.metadata.finalizers = Some(vec![
+        "machine.sapcloud.io/machine-controller-manager".into(),
+    ]);
+    machines
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"finalizers": machine.metadata.finalizers}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let spec = LocalProviderSpec {
+        image: "localhost/machine-image:latest".into(),
+        ..Default::default()
+    };
+    let before = pods
+        .create(&PostParams::default(), &build::pod(&name, ns.name(), &spec))
+        .await
+        .unwrap();
+
+    let controller = start(settings(&ns)).await;
+    let running = wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        phase(m) == "Running"
+    })
+    .await;
+    assert_eq!(running.spec.provider_id, format!("machine-{name}"));
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(
+        all.len(),
+        1,
+        "exactly one Pod: {:?}",
+        all.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all[0].uid(),
+        before.uid(),
+        "the Pod from before the crash was kept"
+    );
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
+/// The real binary killed with SIGKILL as soon as it has created the Pod.
+#[tokio::test]
+async fn a_killed_controller_started_again_finishes_with_one_pod() {
+    let (ns, machines, pods, name) = setup("crash-kill").await;
+    let mut first = spawn_binary(ns.name(), &format!("{}-first.log", ns.name()));
+    machines
+        .create(&PostParams::default(), &new_machine(&name))
+        .await
+        .unwrap();
+    let pod = wait_for(
+        &pods,
+        &format!("machine-{name}"),
+        TIMEOUT,
+        "the first controller created the Pod",
+        |_| true,
+    )
+    .await;
+    first.start_kill().expect("kill the controller");
+    let _ = first.wait().await;
+
+    let mut second = spawn_binary(ns.name(), &format!("{}-second.log", ns.name()));
+    wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine is Running after the restart",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    let all = wait_for_list(
+        &pods,
+        Default::default(),
+        TIMEOUT,
+        "one Pod",
+        |l: &[Pod]| l.len() == 1,
+    )
+    .await;
+    assert_eq!(all[0].uid(), pod.uid(), "the Pod was not recreated");
+
+    delete_all_machines(&machines).await;
+    second.start_kill().ok();
+    let _ = second.wait().await;
+}
