@@ -302,13 +302,20 @@ start target kube-scheduler "$BIN/kube-scheduler" \
 
 # kwok keeps its default config in its work dir; pointing that into .local keeps a
 # ~/.kwok/kwok.yaml of the user out of this cluster.
+#
+# kwok plays the kubelet of the Nodes labelled kwok.x-k8s.io/node=fake. A label, not
+# kwok's usual annotation: the label is filtered by the API server, whose watch then
+# reports a Node that loses the label as deleted, so kwok lets go of it (stops
+# renewing its Lease, drops its pending status updates) and the Node turns NotReady
+# like one whose kubelet died. An annotation is filtered inside kwok, which keeps
+# renewing the Lease of a Node that lost it for as long as the Node exists.
 mkdir -p "$dir/kwok"
 kwok_config="$(printf '%s,' "$HACK"/kwok/*.yaml)"
 start target kwok env KWOK_WORKDIR="$dir/kwok" "$BIN/kwok" \
   --kubeconfig "$dir/kwok.kubeconfig" \
   --config "${kwok_config%,}" \
   --manage-all-nodes=false \
-  --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --manage-nodes-with-label-selector kwok.x-k8s.io/node=fake \
   --cidr "$POD_CIDR" \
   --node-ip 127.0.0.1 \
   --server-address "127.0.0.1:$KWOK_PORT" \
@@ -329,7 +336,7 @@ wait_for "$TIMEOUT" target kwok "kwok is healthy" \
 # --- Host nodes ----------------------------------------------------------------------
 
 # The "hypervisors" that machine Pods are scheduled to. kwok manages them because of
-# the annotation; the capacity is set at creation (a Node may carry status on create)
+# the label; the capacity is set at creation (a Node may carry status on create)
 # and is large enough for benchmarks with 1000 machines. The role label lets machine
 # Pods select host nodes and keeps them off the Nodes that machines register.
 for ((i = 0; i < HOST_NODES; i++)); do
@@ -339,9 +346,8 @@ apiVersion: v1
 kind: Node
 metadata:
   name: host-$i
-  annotations:
-    kwok.x-k8s.io/node: fake
   labels:
+    kwok.x-k8s.io/node: fake
     kubernetes.io/hostname: host-$i
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64

@@ -76,8 +76,18 @@ impl<S: Service<R>, R> Service<R> for RateLimited<S> {
     }
 }
 
-/// Builds a client from a kubeconfig path (`""` or `inClusterConfig`: the Pod's service account).
-pub async fn build(kubeconfig: &str, qps: f32, burst: u32) -> Result<kube::Client, String> {
+/// Clients of one cluster sharing one token bucket.
+#[derive(Clone)]
+pub struct ClusterClients {
+    pub client: kube::Client,
+    /// Sees 429 answers at once instead of retrying them: an eviction refused by a
+    /// PodDisruptionBudget is an answer, not a transient failure.
+    pub no_retry: kube::Client,
+}
+
+/// Builds the clients of a cluster from a kubeconfig path (`""` or
+/// `inClusterConfig`: the Pod's service account).
+pub async fn build(kubeconfig: &str, qps: f32, burst: u32) -> Result<ClusterClients, String> {
     let config = if kubeconfig.is_empty() || kubeconfig == "inClusterConfig" {
         kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
     } else {
@@ -87,11 +97,23 @@ pub async fn build(kubeconfig: &str, qps: f32, burst: u32) -> Result<kube::Clien
             .await
             .map_err(|e| format!("kubeconfig {kubeconfig}: {e}"))?
     };
-    let builder =
-        ClientBuilder::try_from(config).map_err(|e| format!("client for {kubeconfig}: {e}"))?;
-    Ok(builder
-        .with_layer(&RateLimitLayer(limiter(qps, burst)))
-        .build())
+    from_config(config, qps, burst).map_err(|e| format!("client for {kubeconfig:?}: {e}"))
+}
+
+pub fn from_config(
+    config: kube::Config,
+    qps: f32,
+    burst: u32,
+) -> Result<ClusterClients, kube::Error> {
+    let layer = RateLimitLayer(limiter(qps, burst));
+    let mut no_retry_config = config.clone();
+    no_retry_config.default_retry = false;
+    Ok(ClusterClients {
+        client: ClientBuilder::try_from(config)?.with_layer(&layer).build(),
+        no_retry: ClientBuilder::try_from(no_retry_config)?
+            .with_layer(&layer)
+            .build(),
+    })
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@ fn phase(m: &Machine) -> &str {
 }
 
 fn new_machine(name: &str) -> Machine {
-    let mut m = Machine::default();
-    m.metadata.name = Some(name.into());
+    let mut m = Machine::named(name);
     m.spec.class.kind = "MachineClass".into();
     m.spec.class.name = "test-class".into();
     m

@@ -202,8 +202,7 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
 
 /// Machine `name` of class `class` in `ns`.
 fn machine(name: &str, class: &str) -> Machine {
-    let mut m = Machine::default();
-    m.metadata.name = Some(name.to_string());
+    let mut m = Machine::named(name);
     m.spec.class.kind = "MachineClass".into();
     m.spec.class.name = class.into();
     m
@@ -217,6 +216,8 @@ fn class(
     ns: &str,
 ) -> MachineClass {
     let mut c = MachineClass {
+        api_version: MachineClass::named(name).api_version,
+        kind: MachineClass::named(name).kind,
         provider: provider.into(),
         provider_spec: spec,
         secret_ref: Some(k8s_openapi::api::core::v1::SecretReference {

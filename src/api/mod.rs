@@ -51,6 +51,15 @@ macro_rules! machine_resource {
         }
 
         impl $ty {
+            /// An empty object named `name`, with apiVersion and kind set for sending.
+            pub fn named(name: &str) -> Self {
+                let mut obj = Self::default();
+                obj.api_version = Some($crate::api::API_VERSION.into());
+                obj.kind = Some($kind.into());
+                obj.metadata.name = Some(name.into());
+                obj
+            }
+
             /// The apiVersion/kind pair to put on objects we send.
             pub fn type_meta() -> kube::core::TypeMeta {
                 kube::core::TypeMeta {

@@ -18,6 +18,8 @@ use crate::driver::SecretData;
 pub struct Context<D> {
     pub control: Client,
     pub target: Option<Client>,
+    /// The target without retries of 429, for evictions.
+    pub evictor: Option<Client>,
     pub settings: Settings,
     pub driver: D,
     pub machines: Store<Machine>,

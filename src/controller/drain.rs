@@ -146,7 +146,8 @@ pub async fn run<D>(
         ));
     }
 
-    match evict_all(target, node_name, force.is_some()).await {
+    let evictor = ctx.evictor.as_ref().unwrap_or(target);
+    match evict_all(target, evictor, node_name, force.is_some()).await {
         Ok(true) if force.is_some() => Ok(done(
             format!(
                 "Force Drain successful. {}",
@@ -225,7 +226,12 @@ async fn mark_and_cordon(
 
 /// Evicts (or, in force mode, deletes) every drainable Pod on the node.
 /// True once none is left (in force mode: once all are deleted).
-async fn evict_all(target: &Client, node: &str, force: bool) -> Result<bool, kube::Error> {
+async fn evict_all(
+    target: &Client,
+    evictor: &Client,
+    node: &str,
+    force: bool,
+) -> Result<bool, kube::Error> {
     let all: Api<Pod> = Api::all(target.clone());
     let pods = all
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
@@ -250,7 +256,8 @@ async fn evict_all(target: &Client, node: &str, force: bool) -> Result<bool, kub
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        match api.evict(&name, &EvictParams::default()).await {
+        let evict_api: Api<Pod> = Api::namespaced(evictor.clone(), &ns);
+        match evict_api.evict(&name, &EvictParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             // A PodDisruptionBudget says not now: keep draining the others.

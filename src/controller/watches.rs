@@ -14,13 +14,14 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
 use super::node::machine_of_node;
 use super::settings::Settings;
 use super::{error_policy, reconcile};
 use crate::api::{Machine, MachineClass};
+use crate::client::ClusterClients;
 use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
 use crate::driver::local::LocalDriver;
 use crate::driver::local::build::machine_of_pod;
@@ -71,8 +72,8 @@ fn machines_of_class(machines: &Store<Machine>, class: &str) -> Vec<ObjectRef<Ma
 }
 
 pub struct Clients {
-    pub control: Client,
-    pub target: Option<Client>,
+    pub control: ClusterClients,
+    pub target: Option<ClusterClients>,
 }
 
 /// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
@@ -90,7 +91,7 @@ pub async fn run(
     let machine_stream = reflector::reflector(
         machines_w,
         watcher(
-            Api::<Machine>::namespaced(clients.control.clone(), &ns),
+            Api::<Machine>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
         .modify(trim),
@@ -102,7 +103,7 @@ pub async fn run(
     let class_stream = reflector::reflector(
         classes_w,
         watcher(
-            Api::<MachineClass>::namespaced(clients.control.clone(), &ns),
+            Api::<MachineClass>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
         .modify(trim),
@@ -114,7 +115,7 @@ pub async fn run(
     let secret_stream = reflector::reflector(
         secrets_w,
         watcher(
-            Api::<Secret>::namespaced(clients.control.clone(), &ns),
+            Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
         .modify(trim),
@@ -122,42 +123,47 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
 
-    let target_streams = clients.target.clone().map(|target| {
-        let (nodes, nodes_w) = reflector::store::<Node>();
-        let node_stream = reflector::reflector(
-            nodes_w,
-            watcher(Api::<Node>::all(target.clone()), cfg.clone()).modify(trim),
-        )
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(node_fingerprint, Default::default());
-        let (pods, pods_w) = reflector::store::<Pod>();
-        let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
-        let pod_stream = reflector::reflector(
-            pods_w,
-            watcher(Api::<Pod>::all(target), pod_cfg).modify(trim),
-        )
-        .default_backoff()
-        .touched_objects();
-        (nodes, node_stream, pods, pod_stream)
-    });
+    let target_streams = clients
+        .target
+        .as_ref()
+        .map(|t| t.client.clone())
+        .map(|target| {
+            let (nodes, nodes_w) = reflector::store::<Node>();
+            let node_stream = reflector::reflector(
+                nodes_w,
+                watcher(Api::<Node>::all(target.clone()), cfg.clone()).modify(trim),
+            )
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(node_fingerprint, Default::default());
+            let (pods, pods_w) = reflector::store::<Pod>();
+            let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
+            let pod_stream = reflector::reflector(
+                pods_w,
+                watcher(Api::<Pod>::all(target), pod_cfg).modify(trim),
+            )
+            .default_backoff()
+            .touched_objects();
+            (nodes, node_stream, pods, pod_stream)
+        });
 
     let reporter = Reporter {
         controller: crate::contract::LEASE_NAME.to_string(),
         instance: reporter_instance,
     };
     let ctx = Arc::new(Context {
-        control: clients.control.clone(),
-        target: clients.target.clone(),
+        control: clients.control.client.clone(),
+        target: clients.target.as_ref().map(|t| t.client.clone()),
+        evictor: clients.target.as_ref().map(|t| t.no_retry.clone()),
         driver: LocalDriver::new(
-            clients.target.clone(),
+            clients.target.as_ref().map(|t| t.client.clone()),
             target_streams.as_ref().map(|t| t.2.clone()),
         ),
         machines: machines.clone(),
         classes: classes.clone(),
         secrets: secrets.clone(),
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
-        recorder: Recorder::new(clients.control.clone(), reporter),
+        recorder: Recorder::new(clients.control.client.clone(), reporter),
         settings,
     });
 

@@ -51,8 +51,8 @@ pub fn settings(ns: &TestNamespace) -> Settings {
 /// Starts the controller in this process for `settings.namespace`.
 pub async fn start(settings: Settings) -> ControllerGuard {
     let clients = Clients {
-        control: Cluster::Control.client().await,
-        target: Some(Cluster::Target.client().await),
+        control: cluster_clients(Cluster::Control).await,
+        target: Some(cluster_clients(Cluster::Target).await),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(watches::run(clients, settings, 50, None, async move {
@@ -62,6 +62,12 @@ pub async fn start(settings: Settings) -> ControllerGuard {
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// The controller's clients for a cluster, with the flag defaults for QPS and burst.
+pub async fn cluster_clients(cluster: Cluster) -> mcm_local::client::ClusterClients {
+    let config = super::cluster::config(cluster).await;
+    mcm_local::client::from_config(config, 20.0, 30).expect("clients")
 }
 
 /// The `machine-controller` binary as a child process for `namespace`; killed when dropped.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, DynamicObject, PostParams};
 use kube::core::{ApiResource, ObjectMeta};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
 
 use super::cluster::Cluster;
@@ -174,6 +174,27 @@ impl TestNamespace {
                 && !matches!(&e, kube::Error::Api(s) if s.code == 404)
             {
                 eprintln!("cleanup: deleting {} {}: {e}", r.resource.kind, r.name);
+            }
+        }
+        for &cluster in &clusters {
+            // Machines of a failed test keep the controller's finalizer, and with it
+            // the namespace, forever: the controller is gone by now.
+            let machines: Api<DynamicObject> = Api::namespaced_with(
+                cluster.client().await,
+                &name,
+                &ApiResource::erase::<mcm_local::api::Machine>(&()),
+            );
+            let clear = serde_json::json!({"metadata": {"finalizers": null}});
+            if let Ok(list) = machines.list(&Default::default()).await {
+                for m in list.items {
+                    let _ = machines
+                        .patch(
+                            &m.name_any(),
+                            &kube::api::PatchParams::default(),
+                            &kube::api::Patch::Merge(&clear),
+                        )
+                        .await;
+                }
             }
         }
         for cluster in clusters {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
@@ -106,11 +106,24 @@ pub fn build_node(key: &PodKey, uid: &str) -> Node {
         },
         spec: Some(NodeSpec {
             provider_id: Some(name),
+            // In the local cluster the machine Pods and the Nodes they register share
+            // one cluster: without this taint the scheduler would put machine Pods on
+            // machine Nodes, and draining one machine would evict the VMs of others.
+            taints: Some(vec![Taint {
+                key: MACHINE_NODE_TAINT.to_owned(),
+                value: Some("true".to_owned()),
+                effect: "NoSchedule".to_owned(),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         status: None,
     }
 }
+
+/// Taint that keeps machine Pods (VMs) off machine Nodes; workloads that should
+/// run on machines tolerate it.
+pub const MACHINE_NODE_TAINT: &str = "local.machine.sapcloud.io/machine-node";
 
 /// Merge patch for a Node of ours whose machine booted again (a new Pod with the
 /// same name): kwok manages it again and it points to the new Pod.
@@ -202,7 +215,10 @@ mod tests {
                         "local.machine.sapcloud.io/pod-uid": "uid-1",
                     },
                 },
-                "spec": { "providerID": "machine-a" },
+                "spec": {
+                    "providerID": "machine-a",
+                    "taints": [{"key": MACHINE_NODE_TAINT, "value": "true", "effect": "NoSchedule"}],
+                },
             })
         );
         let view = NodeView::of(&node);
