@@ -4,7 +4,7 @@
 # 1: one local cluster that is both control and target; 2: separate control and target.
 CLUSTERS ?= 1
 
-.PHONY: tools cluster-up cluster-down
+.PHONY: tools cluster-up cluster-down build test start verify bench
 
 # Builds etcd, Kubernetes, kwok and MCM from the modules pinned in hack/tools into
 # ~/.cache (once per version).
@@ -18,3 +18,23 @@ cluster-up:
 # Stops exactly what cluster-up started and removes .local/.
 cluster-down:
 	hack/cluster-down.sh
+
+# The controller and the kubelet stand-in.
+build:
+	cargo build --locked --release
+
+# Every test: units, and integration tests against the local cluster (started with
+# CLUSTERS=2 and stopped again unless one is already running).
+test:
+	hack/test.sh
+
+# Runs the controller in the foreground. With none of CONTROL_KUBECONFIG,
+# TARGET_KUBECONFIG, CONTROL_NAMESPACE given, it uses the local cluster (started if needed).
+start:
+	hack/start.sh
+
+# What CI and reviewers check: formatting, lints, tests.
+verify:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+	hack/test.sh
