@@ -21,4 +21,6 @@ else
 fi
 
 cargo test --locked --all-targets "$@"
-[[ -n "$started" ]] && echo "test: stopping the cluster this run started"
+if [[ -n "$started" ]]; then
+  echo "test: stopping the cluster this run started"
+fi
