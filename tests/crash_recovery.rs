@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! "Nothing is lost": a controller that dies mid-creation, started again, makes
 //! no second VM and still brings the machine to Running.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! The local cluster does what the controller relies on (issue 2, "Must show"):
 //! TLS, machine Pods on kwok host nodes, the kubelet stand-in's joins, garbage
 //! collection, PodDisruptionBudgets, and separate control and target clusters.

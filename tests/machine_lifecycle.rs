@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Issue "Machine controller with the local driver": create, join and delete,
 //! against the local cluster (control and target may be two clusters).
 

@@ -138,6 +138,10 @@ stop_recorded() {
       deadline=$((SECONDS + 5))
       while alive "$pid" "$start" && ((SECONDS < deadline)); do sleep 0.1; done
     fi
+    # Best effort: wait a moment for the parent (init, as cluster-up has exited) to
+    # reap it, so that `pgrep` right after cluster-down shows no <defunct> entries.
+    deadline=$((SECONDS + 3))
+    while [[ "$(proc_start "$pid")" == "$start" ]] && ((SECONDS < deadline)); do sleep 0.1; done
     log "$cluster/$component: stopped (pid $pid)"
   done
 }

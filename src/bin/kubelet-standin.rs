@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! kubelet-standin: plays the kubelet inside every machine Pod of the local
 //! cluster (not used in production).
 //!

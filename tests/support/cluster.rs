@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Connecting to the local cluster(s) written by `make cluster-up`.
 //!
 //! The kubeconfigs come from `CONTROL_KUBECONFIG` / `TARGET_KUBECONFIG`, defaulting

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Running the machine controller for one test namespace, in-process or as the
 //! real binary, and applying the samples in `kubernetes/`.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Objects built like the `local` driver's (machine Pod, user data Secret) and
 //! bootstrap tokens, for tests that play the driver's part themselves.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Shared helpers for the integration tests against the local cluster
 //! (`make cluster-up`).
 //!

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! A fresh namespace per test, and cleanup of what a test made outside it.
 
 use std::sync::Mutex;

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Waiting for the cluster, by watching, with a timeout.
 //!
 //! Each wait watches the objects (a watch starts with a list, so a state reached

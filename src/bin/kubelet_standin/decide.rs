@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! What the kubelet of one machine Pod does next, as a pure function of what the
 //! stand-in observes.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! The Node the stand-in registers for a machine Pod, and the patches it writes
 //! later. Pure functions only.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! The work queue: deduplicated, delayed Pod keys; one reconcile per key at a
 //! time, a bounded number in flight, failures retried with backoff.
 

@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Performs the [`Plan`] for one machine Pod against the target cluster.
 
 use std::collections::HashMap;

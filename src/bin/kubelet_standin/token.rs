@@ -1,3 +1,6 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
 //! Bootstrap tokens: finding one in user data, and explaining why the API server
 //! refused one. Pure functions only.
 
