@@ -12,8 +12,10 @@ tools:
 	hack/tools.sh
 
 # Starts the local cluster (or leaves a healthy one running); see hack/cluster-up.sh.
+# CLUSTERS goes to the script only when given, so that a plain `make cluster-up`
+# accepts a running cluster of either shape instead of insisting on one.
 cluster-up:
-	CLUSTERS=$(CLUSTERS) hack/cluster-up.sh
+	$(if $(filter command line environment%,$(origin CLUSTERS)),CLUSTERS=$(CLUSTERS)) hack/cluster-up.sh
 
 # Stops exactly what cluster-up started and removes .local/.
 cluster-down:

@@ -10,6 +10,7 @@ set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HACK/lib/common.sh"
+lock_state
 
 if [[ ! -e "$STATE" ]]; then
   log "no local cluster state; nothing to stop"

@@ -11,6 +11,8 @@
 #
 # CLUSTERS=1 (default): one cluster, "target", which is also the control cluster.
 # CLUSTERS=2: two independent clusters, "control" (Machines) and "target" (Pods, Nodes).
+# Without CLUSTERS a running cluster of either shape is accepted, and a dead one is
+# restarted in its shape; with CLUSTERS a running cluster of the other shape is an error.
 #
 # Environment:
 #   CLUSTERS            1 or 2
@@ -25,15 +27,13 @@ HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HACK/.." && pwd)"
 source "$HACK/lib/common.sh"
 source "$HACK/lib/pki.sh"
+lock_state
 
-CLUSTERS="${CLUSTERS:-1}"
+requested="${CLUSTERS:-}"
 HOST_NODES="${HOST_NODES:-2}"
 TIMEOUT="${TIMEOUT:-120}"
-case "$CLUSTERS" in
-  1) names=(target) ;;
-  2) names=(control target) ;;
-  *) die "CLUSTERS must be 1 or 2, not '$CLUSTERS'" ;;
-esac
+[[ -z "$requested" || "$requested" == 1 || "$requested" == 2 ]] ||
+  die "CLUSTERS must be 1 or 2, not '$requested'"
 [[ "$HOST_NODES" =~ ^[1-9][0-9]*$ ]] || die "HOST_NODES must be a positive number"
 
 # The addresses inside the cluster: Services (the API server's own Service takes the
@@ -49,12 +49,12 @@ kubectl_as() { "$BIN/kubectl" --kubeconfig "$STATE/$1/admin.kubeconfig" "${@:2}"
 # API server ready. Cheap enough to run on every `make test`.
 healthy() {
   [[ -f "$STATE/clusters" && -f "$PIDS" ]] || return 1
-  local cluster pid start recorded
+  local cluster pid start up
   while read -r _ _ pid start; do
     alive "$pid" "$start" || return 1
   done <"$PIDS"
-  read -ra recorded <"$STATE/clusters"
-  for cluster in "${recorded[@]}"; do
+  read -ra up <"$STATE/clusters"
+  for cluster in "${up[@]}"; do
     [[ -f "$STATE/$cluster/env" ]] || return 1
     ready "$cluster" || return 1
   done
@@ -83,11 +83,12 @@ Local cluster is up ($(wc -w <"$STATE/clusters") cluster(s)):
 EOF
 }
 
+recorded=""
 if [[ -d "$STATE" ]]; then
+  [[ -f "$STATE/clusters" ]] && recorded="$(wc -w <"$STATE/clusters")"
   if healthy; then
-    running="$(wc -w <"$STATE/clusters")"
-    if [[ "$running" != "$CLUSTERS" ]]; then
-      die "a local cluster with CLUSTERS=$running is running; run 'make cluster-down' first to get CLUSTERS=$CLUSTERS"
+    if [[ -n "$requested" && "$recorded" != "$requested" ]]; then
+      die "a local cluster with CLUSTERS=$recorded is running; run 'make cluster-down' first to get CLUSTERS=$requested"
     fi
     log "already running and healthy"
     summary
@@ -98,6 +99,12 @@ if [[ -d "$STATE" ]]; then
   log "found state of a cluster that is not healthy; cleaning it up"
   "$HACK/cluster-down.sh"
 fi
+CLUSTERS="${requested:-${recorded:-1}}"
+case "$CLUSTERS" in
+  1) names=(target) ;;
+  2) names=(control target) ;;
+  *) die "cannot restart a cluster recorded with $CLUSTERS clusters; set CLUSTERS" ;;
+esac
 
 # --- Binaries ------------------------------------------------------------------------
 
@@ -142,13 +149,17 @@ on_exit() {
 }
 trap on_exit EXIT
 
-for c in "${names[@]}"; do
+# All ports in one go: ports asked for cluster by cluster could come back twice, as
+# each set is released before the next is picked.
+mapfile -t all_ports < <(free_ports $((6 * ${#names[@]})))
+for i in "${!names[@]}"; do
+  c="${names[$i]}"
+  ports=("${all_ports[@]:$((6 * i)):6}")
   dir="$STATE/$c"
   mkdir -p "$dir/etcd"
   chmod 700 "$dir/etcd"
   log "$c: creating certificates"
   pki_cluster "$dir/pki"
-  mapfile -t ports < <(free_ports 6)
   cat >"$dir/env" <<EOF
 ETCD_CLIENT_PORT=${ports[0]}
 ETCD_PEER_PORT=${ports[1]}

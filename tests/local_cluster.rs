@@ -48,6 +48,10 @@ fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.annotations().get(key).map(String::as_str)
 }
 
+fn label<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+    node.labels().get(key).map(String::as_str)
+}
+
 /// A plain Pod on a host node.
 fn plain_pod(name: &str, labels: &[(&str, &str)]) -> Pod {
     Pod {
@@ -243,7 +247,7 @@ async fn machine_pod_runs_on_a_host_node() {
         "{node_name} is not a host node"
     );
     assert_eq!(
-        annotation(&node, machine::KWOK_ANNOTATION),
+        label(&node, machine::KWOK_LABEL),
         Some("fake"),
         "{node_name} is not run by kwok"
     );
@@ -370,7 +374,7 @@ async fn standin_registers_nodes_only_with_valid_tokens() {
         labels.get("kubernetes.io/arch").map(String::as_str),
         Some("amd64")
     );
-    assert_eq!(annotation(&node, machine::KWOK_ANNOTATION), Some("fake"));
+    assert_eq!(label(&node, machine::KWOK_LABEL), Some("fake"));
     assert_eq!(
         annotation(&node, machine::REGISTERED_BY_ANNOTATION),
         Some("kubelet-standin")
@@ -431,7 +435,7 @@ async fn node_turns_not_ready_when_its_machine_pod_goes_and_rejoins_when_it_retu
         "the Node of the gone machine turns NotReady",
         |n| {
             node_ready(n) == Some(("Unknown", Some("NodeStatusUnknown")))
-                && annotation(n, machine::KWOK_ANNOTATION).is_none()
+                && label(n, machine::KWOK_LABEL).is_none()
         },
     )
     .await;
@@ -458,7 +462,7 @@ async fn node_turns_not_ready_when_its_machine_pod_goes_and_rejoins_when_it_retu
         "the Node is Ready again for the new machine Pod",
         |n| {
             node_ready(n).is_some_and(|(status, _)| status == "True")
-                && annotation(n, machine::KWOK_ANNOTATION) == Some("fake")
+                && label(n, machine::KWOK_LABEL) == Some("fake")
                 && annotation(n, "local.machine.sapcloud.io/pod-uid") == Some(uid.as_str())
         },
     )

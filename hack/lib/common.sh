@@ -17,22 +17,39 @@ PIDS="$STATE/pids"
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: error: $*" >&2; exit 1; }
 
-# proc_start PID -> the process's start time in clock ticks since boot (empty if gone).
-# Field 22 of /proc/PID/stat; the command name (field 2) may hold spaces, so cut after ')'.
-proc_start() {
+# lock_state -> waits until no other cluster-up or cluster-down of this checkout runs
+# (two `make test` at once must not both start a cluster into .local). The lock is on
+# this file, which unlike .local/ always exists; fd 8 is closed for the components
+# started, or they would hold the lock for as long as they run. Nested calls
+# (cluster-up running cluster-down) inherit the lock.
+lock_state() {
+  [[ -z "${LOCAL_CLUSTER_LOCKED:-}" ]] || return 0
+  exec 8<"${BASH_SOURCE[0]}"
+  if ! flock -n 8; then
+    log "another cluster-up or cluster-down runs in this checkout; waiting for it"
+    flock 8
+  fi
+  export LOCAL_CLUSTER_LOCKED=1
+}
+
+# proc_stat PID N -> field N of /proc/PID/stat (empty if the process is gone). The
+# command name (field 2) may hold spaces, so the fields are counted after its ')'.
+proc_stat() {
   local stat
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
   stat="${stat##*) }"
-  # After ')' the fields start at field 3, so field 22 is the 20th.
-  awk '{print $20}' <<<"$stat"
+  awk -v n="$(($2 - 2))" '{print $n}' <<<"$stat"
 }
+
+# proc_start PID -> the process's start time in clock ticks since boot (field 22).
+proc_start() { proc_stat "$1" 22; }
 
 # alive PID START -> true if PID still runs and is the process we recorded.
 alive() {
   [[ -n "$1" && -n "$2" ]] || return 1
   [[ "$(proc_start "$1")" == "$2" ]] || return 1
-  # A zombie has not been reaped by its new parent yet but does nothing any more.
-  [[ "$(awk '{print $3}' <<<"$(cat "/proc/$1/stat" 2>/dev/null)" )" != Z ]]
+  # A zombie (state Z, field 3) has not been reaped yet but does nothing any more.
+  [[ "$(proc_stat "$1" 3)" != Z ]]
 }
 
 # free_ports N -> N distinct free TCP ports on 127.0.0.1, one per line. All sockets are
@@ -58,7 +75,7 @@ start() {
   local cluster=$1 component=$2; shift 2
   local logfile="$LOGS/$cluster-$component.log"
   : >"$logfile"
-  setsid "$@" </dev/null >>"$logfile" 2>&1 &
+  setsid "$@" </dev/null >>"$logfile" 2>&1 8<&- &
   local pid=$!
   # Without job control the child is no process group leader, so setsid runs the
   # binary in place: $! is the component itself. Give it a moment to have a /proc entry.
@@ -124,6 +141,7 @@ stop_recorded() {
   local -a lines=()
   mapfile -t lines <"$PIDS"
   local i cluster component pid start deadline
+  local -a stopped=()
   for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
     read -r cluster component pid start <<<"${lines[$i]}"
     alive "${pid:-}" "${start:-}" || continue
@@ -138,10 +156,14 @@ stop_recorded() {
       deadline=$((SECONDS + 5))
       while alive "$pid" "$start" && ((SECONDS < deadline)); do sleep 0.1; done
     fi
-    # Best effort: wait a moment for the parent (init, as cluster-up has exited) to
-    # reap it, so that `pgrep` right after cluster-down shows no <defunct> entries.
-    deadline=$((SECONDS + 3))
-    while [[ "$(proc_start "$pid")" == "$start" ]] && ((SECONDS < deadline)); do sleep 0.1; done
     log "$cluster/$component: stopped (pid $pid)"
+    stopped+=("$pid $start")
+  done
+  # Best effort: give the parent (init, as cluster-up has exited) a moment to reap
+  # them, so that `pgrep` right after cluster-down shows no <defunct> entries.
+  deadline=$((SECONDS + 3))
+  for i in "${stopped[@]}"; do
+    read -r pid start <<<"$i"
+    while [[ "$(proc_start "$pid")" == "$start" ]] && ((SECONDS < deadline)); do sleep 0.1; done
   done
 }

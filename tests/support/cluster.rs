@@ -63,9 +63,12 @@ pub fn local_dir() -> PathBuf {
     repo_root().join(".local")
 }
 
-/// The kubectl that `make cluster-up` links into `.local/bin`.
+/// The kubectl that `make cluster-up` links into `.local/bin` (or `$KUBECTL`).
 pub fn kubectl() -> PathBuf {
-    local_dir().join("bin/kubectl")
+    match std::env::var_os("KUBECTL") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => local_dir().join("bin/kubectl"),
+    }
 }
 
 /// A client for the control cluster.

@@ -22,8 +22,8 @@ pub const MACHINE_POD_SELECTOR: &str = "app=machine,machine-provider=local";
 pub const HOST_ROLE_LABEL: &str = "node-role.kubernetes.io/host";
 /// The stand-in's marker on the Nodes it registered.
 pub const REGISTERED_BY_ANNOTATION: &str = "local.machine.sapcloud.io/registered-by";
-/// kwok keeps Nodes with this annotation (value `fake`) Ready.
-pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+/// kwok keeps Nodes with this label (value `fake`) Ready.
+pub const KWOK_LABEL: &str = "kwok.x-k8s.io/node";
 /// Where a machine Pod mounts its user data.
 pub const USERDATA_MOUNT_PATH: &str = "/etc/machine/userdata";
 

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::PodKey;
 
-/// kwok keeps Nodes with this annotation (value [`KWOK_VALUE`]) Ready.
-pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+/// kwok keeps Nodes with this label (value [`KWOK_VALUE`]) Ready. A label, not an
+/// annotation: kwok selects by it, and lets go of a Node as soon as it is removed.
+pub const KWOK_LABEL: &str = "kwok.x-k8s.io/node";
 pub const KWOK_VALUE: &str = "fake";
 /// Marks a Node as registered by the stand-in; Nodes without it are never touched.
 pub const REGISTERED_BY_ANNOTATION: &str = "local.machine.sapcloud.io/registered-by";
@@ -57,7 +58,11 @@ impl NodeView {
             ours: get(REGISTERED_BY_ANNOTATION) == Some(REGISTERED_BY_VALUE),
             pod: get(POD_ANNOTATION).and_then(PodKey::parse),
             pod_uid: get(POD_UID_ANNOTATION).map(str::to_owned),
-            kwok_managed: get(KWOK_ANNOTATION).is_some(),
+            kwok_managed: node
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(KWOK_LABEL)),
             deleting: node.metadata.deletion_timestamp.is_some(),
             stopped_status,
         }
@@ -81,7 +86,6 @@ pub fn pod_key_of(meta: &ObjectMeta) -> Option<PodKey> {
 
 fn boot_annotations(key: &PodKey, uid: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (KWOK_ANNOTATION.to_owned(), KWOK_VALUE.to_owned()),
         (
             REGISTERED_BY_ANNOTATION.to_owned(),
             REGISTERED_BY_VALUE.to_owned(),
@@ -103,6 +107,7 @@ pub fn build_node(key: &PodKey, uid: &str) -> Node {
                 ("kubernetes.io/hostname".to_owned(), name.clone()),
                 ("kubernetes.io/os".to_owned(), "linux".to_owned()),
                 ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
+                (KWOK_LABEL.to_owned(), KWOK_VALUE.to_owned()),
             ])),
             annotations: Some(boot_annotations(key, uid)),
             ..Default::default()
@@ -131,12 +136,15 @@ pub const MACHINE_NODE_TAINT: &str = "local.machine.sapcloud.io/machine-node";
 /// Merge patch for a Node of ours whose machine booted again (a new Pod with the
 /// same name): kwok manages it again and it points to the new Pod.
 pub fn rejoin_patch(key: &PodKey, uid: &str) -> Value {
-    json!({ "metadata": { "annotations": boot_annotations(key, uid) } })
+    json!({ "metadata": {
+        "annotations": boot_annotations(key, uid),
+        "labels": { KWOK_LABEL: KWOK_VALUE },
+    } })
 }
 
 /// Merge patch that stops kwok from heartbeating a Node.
 pub fn stop_heartbeat_patch() -> Value {
-    json!({ "metadata": { "annotations": { KWOK_ANNOTATION: null } } })
+    json!({ "metadata": { "labels": { KWOK_LABEL: null } } })
 }
 
 /// Strategic merge patch for the status subresource: Ready turns Unknown the way
@@ -210,9 +218,9 @@ mod tests {
                         "kubernetes.io/hostname": "machine-a",
                         "kubernetes.io/os": "linux",
                         "kubernetes.io/arch": "amd64",
+                        "kwok.x-k8s.io/node": "fake",
                     },
                     "annotations": {
-                        "kwok.x-k8s.io/node": "fake",
                         "local.machine.sapcloud.io/registered-by": "kubelet-standin",
                         "local.machine.sapcloud.io/pod": "shoot/machine-a",
                         "local.machine.sapcloud.io/pod-uid": "uid-1",
@@ -266,7 +274,7 @@ mod tests {
     fn patches() {
         assert_eq!(
             stop_heartbeat_patch(),
-            json!({"metadata": {"annotations": {"kwok.x-k8s.io/node": null}}})
+            json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}})
         );
         let now: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
         let p = not_ready_status_patch(now);
@@ -277,7 +285,7 @@ mod tests {
         assert_eq!(c["message"], "Kubelet stopped posting node status.");
         assert_eq!(c["lastTransitionTime"], "2030-01-02T03:04:05Z");
         let r = rejoin_patch(&key(), "uid-2");
-        assert_eq!(r["metadata"]["annotations"]["kwok.x-k8s.io/node"], "fake");
+        assert_eq!(r["metadata"]["labels"]["kwok.x-k8s.io/node"], "fake");
         assert_eq!(
             r["metadata"]["annotations"]["local.machine.sapcloud.io/pod-uid"],
             "uid-2"
