@@ -4,6 +4,7 @@
 //! A machine controller for Gardener's machine-controller-manager with the
 //! `local` driver: Machines in the control cluster become Pods in the target.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod client;
@@ -11,3 +12,5 @@ pub mod contract;
 pub mod controller;
 pub mod driver;
 pub mod duration;
+pub mod leader;
+pub mod metrics;

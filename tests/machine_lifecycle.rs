@@ -374,8 +374,9 @@ async fn twenty_machines_created_at_once_all_run() {
         kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
     }
     let machines: Api<Machine> = ns.api(&control);
-    let suffix = ns.name()[ns.name().len() - 6..].to_string();
-    let names: Vec<String> = (0..20).map(|i| format!("m{i:02}-{suffix}")).collect();
+    // MCM derives a machine's bootstrap token id from the end of its name, so the
+    // names end in random characters, as MachineSet-made names do.
+    let names: Vec<String> = (0..20).map(|_| support::unique_name("m")).collect();
     for name in &names {
         ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
     }

@@ -27,6 +27,46 @@ pub struct Context<D> {
     pub secrets: Store<Secret>,
     pub nodes: Option<Store<Node>>,
     pub recorder: Recorder,
+    /// True once every cache has synced; see [`SyncGate`].
+    pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Opens once every watch has delivered its first full list. Watches report
+/// through [`SyncGate::observer`]; reconciles wait on the channel, which wakes
+/// every waiter (a store's own readiness future, awaited by several tasks at
+/// once, was seen to wake only one of them).
+pub struct SyncGate {
+    pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl SyncGate {
+    pub fn new(watches: &[&'static str]) -> (Arc<Self>, tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(watches.is_empty());
+        let gate = SyncGate {
+            pending: std::sync::Mutex::new(watches.iter().copied().collect()),
+            tx,
+        };
+        (Arc::new(gate), rx)
+    }
+
+    /// An `inspect` callback for watch `name`'s event stream.
+    pub fn observer<K>(
+        self: &Arc<Self>,
+        name: &'static str,
+    ) -> impl Fn(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>) + use<K>
+    {
+        let gate = self.clone();
+        move |item| {
+            if matches!(item, Ok(kube::runtime::watcher::Event::InitDone)) {
+                let mut pending = gate.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.remove(name) && pending.is_empty() {
+                    tracing::debug!("every cache has synced");
+                    let _ = gate.tx.send(true);
+                }
+            }
+        }
+    }
 }
 
 /// Input that keeps a machine from being made: reported on its status and as an Event.
@@ -54,16 +94,15 @@ impl<D> Context<D> {
     }
 
     /// Waits until every cache has its first full list, so that a decision never
-    /// mistakes "not listed yet" for "absent".
+    /// mistakes "not listed yet" for "absent". One task watches the stores
+    /// ([`SyncGate`]).
     pub async fn wait_ready(&self) -> Result<(), super::Error> {
-        let ready = |r: Result<(), _>| r.map_err(|_| super::Error::NotReady);
-        ready(self.machines.wait_until_ready().await)?;
-        ready(self.classes.wait_until_ready().await)?;
-        ready(self.secrets.wait_until_ready().await)?;
-        if let Some(nodes) = &self.nodes {
-            ready(nodes.wait_until_ready().await)?;
-        }
-        Ok(())
+        let mut synced = self.synced.clone();
+        synced
+            .wait_for(|s| *s)
+            .await
+            .map(|_| ())
+            .map_err(|_| super::Error::NotReady)
     }
 
     /// The machine's class and the merged data of its secrets (credentials win).

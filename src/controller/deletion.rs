@@ -165,6 +165,16 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
     }
 }
 
+/// A machine without providerID whose class the driver rejects never got a VM:
+/// its deletion must not wait for a class that cannot work.
+pub fn never_created(machine: &Machine, e: MachineError) -> MachineError {
+    if machine.spec.provider_id.is_empty() && e.code == Code::InvalidArgument {
+        MachineError::new(Code::NotFound, format!("no VM was created: {}", e.message))
+    } else {
+        e
+    }
+}
+
 pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action, Error> {
     if !machine.has_finalizer(MACHINE_FINALIZER) {
         // Not ours to clean up (or already done): the API server removes the object.
@@ -223,6 +233,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                     }
                     Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
                 };
+                let result = result.map_err(|e| never_created(&machine, e));
                 if let Ok(node) = &result
                     && !node.is_empty()
                 {
@@ -261,6 +272,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 }
                 Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
             };
+            let result = result.map_err(|e| never_created(&machine, e));
             if let Err(e) = &result
                 && is_still_terminating(e)
             {
@@ -507,6 +519,20 @@ mod tests {
         assert_eq!(
             current_step(&at("garbage", "Terminating")),
             Step::SetTerminating
+        );
+    }
+
+    #[test]
+    fn a_machine_never_created_has_no_vm_to_wait_for() {
+        let invalid = MachineError::new(Code::InvalidArgument, "provider aws");
+        let mut m = Machine::default();
+        assert_eq!(never_created(&m, invalid.clone()).code, Code::NotFound);
+        m.spec.provider_id = "machine-a".into();
+        assert_eq!(never_created(&m, invalid).code, Code::InvalidArgument);
+        let transient = MachineError::new(Code::Unavailable, "x");
+        assert_eq!(
+            never_created(&Machine::default(), transient).code,
+            Code::Unavailable
         );
     }
 

@@ -37,7 +37,13 @@ pub async fn reconcile<D: Driver>(
     machine: Arc<Machine>,
     ctx: Arc<Context<D>>,
 ) -> Result<Action, Error> {
+    tracing::trace!(machine = machine.name(), "reconcile: waiting for caches");
     ctx.wait_ready().await?;
+    tracing::debug!(
+        machine = machine.name(),
+        phase = machine.phase(),
+        "reconcile"
+    );
     let mut machine = (*machine).clone();
     let name = machine.name().to_string();
     let api = ctx.machine_api();

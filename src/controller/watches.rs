@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -16,15 +17,17 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::Context;
+use super::context::{Context, SyncGate};
 use super::node::machine_of_node;
 use super::settings::Settings;
 use super::{error_policy, reconcile};
+use crate::admin::{Health, Telemetry};
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
 use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
 use crate::driver::local::LocalDriver;
 use crate::driver::local::build::machine_of_pod;
+use crate::metrics::InstrumentedDriver;
 
 /// Drops what no decision reads, to keep the caches small.
 fn trim<K: Resource>(obj: &mut K) {
@@ -76,6 +79,16 @@ pub struct Clients {
     pub target: Option<ClusterClients>,
 }
 
+/// Records every item of watch `name` in `health` (synced, failing).
+fn watch_health<K>(
+    health: &Arc<Health>,
+    name: &'static str,
+) -> impl Fn(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
+    health.register_watch(name);
+    let health = health.clone();
+    move |item| health.watch_event(name, item)
+}
+
 /// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
 pub async fn run(
     clients: Clients,
@@ -84,17 +97,53 @@ pub async fn run(
     reporter_instance: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_with(
+        clients,
+        settings,
+        concurrency,
+        reporter_instance,
+        shutdown,
+        Telemetry::default(),
+    )
+    .await;
+}
+
+/// [`run`], reporting to `telemetry`: cache sync and watch failures for the
+/// probes, machine lifecycle, driver and reconcile metrics.
+pub async fn run_with(
+    clients: Clients,
+    settings: Settings,
+    concurrency: u16,
+    reporter_instance: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    telemetry: Telemetry,
+) {
     let ns = settings.namespace.clone();
     let cfg = watcher::Config::default();
+    let Telemetry { metrics, health } = telemetry;
+    let mut watched = vec!["machines", "machineclasses", "secrets"];
+    if clients.target.is_some() {
+        watched.extend(["nodes", "pods"]);
+    }
+    let (gate, synced) = SyncGate::new(&watched);
 
     let (machines, machines_w) = reflector::store::<Machine>();
+    metrics.observe_machines(machines.clone());
+    let lifecycle = {
+        let (metrics, before) = (metrics.clone(), machines.clone());
+        // Runs before the reflector applies the event, so the cache holds the old state.
+        move |item: &Result<_, _>| metrics.machine_event(&before, item)
+    };
     let machine_stream = reflector::reflector(
         machines_w,
         watcher(
             Api::<Machine>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
-        .modify(trim),
+        .modify(trim)
+        .inspect(watch_health(&health, "machines"))
+        .inspect(gate.observer("machines"))
+        .inspect(lifecycle),
     )
     .default_backoff()
     .applied_objects();
@@ -106,7 +155,9 @@ pub async fn run(
             Api::<MachineClass>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
-        .modify(trim),
+        .modify(trim)
+        .inspect(watch_health(&health, "machineclasses"))
+        .inspect(gate.observer("machineclasses")),
     )
     .default_backoff()
     .touched_objects();
@@ -118,7 +169,9 @@ pub async fn run(
             Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
-        .modify(trim),
+        .modify(trim)
+        .inspect(watch_health(&health, "secrets"))
+        .inspect(gate.observer("secrets")),
     )
     .default_backoff()
     .touched_objects();
@@ -131,7 +184,10 @@ pub async fn run(
             let (nodes, nodes_w) = reflector::store::<Node>();
             let node_stream = reflector::reflector(
                 nodes_w,
-                watcher(Api::<Node>::all(target.clone()), cfg.clone()).modify(trim),
+                watcher(Api::<Node>::all(target.clone()), cfg.clone())
+                    .modify(trim)
+                    .inspect(watch_health(&health, "nodes"))
+                    .inspect(gate.observer("nodes")),
             )
             .default_backoff()
             .touched_objects()
@@ -140,7 +196,10 @@ pub async fn run(
             let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
             let pod_stream = reflector::reflector(
                 pods_w,
-                watcher(Api::<Pod>::all(target), pod_cfg).modify(trim),
+                watcher(Api::<Pod>::all(target), pod_cfg)
+                    .modify(trim)
+                    .inspect(watch_health(&health, "pods"))
+                    .inspect(gate.observer("pods")),
             )
             .default_backoff()
             .touched_objects();
@@ -155,14 +214,19 @@ pub async fn run(
         control: clients.control.client.clone(),
         target: clients.target.as_ref().map(|t| t.client.clone()),
         evictor: clients.target.as_ref().map(|t| t.no_retry.clone()),
-        driver: LocalDriver::new(
-            clients.target.as_ref().map(|t| t.client.clone()),
-            target_streams.as_ref().map(|t| t.2.clone()),
+        driver: InstrumentedDriver::new(
+            LocalDriver::new(
+                clients.target.as_ref().map(|t| t.client.clone()),
+                target_streams.as_ref().map(|t| t.2.clone()),
+            ),
+            metrics.clone(),
+            PROVIDER,
         ),
         machines: machines.clone(),
         classes: classes.clone(),
         secrets: secrets.clone(),
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
+        synced,
         recorder: Recorder::new(clients.control.client.clone(), reporter),
         settings,
     });
@@ -205,9 +269,20 @@ pub async fn run(
             });
     }
 
+    // Counted here rather than in `reconcile`, so that every exit of it is.
+    let counted = move |machine, ctx| {
+        let metrics = metrics.clone();
+        async move {
+            let start = Instant::now();
+            let result = reconcile(machine, ctx).await;
+            let category = result.as_ref().err().map(super::Error::category);
+            metrics.reconciled(category, start.elapsed());
+            result
+        }
+    };
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(counted, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((machine, _)) => tracing::trace!(machine = %machine.name, "reconciled"),

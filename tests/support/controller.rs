@@ -51,8 +51,15 @@ pub fn settings(ns: &TestNamespace) -> Settings {
     }
 }
 
-/// Starts the controller in this process for `settings.namespace`.
+/// Starts the controller in this process for `settings.namespace`. Its log goes to
+/// the test's output (shown when the test fails); `RUST_LOG` tunes it.
 pub async fn start(settings: Settings) -> ControllerGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcm_local=debug,kube=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     let clients = Clients {
         control: cluster_clients(Cluster::Control).await,
         target: Some(cluster_clients(Cluster::Target).await),

@@ -11,11 +11,13 @@
 //! - [`wait`]: [`wait_for`], [`wait_for_deleted`], [`wait_for_list`]: watch-based
 //!   waits with a timeout that panic with the last state seen.
 //! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
+//! - [`admin`]: the binary with chosen flags, its admin endpoints, signals.
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
 //! does not use are not dead code.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod cluster;
 pub mod controller;
 pub mod machine;

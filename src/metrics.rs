@@ -1,0 +1,742 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Prometheus metrics: MCM's names (`pkg/util/provider/metrics` and the machine
+//! controller's collector), so that MCM dashboards keep working, plus our own
+//! reconcile counts and durations.
+//!
+//! The per-machine gauges are computed at scrape time from the machine cache, as
+//! MCM's collector does, so a deleted machine's series disappear with it. Every
+//! other label is drawn from a small fixed set (operations, error codes,
+//! categories): no error messages, no names outside the per-machine gauges.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::PersistentVolumeSpec;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::{Machine, MachineClass};
+use crate::contract::{NODE_LABEL, op, phase};
+use crate::driver::{
+    Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData,
+};
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverLabels {
+    provider: &'static str,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriverFailureLabels {
+    provider: &'static str,
+    operation: &'static str,
+    error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: &'static str,
+    category: &'static str,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+/// Driver calls take milliseconds to a minute.
+fn driver_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Machines take seconds (local) to an hour (a slow cloud) to be made, join or go.
+fn lifecycle_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1.0, 2.0, 13)
+}
+
+/// Every metric of the process, registered once; cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    machines: Arc<MachineCollector>,
+    driver_duration: HistogramFamily<DriverLabels>,
+    driver_failed: Family<DriverFailureLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Histogram,
+    create_duration: Histogram,
+    join_duration: Histogram,
+    delete_duration: Histogram,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let machines = Arc::new(MachineCollector::default());
+        registry.register_collector(Box::new(machines.clone()));
+
+        let driver_duration: HistogramFamily<DriverLabels> =
+            Family::new_with_constructor(driver_histogram);
+        registry.register(
+            "mcm_cloud_api_driver_request_duration_seconds",
+            "Total time (in seconds) taken for a driver API request to complete",
+            driver_duration.clone(),
+        );
+        let driver_failed = Family::<DriverFailureLabels, Counter>::default();
+        // The encoder appends `_total` to counters.
+        registry.register(
+            "mcm_cloud_api_driver_requests_failed",
+            "Number of failed Driver API requests, partitioned by provider, operation and error code",
+            driver_failed.clone(),
+        );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "machine_controller_reconcile",
+            "Reconciles of machines, by result and error category",
+            reconciles.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "machine_controller_reconcile_duration_seconds",
+            "Time (in seconds) one reconcile of a machine takes",
+            reconcile_duration.clone(),
+        );
+        let create_duration = Histogram::new(lifecycle_buckets());
+        registry.register(
+            "mcm_machine_create_duration_seconds",
+            "Duration in seconds from a Machine's creation until its VM is created (Pending)",
+            create_duration.clone(),
+        );
+        let join_duration = Histogram::new(lifecycle_buckets());
+        registry.register(
+            "mcm_machine_join_duration_seconds",
+            "Duration in seconds from a Machine's creation until its Node joins (Running)",
+            join_duration.clone(),
+        );
+        let delete_duration = Histogram::new(lifecycle_buckets());
+        registry.register(
+            "mcm_machine_delete_duration_seconds",
+            "Duration in seconds from a Machine's deletion timestamp until it is gone",
+            delete_duration.clone(),
+        );
+        Metrics {
+            registry,
+            machines,
+            driver_duration,
+            driver_failed,
+            reconciles,
+            reconcile_duration,
+            create_duration,
+            join_duration,
+            delete_duration,
+        }
+    }
+
+    /// The exposition in the OpenMetrics text format (see [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// The machine cache the per-machine gauges are read from at scrape time.
+    /// Until it is set (a replica waiting for the lease), they are absent.
+    pub fn observe_machines(&self, store: Store<Machine>) {
+        *self
+            .machines
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// `mcm_machine_controller_frozen`, for the safety controller.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.machines.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    /// Counts a finished reconcile.
+    pub fn reconciled(&self, error_category: Option<&'static str>, took: Duration) {
+        let labels = match error_category {
+            None => ReconcileLabels {
+                result: "success",
+                category: "",
+            },
+            Some(category) => ReconcileLabels {
+                result: "error",
+                category,
+            },
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Observes the lifecycle durations a machine watch event completes; called
+    /// with the cache as it was before the event.
+    pub fn machine_event(
+        &self,
+        before: &Store<Machine>,
+        event: &Result<watcher::Event<Machine>, watcher::Error>,
+    ) {
+        let (old, new, deleted) = match event {
+            Ok(watcher::Event::Apply(m)) => (
+                before.get(&kube::runtime::reflector::ObjectRef::from_obj(m)),
+                m,
+                false,
+            ),
+            Ok(watcher::Event::Delete(m)) => (None, m, true),
+            _ => return,
+        };
+        for (what, took) in lifecycle(old.as_deref(), new, deleted, jiff::Timestamp::now()) {
+            let histogram = match what {
+                Lifecycle::Created => &self.create_duration,
+                Lifecycle::Joined => &self.join_duration,
+                Lifecycle::Deleted => &self.delete_duration,
+            };
+            histogram.observe(took.as_secs_f64());
+        }
+    }
+
+    fn driver_call(&self, provider: &'static str, operation: &'static str, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok(took) => self
+                .driver_duration
+                .get_or_create(&DriverLabels {
+                    provider,
+                    operation,
+                })
+                .observe(took.as_secs_f64()),
+            Outcome::Failed(code) => {
+                self.driver_failed
+                    .get_or_create(&DriverFailureLabels {
+                        provider,
+                        operation,
+                        error_code: code,
+                    })
+                    .inc();
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Ok(Duration),
+    Failed(&'static str),
+}
+
+/// A step of a machine's life whose duration is observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Creation timestamp → the VM exists (Pending, or Available without a target).
+    Created,
+    /// Creation timestamp → first Running.
+    Joined,
+    /// Deletion timestamp → the object is gone.
+    Deleted,
+}
+
+/// What a change of a machine from `old` (as cached, if it was) to `new` completes,
+/// with how long it took. Observing transitions of the watched object, rather than
+/// hooks in the flows, counts each step once however often it is retried, and
+/// whichever controller made it.
+pub fn lifecycle(
+    old: Option<&Machine>,
+    new: &Machine,
+    deleted: bool,
+    now: jiff::Timestamp,
+) -> Vec<(Lifecycle, Duration)> {
+    let since = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+                 until: jiff::Timestamp| {
+        t.and_then(|t| Duration::try_from(until.duration_since(t.0)).ok())
+    };
+    let created = new.metadata.creation_timestamp.as_ref();
+    if deleted {
+        return since(new.metadata.deletion_timestamp.as_ref(), now)
+            .map(|d| vec![(Lifecycle::Deleted, d)])
+            .unwrap_or_default();
+    }
+    // A machine first seen (no old state) counts only if it is brand new, not
+    // one that existed before we started.
+    let old_phase = match old {
+        Some(m) => m.phase(),
+        None => "",
+    };
+    let new_phase = new.phase();
+    if old_phase == new_phase {
+        return Vec::new();
+    }
+    let at = new
+        .status
+        .current_status
+        .last_update_time
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let mut out = Vec::new();
+    if matches!(old_phase, "" | phase::CRASH_LOOP_BACK_OFF)
+        && matches!(new_phase, phase::PENDING | phase::AVAILABLE)
+        && let Some(d) = since(created, at)
+    {
+        out.push((Lifecycle::Created, d));
+    }
+    // First join only: a re-join after Unknown is a HealthCheck, not a Create.
+    if new_phase == phase::RUNNING
+        && new.status.last_operation.type_ == op::CREATE
+        && let Some(d) = since(created, at)
+    {
+        out.push((Lifecycle::Joined, d));
+    }
+    out
+}
+
+/// MCM's phase codes of `mcm_machine_current_status_phase`; other phases are 0.
+pub fn phase_value(phase: &str) -> i64 {
+    match phase {
+        phase::TERMINATING => -4,
+        phase::FAILED => -3,
+        phase::CRASH_LOOP_BACK_OFF => -2,
+        phase::UNKNOWN => -1,
+        phase::RUNNING => 1,
+        _ => 0,
+    }
+}
+
+/// MCM's condition codes of `mcm_machine_status_condition`.
+fn condition_value(status: &str) -> i64 {
+    match status {
+        "True" => 1,
+        "Unknown" => 2,
+        _ => 0,
+    }
+}
+
+/// The labels of `mcm_machine_info`, in MCM's order; missing values are empty.
+pub fn info_labels(m: &Machine) -> [(&'static str, String); 8] {
+    [
+        ("name", m.name().to_string()),
+        (
+            "namespace",
+            m.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            "createdAt",
+            m.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second().to_string())
+                .unwrap_or_default(),
+        ),
+        ("spec_provider_id", m.spec.provider_id.clone()),
+        ("spec_class_api_group", m.spec.class.api_group.clone()),
+        ("spec_class_kind", m.spec.class.kind.clone()),
+        ("spec_class_name", m.spec.class.name.clone()),
+        (
+            "node_name",
+            m.label(NODE_LABEL).unwrap_or_default().to_string(),
+        ),
+    ]
+}
+
+/// Reads the machine cache at scrape time.
+#[derive(Default)]
+struct MachineCollector {
+    store: RwLock<Option<Store<Machine>>>,
+    frozen: AtomicBool,
+}
+
+impl fmt::Debug for MachineCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineCollector").finish_non_exhaustive()
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), fmt::Error> {
+    let metric = ConstGauge::new(value);
+    let e = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(e)
+}
+
+impl Collector for MachineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        gauge(
+            &mut encoder,
+            "mcm_machine_controller_frozen",
+            "Frozen status of the machine controller manager.",
+            i64::from(self.frozen.load(Ordering::Relaxed)),
+        )?;
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(store) = store else {
+            return Ok(());
+        };
+        let mut machines = store.state();
+        machines.sort_by(|a, b| {
+            (&a.metadata.namespace, a.name()).cmp(&(&b.metadata.namespace, b.name()))
+        });
+        gauge(
+            &mut encoder,
+            "mcm_machine_items_total",
+            "Count of machines currently managed by the mcm.",
+            i64::try_from(machines.len()).unwrap_or(i64::MAX),
+        )?;
+
+        let mut e = encoder.encode_descriptor(
+            "mcm_machine_current_status_phase",
+            "Current status phase of the Machines currently managed by the mcm.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for m in &machines {
+            let labels = [
+                ("name", m.name()),
+                (
+                    "namespace",
+                    m.metadata.namespace.as_deref().unwrap_or_default(),
+                ),
+            ];
+            ConstGauge::new(phase_value(m.phase())).encode(e.encode_family(&labels)?)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "mcm_machine_info",
+            "Information of the Machines currently managed by the mcm.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for m in &machines {
+            let labels = info_labels(m);
+            ConstGauge::new(1i64).encode(e.encode_family(&labels)?)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "mcm_machine_status_condition",
+            "Information of the mcm managed Machines' status conditions.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for m in &machines {
+            for c in &m.status.conditions {
+                let labels = [
+                    ("name", m.name()),
+                    (
+                        "namespace",
+                        m.metadata.namespace.as_deref().unwrap_or_default(),
+                    ),
+                    ("condition", c.type_.as_str()),
+                ];
+                ConstGauge::new(condition_value(&c.status)).encode(e.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A driver whose calls are counted and timed under MCM's `mcm_cloud_api_driver_*`
+/// names; everything else is the inner driver's.
+pub struct InstrumentedDriver<D> {
+    inner: D,
+    metrics: Arc<Metrics>,
+    provider: &'static str,
+}
+
+impl<D> InstrumentedDriver<D> {
+    pub fn new(inner: D, metrics: Arc<Metrics>, provider: &'static str) -> Self {
+        InstrumentedDriver {
+            inner,
+            metrics,
+            provider,
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = DriverResult<T>>,
+    ) -> DriverResult<T> {
+        let start = Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            // As MCM: the duration of successful calls, the count of failed ones.
+            Ok(_) => Outcome::Ok(start.elapsed()),
+            Err(e) => Outcome::Failed(e.code.as_str()),
+        };
+        self.metrics.driver_call(self.provider, operation, outcome);
+        result
+    }
+}
+
+impl<D: Driver> Driver for InstrumentedDriver<D> {
+    async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        self.call("CreateMachine", self.inner.create_machine(req))
+            .await
+    }
+
+    async fn initialize_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        self.call("InitializeMachine", self.inner.initialize_machine(req))
+            .await
+    }
+
+    async fn delete_machine(&self, req: &MachineRequest<'_>) -> DriverResult<()> {
+        self.call("DeleteMachine", self.inner.delete_machine(req))
+            .await
+    }
+
+    async fn get_machine_status(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+        self.call("GetMachineStatus", self.inner.get_machine_status(req))
+            .await
+    }
+
+    async fn list_machines(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+    ) -> DriverResult<MachineList> {
+        self.call("ListMachines", self.inner.list_machines(class, secret))
+            .await
+    }
+
+    async fn get_volume_ids(&self, specs: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
+        self.call("GetVolumeIDs", self.inner.get_volume_ids(specs))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{Code, MachineError};
+    use k8s_openapi::api::core::v1::NodeCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn machine(name: &str, phase: &str) -> Machine {
+        let mut m = Machine::default();
+        m.metadata.name = Some(name.into());
+        m.metadata.namespace = Some("ns".into());
+        m.metadata.creation_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        m.status.current_status.phase = phase.into();
+        m
+    }
+
+    fn at(mut m: Machine, when: &str) -> Machine {
+        m.status.current_status.last_update_time = Some(Time(ts(when)));
+        m
+    }
+
+    #[test]
+    fn phases_map_to_mcms_codes() {
+        assert_eq!(phase_value("Terminating"), -4);
+        assert_eq!(phase_value("Failed"), -3);
+        assert_eq!(phase_value("CrashLoopBackOff"), -2);
+        assert_eq!(phase_value("Unknown"), -1);
+        assert_eq!(phase_value("Pending"), 0);
+        assert_eq!(phase_value("Running"), 1);
+        assert_eq!(phase_value(""), 0);
+        assert_eq!(phase_value("InPlaceUpdating"), 0);
+    }
+
+    #[test]
+    fn info_labels_never_panic_on_missing_values() {
+        let labels = info_labels(&Machine::default());
+        assert!(labels.iter().all(|(_, v)| v.is_empty()), "{labels:?}");
+        let mut m = machine("m1", "Running");
+        m.spec.provider_id = "machine-m1".into();
+        m.spec.class.name = "c".into();
+        m.metadata.labels = Some([("node".to_string(), "machine-m1".to_string())].into());
+        let labels = info_labels(&m);
+        assert_eq!(labels[2], ("createdAt", "1767225600".to_string()));
+        assert_eq!(labels[7], ("node_name", "machine-m1".to_string()));
+    }
+
+    #[test]
+    fn creation_is_observed_when_the_vm_exists() {
+        let now = ts("2026-01-01T01:00:00Z");
+        let new = at(machine("m", "Pending"), "2026-01-01T00:00:07Z");
+        let seen = lifecycle(Some(&machine("m", "")), &new, false, now);
+        assert_eq!(seen, [(Lifecycle::Created, Duration::from_secs(7))]);
+        // A retry after CrashLoopBackOff counts from creation too.
+        let seen = lifecycle(Some(&machine("m", "CrashLoopBackOff")), &new, false, now);
+        assert_eq!(seen, [(Lifecycle::Created, Duration::from_secs(7))]);
+        // Not again on later changes, nor for a Pending machine seen at start-up.
+        assert!(lifecycle(Some(&new), &new, false, now).is_empty());
+        let mut moved = new.clone();
+        moved.status.current_status.phase = "Unknown".into();
+        assert!(lifecycle(Some(&moved), &new, false, now).is_empty());
+    }
+
+    #[test]
+    fn only_the_first_join_is_observed() {
+        let now = ts("2026-01-01T01:00:00Z");
+        let mut joined = at(machine("m", "Running"), "2026-01-01T00:01:00Z");
+        joined.status.last_operation.type_ = "Create".into();
+        let seen = lifecycle(Some(&machine("m", "Pending")), &joined, false, now);
+        assert_eq!(seen, [(Lifecycle::Joined, Duration::from_secs(60))]);
+        let mut rejoined = joined.clone();
+        rejoined.status.last_operation.type_ = "HealthCheck".into();
+        assert!(lifecycle(Some(&machine("m", "Unknown")), &rejoined, false, now).is_empty());
+    }
+
+    #[test]
+    fn deletion_counts_from_the_deletion_timestamp() {
+        let mut m = machine("m", "Terminating");
+        m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:10:00Z")));
+        let seen = lifecycle(None, &m, true, ts("2026-01-01T00:10:30Z"));
+        assert_eq!(seen, [(Lifecycle::Deleted, Duration::from_secs(30))]);
+        // A clock behind the timestamp observes nothing rather than nonsense.
+        assert!(lifecycle(None, &m, true, ts("2026-01-01T00:09:00Z")).is_empty());
+        assert!(
+            lifecycle(
+                None,
+                &machine("m", "Running"),
+                true,
+                ts("2026-01-01T00:09:00Z")
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn scrapes_carry_mcms_names_and_machines_from_the_cache() {
+        let metrics = Metrics::new();
+        // Before a cache is attached (standby) only the frozen flag is there.
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("mcm_machine_controller_frozen 0\n"), "{text}");
+        assert!(!text.contains("mcm_machine_items_total"), "{text}");
+
+        let (store, mut writer) = kube::runtime::reflector::store::<Machine>();
+        let mut running = machine("a\"b", "Running");
+        running.status.conditions = vec![NodeCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        }];
+        writer.apply_watcher_event(&watcher::Event::Apply(running));
+        writer.apply_watcher_event(&watcher::Event::Apply(machine("c", "Terminating")));
+        metrics.observe_machines(store);
+        metrics.reconciled(None, Duration::from_millis(3));
+        metrics.reconciled(Some("conflict"), Duration::from_millis(3));
+        metrics.driver_call(
+            "local",
+            "CreateMachine",
+            Outcome::Ok(Duration::from_millis(20)),
+        );
+        metrics.driver_call(
+            "local",
+            "GetMachineStatus",
+            Outcome::Failed(Code::NotFound.as_str()),
+        );
+
+        let text = metrics.encode().unwrap();
+        for expected in [
+            "mcm_machine_items_total 2\n",
+            "mcm_machine_current_status_phase{name=\"a\\\"b\",namespace=\"ns\"} 1\n",
+            "mcm_machine_current_status_phase{name=\"c\",namespace=\"ns\"} -4\n",
+            "mcm_machine_info{name=\"c\",namespace=\"ns\",createdAt=\"1767225600\",spec_provider_id=\"\",spec_class_api_group=\"\",spec_class_kind=\"\",spec_class_name=\"\",node_name=\"\"} 1\n",
+            "mcm_machine_status_condition{name=\"a\\\"b\",namespace=\"ns\",condition=\"Ready\"} 1\n",
+            "machine_controller_reconcile_total{result=\"success\",category=\"\"} 1\n",
+            "machine_controller_reconcile_total{result=\"error\",category=\"conflict\"} 1\n",
+            "machine_controller_reconcile_duration_seconds_count 2\n",
+            "mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"CreateMachine\"} 1\n",
+            "mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"GetMachineStatus\",error_code=\"NotFound\"} 1\n",
+            "mcm_machine_create_duration_seconds_count 0\n",
+            "mcm_machine_join_duration_seconds_count 0\n",
+            "mcm_machine_delete_duration_seconds_count 0\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    struct Failing;
+    impl Driver for Failing {
+        async fn create_machine(&self, _: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
+            Err(MachineError::new(
+                Code::ResourceExhausted,
+                "quota: secret detail",
+            ))
+        }
+        async fn initialize_machine(
+            &self,
+            _: &MachineRequest<'_>,
+        ) -> DriverResult<MachineResponse> {
+            Err(MachineError::new(Code::Unimplemented, ""))
+        }
+        async fn delete_machine(&self, _: &MachineRequest<'_>) -> DriverResult<()> {
+            Ok(())
+        }
+        async fn get_machine_status(
+            &self,
+            _: &MachineRequest<'_>,
+        ) -> DriverResult<MachineResponse> {
+            Ok(MachineResponse::default())
+        }
+        async fn list_machines(
+            &self,
+            _: &MachineClass,
+            _: &SecretData,
+        ) -> DriverResult<MachineList> {
+            Ok(MachineList::new())
+        }
+        async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_driver_wrapper_counts_by_code_never_by_message() {
+        let metrics = Arc::new(Metrics::new());
+        let driver = InstrumentedDriver::new(Failing, metrics.clone(), "local");
+        let (m, class, secret) = (
+            Machine::default(),
+            MachineClass::default(),
+            SecretData::new(),
+        );
+        let req = MachineRequest {
+            machine: &m,
+            class: &class,
+            secret: &secret,
+        };
+        let err = driver.create_machine(&req).await.unwrap_err();
+        assert_eq!(err.code, Code::ResourceExhausted, "errors pass through");
+        driver.delete_machine(&req).await.unwrap();
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"CreateMachine\",error_code=\"ResourceExhausted\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"DeleteMachine\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("secret detail"));
+    }
+}
