@@ -200,6 +200,48 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
                 && d.contains("Initiate machine object finalizer removal")),
         "deletion steps seen: {seen:#?}"
     );
+
+    // The class and its secret were protected while in use, and are released once not.
+    let classes: Api<MachineClass> = ns.api(&control);
+    let class_secrets: Api<Secret> = ns.api(&control);
+    let class = classes.get("test-class").await.unwrap();
+    assert!(
+        class
+            .finalizers()
+            .iter()
+            .any(|f| f == "machine.sapcloud.io/machine-controller-manager")
+    );
+    wait_for(
+        &class_secrets,
+        "test-secret",
+        TIMEOUT,
+        "the class secret carries the secret finalizer",
+        |s| {
+            s.finalizers()
+                .iter()
+                .any(|f| f == "machine.sapcloud.io/machine-controller")
+        },
+    )
+    .await;
+    classes
+        .delete("test-class", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deleted(
+        &classes,
+        "test-class",
+        TIMEOUT,
+        "the unused class is deleted",
+    )
+    .await;
+    wait_for(
+        &class_secrets,
+        "test-secret",
+        TIMEOUT,
+        "the secret finalizer is removed with the class",
+        |s| s.finalizers().is_empty(),
+    )
+    .await;
     controller.stop().await;
 }
 

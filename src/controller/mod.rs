@@ -5,6 +5,7 @@
 //! Machines and on everything that belongs to them.
 
 pub mod bootstrap;
+pub mod class;
 pub mod context;
 pub mod creation;
 pub mod deletion;
@@ -62,6 +63,7 @@ pub async fn reconcile<D: Driver>(
         Ok(found) => found,
         Err(problem) => return creation::report_input(&ctx, &machine, &problem).await,
     };
+    class::ensure_class_finalizer(&ctx.control, &class).await?;
 
     let mut wake = retry::LONG;
     if machine.node_name().is_some() && !machine.phase().is_empty() {

@@ -119,6 +119,7 @@ pub async fn run_with(
     telemetry: Telemetry,
 ) {
     let ns = settings.namespace.clone();
+    let ns_for_classes = ns.clone();
     let cfg = watcher::Config::default();
     let Telemetry { metrics, health } = telemetry;
     let mut watched = vec!["machines", "machineclasses", "secrets"];
@@ -280,7 +281,14 @@ pub async fn run_with(
             result
         }
     };
-    controller
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let classes_upkeep = super::class::run(
+        clients.control.client.clone(),
+        ns_for_classes,
+        machines.clone(),
+        shutdown.clone(),
+    );
+    let main = controller
         .graceful_shutdown_on(shutdown)
         .run(counted, error_policy, ctx)
         .for_each(|result| async move {
@@ -288,6 +296,6 @@ pub async fn run_with(
                 Ok((machine, _)) => tracing::trace!(machine = %machine.name, "reconciled"),
                 Err(e) => tracing::debug!("reconcile error: {e}"),
             }
-        })
-        .await;
+        });
+    futures::future::join(main, classes_upkeep).await;
 }
