@@ -281,7 +281,8 @@ async fn keep(
             seen = leases.next() => match seen {
                 Some(Ok(lease)) => match observed(&lease, identity) {
                     Observed::Renewed(at) => renewed = renewed.max(at),
-                    Observed::Held(by) => return format!("the lease is held by {by:?}"),
+                    Observed::Held(Some(by)) => return format!("the lease is held by {by}"),
+                    Observed::Held(None) => return "the lease was released by someone else".into(),
                 },
                 Some(Err(e)) => tracing::debug!(error = %e, "watching the leader lease"),
                 None => return "the lease watch ended".into(),

@@ -11,7 +11,11 @@ use mcm_local::cli::{LogFormat, Options};
 use mcm_local::controller::settings::Settings;
 use mcm_local::controller::watches::{self, Clients};
 use mcm_local::leader::{self, Shutdown};
+use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::{self, MakeWriter};
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -26,44 +30,59 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Targets held at a level whatever `RUST_LOG` or `--v` ask, because their lines
-/// can carry object bodies, i.e. Secret data: kube-client logs a whole response
-/// body at WARN when it cannot decode it.
-const HYGIENE: &[&str] = &["kube_client::client=error"];
-
 /// The filter for `--v` (klog levels: 0-1 info, 2-4 debug, more trace), or
-/// `RUST_LOG` when set, with the [`HYGIENE`] directives on top.
+/// `RUST_LOG` when set.
 fn log_filter(rust_log: Option<&str>, v: u8) -> EnvFilter {
     let level = match v {
         0..=1 => "info",
         2..=4 => "debug",
         _ => "trace",
     };
-    let mut filter = rust_log
+    rust_log
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| {
             EnvFilter::new(format!(
                 "{level},kube=warn,hyper=warn,tower=warn,rustls=warn"
             ))
-        });
-    for directive in HYGIENE {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    filter
+        })
+}
+
+/// False for what must never be written whatever `RUST_LOG` or `--v` ask:
+/// kube-client's `client` module logs a whole response body (Secret data
+/// included) at WARN when it cannot decode it. Only its errors pass; its
+/// submodules (the HTTP spans of `client::builder`) are not affected.
+fn hygienic(meta: &Metadata<'_>) -> bool {
+    !(meta.target() == "kube_client::client" && *meta.level() > Level::ERROR)
+}
+
+fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = match format {
+        LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
+        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer.with_filter(filter_fn(hygienic)))
 }
 
 fn init_logging(opts: &Options) {
     let rust_log = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(log_filter(rust_log.as_deref(), opts.v))
+    subscriber(
+        log_filter(rust_log.as_deref(), opts.v),
+        opts.log_format,
         // Colour codes only for a person at a terminal, not in files or collectors.
-        .with_ansi(std::io::stdout().is_terminal());
-    match opts.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+        std::io::stdout().is_terminal(),
+        std::io::stdout,
+    )
+    .init();
 }
 
 /// Requests shutdown on the first SIGTERM or SIGINT; a second one ends the
@@ -206,38 +225,65 @@ async fn run(opts: Options) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracing::Level;
-    use tracing_subscriber::layer::SubscriberExt;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
 
-    fn enabled(filter: EnvFilter, level: Level) -> (bool, bool) {
-        let subscriber = tracing_subscriber::registry().with(filter);
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl MakeWriter<'_> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    fn logged(rust_log: Option<&str>, v: u8, format: LogFormat) -> String {
+        let out = Buffer::default();
+        let subscriber = subscriber(log_filter(rust_log, v), format, false, out.clone());
         tracing::subscriber::with_default(subscriber, || {
-            (
-                match level {
-                    Level::WARN => tracing::enabled!(target: "kube_client::client", Level::WARN),
-                    _ => tracing::enabled!(target: "kube_client::client", Level::ERROR),
-                },
-                tracing::enabled!(target: "mcm_local::controller", Level::TRACE),
-            )
-        })
+            tracing::warn!(target: "kube_client::client", "BODY of a Secret");
+            tracing::error!(target: "kube_client::client", "ERROR line");
+            tracing::debug!(target: "kube_client::client::builder", "requesting");
+            tracing::trace!(target: "mcm_local::controller", "reconciled");
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
-    fn body_dumping_targets_stay_quiet_at_any_verbosity() {
-        for rust_log in [
-            None,
-            Some("trace"),
-            Some("kube_client=trace"),
-            Some("kube_client::client=trace"),
-        ] {
-            let (kube_warn, _) = enabled(log_filter(rust_log, 6), Level::WARN);
-            assert!(!kube_warn, "RUST_LOG={rust_log:?}");
-            let (kube_error, _) = enabled(log_filter(rust_log, 6), Level::ERROR);
-            assert!(kube_error, "errors still show with RUST_LOG={rust_log:?}");
+    fn body_dumping_lines_never_show_at_any_verbosity() {
+        for rust_log in [Some("trace"), Some("kube_client::client=trace"), None] {
+            for format in [LogFormat::Json, LogFormat::Text] {
+                let out = logged(rust_log, 6, format);
+                assert!(!out.contains("BODY"), "RUST_LOG={rust_log:?}: {out}");
+                assert!(out.contains("ERROR line"), "RUST_LOG={rust_log:?}: {out}");
+            }
         }
-        let (_, ours) = enabled(log_filter(None, 6), Level::WARN);
-        assert!(ours, "--v=6 is trace for our own code");
-        let (_, ours) = enabled(log_filter(None, 0), Level::WARN);
-        assert!(!ours);
+        let out = logged(Some("trace"), 0, LogFormat::Json);
+        assert!(
+            out.contains("requesting") && out.contains("reconciled"),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
+        let out = logged(None, 6, LogFormat::Text);
+        assert!(
+            out.contains("reconciled"),
+            "--v=6 is trace for our own code: {out}"
+        );
+        let out = logged(None, 0, LogFormat::Text);
+        assert!(!out.contains("reconciled"), "{out}");
     }
 }

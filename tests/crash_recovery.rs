@@ -138,3 +138,41 @@ async fn a_killed_controller_started_again_finishes_with_one_pod() {
     second.start_kill().ok();
     let _ = second.wait().await;
 }
+
+/// A VM whose Machine vanished (its finalizer removed by hand) is collected.
+#[tokio::test]
+async fn an_orphan_vm_is_deleted() {
+    let (ns, machines, pods, name) = setup("orphan").await;
+    let spec = LocalProviderSpec {
+        image: "localhost/machine-image:latest".into(),
+        ..Default::default()
+    };
+    pods.create(&PostParams::default(), &build::pod(&name, ns.name(), &spec))
+        .await
+        .unwrap();
+    let kept = format!("kept-{}", &ns.name()[ns.name().len() - 6..]);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{kept}"));
+    machines
+        .create(&PostParams::default(), &new_machine(&kept))
+        .await
+        .unwrap();
+
+    let controller = start(settings(&ns)).await;
+    support::wait_for_deleted(
+        &pods,
+        &format!("machine-{name}"),
+        TIMEOUT,
+        "the orphan VM is deleted",
+    )
+    .await;
+    wait_for(
+        &machines,
+        &kept,
+        TIMEOUT,
+        "the machine that exists keeps its VM and runs",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}

@@ -322,6 +322,7 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
     })
     .await;
     let took = killed.elapsed();
+    eprintln!("the standby took over {took:?} after the leader was killed");
     // The lease expires at most a lease duration after the leader's last renewal;
     // kube-lease-manager then waits up to a second more before it takes it.
     assert!(
@@ -363,6 +364,62 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
     );
     let log = new_leader.log_text();
     assert!(log.contains("released the leader lease"), "{log}");
+}
+
+#[tokio::test]
+async fn a_replica_that_loses_the_lease_stops_and_exits_non_zero() {
+    let ns = TestNamespace::in_both("ops-lost").await;
+    let leases: Api<Lease> = ns.api(&support::control().await);
+    let mut binary = Binary::spawn(
+        ns.name(),
+        &format!("{}.log", ns.name()),
+        &["--leader-elect=true".into()],
+        &[("POD_NAME", "replica")],
+    );
+    holder(&leases, "the replica holds the lease", |h| {
+        h.starts_with("replica_")
+    })
+    .await;
+    // Another holder, as after a partition in which the lease expired.
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let patch = serde_json::json!({"spec": {
+        "holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 60,
+    }});
+    leases
+        .patch(
+            "machine-controller",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("take the lease");
+    let status = binary.exit_status(TIMEOUT).await;
+    assert_eq!(status.code(), Some(1), "{status}");
+    let log = binary.log_text();
+    assert!(log.contains("lost the leader lease"), "{log}");
+}
+
+#[tokio::test]
+async fn bad_leader_election_flags_are_refused_with_a_clear_message() {
+    let mut binary = Binary::spawn(
+        "default",
+        "ops-bad-flags.log",
+        &[
+            "--leader-elect-lease-duration=10s".into(),
+            "--leader-elect-renew-deadline=10s".into(),
+        ],
+        &[],
+    );
+    let status = binary.exit_status(TIMEOUT).await;
+    assert_eq!(status.code(), Some(1), "{status}");
+    let log = binary.log_text();
+    assert!(
+        log.contains(
+            "--leader-elect-renew-deadline (10s) must be shorter than --leader-elect-lease-duration (10s)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// `text` base64-encoded at each of the three alignments it can have inside a

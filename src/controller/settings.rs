@@ -20,6 +20,7 @@ pub struct Settings {
     pub node_conditions: Vec<String>,
     pub bootstrap_token_auth_extra_groups: String,
     pub resource_exhausted_retry: Duration,
+    pub orphan_vms_period: Duration,
 }
 
 impl From<&Options> for Settings {
@@ -33,6 +34,7 @@ impl From<&Options> for Settings {
             node_conditions: o.node_conditions(),
             bootstrap_token_auth_extra_groups: o.bootstrap_token_auth_extra_groups.clone(),
             resource_exhausted_retry: o.resource_exhausted_retry,
+            orphan_vms_period: o.machine_safety_orphan_vms_period,
         }
     }
 }

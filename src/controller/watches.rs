@@ -282,6 +282,12 @@ pub async fn run_with(
         }
     };
     let shutdown = futures::FutureExt::shared(shutdown);
+    // Orphan VMs are looked for at start and then every period; it ends with the process.
+    let orphans = tokio::spawn(super::safety::run(
+        ctx.clone(),
+        classes.clone(),
+        ctx.settings.orphan_vms_period,
+    ));
     let classes_upkeep = super::class::run(
         clients.control.client.clone(),
         ns_for_classes,
@@ -298,4 +304,5 @@ pub async fn run_with(
             }
         });
     futures::future::join(main, classes_upkeep).await;
+    orphans.abort();
 }
