@@ -35,8 +35,7 @@ test:
 start:
 	hack/start.sh
 
-# What CI and reviewers check: formatting, lints, tests.
+# What CI and reviewers check: formatting, clippy, REUSE, hadolint, a server-side dry
+# run of the manifests against the local cluster, and every test.
 verify:
-	cargo fmt --check
-	cargo clippy --locked --all-targets -- -D warnings
-	hack/test.sh
+	hack/verify.sh
