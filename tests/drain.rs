@@ -1,0 +1,128 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Deleting a machine drains its node first: cordon, evict the workload through
+//! the eviction API, wait for it to go, and only then delete the VM.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, Toleration};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use mcm_local::api::Machine;
+use support::controller::{kubectl_apply, sample, settings, start};
+use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
+
+#[tokio::test]
+async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
+    let ns = TestNamespace::in_both("drain").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let name = support::unique_name("drain");
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let controller = start(settings(&ns)).await;
+    let mut m = Machine::named(&name);
+    m.spec.class.kind = "MachineClass".into();
+    m.spec.class.name = "test-class".into();
+    machines.create(&PostParams::default(), &m).await.unwrap();
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        m.status.current_status.phase == "Running"
+    })
+    .await;
+
+    // A workload on the machine's node.
+    let pods: Api<Pod> = ns.api(&target);
+    let mut workload = Pod::default();
+    workload.metadata.name = Some("workload".into());
+    workload.spec = Some(PodSpec {
+        node_name: Some(node_name.clone()),
+        tolerations: Some(vec![Toleration {
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]),
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("registry.invalid/app:1".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    pods.create(&PostParams::default(), &workload)
+        .await
+        .unwrap();
+    wait_for(
+        &pods,
+        "workload",
+        TIMEOUT,
+        "the workload runs on the machine",
+        |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+    )
+    .await;
+
+    // Record the node's cordon and the machine's deletion steps as they happen.
+    let cordoned = Arc::new(Mutex::new(false));
+    {
+        let cordoned = cordoned.clone();
+        let nodes: Api<Node> = Api::all(target.clone());
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
+        tokio::spawn(async move {
+            let mut events = watcher(nodes, cfg).applied_objects().boxed();
+            while let Some(Ok(n)) = events.next().await {
+                if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+                    *cordoned.lock().unwrap() = true;
+                }
+            }
+        });
+    }
+    let steps = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let steps = steps.clone();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let machines = machines.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(machines, cfg).applied_objects().boxed();
+            while let Some(Ok(m)) = events.next().await {
+                steps
+                    .lock()
+                    .unwrap()
+                    .push(m.status.last_operation.description.clone());
+            }
+        });
+    }
+
+    machines
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deleted(&pods, "workload", TIMEOUT, "the workload is evicted").await;
+    wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
+    assert!(*cordoned.lock().unwrap(), "the node was never cordoned");
+    let steps = steps.lock().unwrap().clone();
+    let drained = steps
+        .iter()
+        .position(|d| d == "Drain successful. Initiate VM deletion");
+    let vm_deleted = steps
+        .iter()
+        .position(|d| d.contains("Initiate node object deletion"));
+    assert!(
+        matches!((drained, vm_deleted), (Some(a), Some(b)) if a < b),
+        "the drain finished before the VM went: {steps:#?}"
+    );
+    assert!(
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|p| p.name_any() != "workload")
+    );
+    controller.stop().await;
+}
