@@ -98,7 +98,22 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
     for m in &running {
         let node = m.node_name().expect("node label");
         ns.delete_on_drop::<Node>(Cluster::Target, None, node);
-        nodes.get(node).await.expect("the machine's Node");
+        // The deployment's nodeTemplate reaches the Node.
+        wait_for(
+            &nodes,
+            node,
+            TIMEOUT,
+            "the Node carries the template's label",
+            |n| {
+                n.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("pool"))
+                    .map(String::as_str)
+                    == Some("local")
+            },
+        )
+        .await;
     }
     let deployments: Api<MachineDeployment> = ns.api(&control);
     wait_for(

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod error;
 pub mod health;
 pub mod node;
+pub mod node_template;
 pub mod safety;
 pub mod settings;
 pub mod status;

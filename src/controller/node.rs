@@ -16,7 +16,8 @@ use crate::contract::{
     FIELD_MANAGER, NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION,
 };
 
-/// The patch a Node needs, if any.
+/// The patch a Node needs, if any: our label and finalizer, and the machine's
+/// node template.
 pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
     if node
         .annotations()
@@ -30,20 +31,34 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
         .map(String::as_str)
         == Some(machine.name());
     let has_finalizer = node.finalizers().iter().any(|f| f == NODE_FINALIZER);
-    if label_ok && has_finalizer {
+    let template = super::node_template::changes(machine, node);
+    if label_ok && has_finalizer && template.is_none() {
         return None;
     }
-    let mut finalizers = node.finalizers().to_vec();
-    if !has_finalizer {
-        finalizers.push(NODE_FINALIZER.to_string());
+    let mut metadata = serde_json::Map::new();
+    let mut spec = None;
+    if let Some((fragment, taints)) = template {
+        metadata = fragment;
+        spec = taints;
     }
-    Some(json!({
-        "metadata": {
-            "resourceVersion": node.metadata.resource_version,
-            "labels": { NODE_MACHINE_NAME_LABEL: machine.name() },
-            "finalizers": finalizers,
-        }
-    }))
+    let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+    labels[NODE_MACHINE_NAME_LABEL] = json!(machine.name());
+    if !has_finalizer {
+        let mut finalizers = node.finalizers().to_vec();
+        finalizers.push(NODE_FINALIZER.to_string());
+        metadata.insert("finalizers".into(), json!(finalizers));
+    }
+    // Lists (finalizers, taints) are replaced whole: the resourceVersion keeps us
+    // from dropping an entry someone added since we read the Node.
+    metadata.insert(
+        "resourceVersion".into(),
+        json!(node.metadata.resource_version),
+    );
+    let mut patch = json!({ "metadata": metadata });
+    if let Some(spec) = spec {
+        patch["spec"] = spec;
+    }
+    Some(patch)
 }
 
 /// The machine a Node belongs to: our label, else the local driver's naming.
