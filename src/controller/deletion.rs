@@ -252,9 +252,9 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
             }
         }
         Step::Drain => match drain::run(ctx, &machine).await? {
-            Some(outcome) => outcome,
-            // Pods are still going away; their absence is checked again shortly.
-            None => return Ok(Action::requeue(retry::SHORT)),
+            drain::Outcome::Finished(change, wait) => (change, wait),
+            // Pods are still going away, or a budget said no: look again later.
+            drain::Outcome::Again(wait) => return Ok(Action::requeue(wait)),
         },
         Step::DeleteVolumeAttachments => delete_volume_attachments(ctx, &machine).await?,
         Step::DeleteVm => {

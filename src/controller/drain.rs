@@ -101,15 +101,21 @@ pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>
     }
 }
 
-fn done(description: String, st: &'static str) -> Option<(StatusChange, Duration)> {
-    Some((StatusChange::new(description, st, op::DELETE), retry::SHORT))
+/// The end of one drain pass.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The step is over: write this and go on.
+    Finished(StatusChange, Duration),
+    /// Still draining: look again after this long (Pods leaving, or a budget said no).
+    Again(Duration),
 }
 
-/// Runs one pass of the drain. `None`: Pods are still leaving.
-pub async fn run<D>(
-    ctx: &Context<D>,
-    machine: &Machine,
-) -> Result<Option<(StatusChange, Duration)>, Error> {
+fn done(description: String, st: &'static str) -> Outcome {
+    Outcome::Finished(StatusChange::new(description, st, op::DELETE), retry::SHORT)
+}
+
+/// Runs one pass of the drain.
+pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Error> {
     let (Some(node_name), Some(target)) = (machine.node_name(), &ctx.target) else {
         return Ok(done(
             format!(
@@ -147,19 +153,26 @@ pub async fn run<D>(
     }
 
     let evictor = ctx.evictor.as_ref().unwrap_or(target);
-    match evict_all(target, evictor, node_name, force.is_some()).await {
-        Ok(true) if force.is_some() => Ok(done(
+    let exhausted = evictions_exhausted(
+        machine,
+        ctx.settings.max_evict_retries(machine),
+        ctx.settings.drain_timeout(machine),
+        jiff::Timestamp::now(),
+    );
+    match evict_all(target, evictor, node_name, force.is_some(), exhausted).await {
+        Ok(Progress::Done) if force.is_some() => Ok(done(
             format!(
                 "Force Drain successful. {}",
                 step::DELETE_VOLUME_ATTACHMENTS
             ),
             state::PROCESSING,
         )),
-        Ok(true) => Ok(done(
+        Ok(Progress::Done) => Ok(done(
             format!("Drain successful. {}", step::INITIATE_VM_DELETION),
             state::PROCESSING,
         )),
-        Ok(false) => Ok(None),
+        Ok(Progress::Leaving) => Ok(Outcome::Again(retry::SHORT)),
+        Ok(Progress::Blocked) => Ok(Outcome::Again(PDB_RETRY)),
         Err(e) if force.is_some() => Ok(done(
             format!(
                 "Drain failed due to - {}. However, since it's a force deletion shall continue deletion of VM. {}",
@@ -226,12 +239,42 @@ async fn mark_and_cordon(
 
 /// Evicts (or, in force mode, deletes) every drainable Pod on the node.
 /// True once none is left (in force mode: once all are deleted).
+/// Where a drain pass left the node.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    /// No drainable Pod is left (in force mode: all are deleted).
+    Done,
+    /// Pods are on their way out.
+    Leaving,
+    /// A PodDisruptionBudget refused an eviction.
+    Blocked,
+}
+
+/// Whether a refused eviction has been retried often enough: the retries are
+/// counted from the deletion time, one per [`PDB_RETRY`], so no state is kept.
+pub fn evictions_exhausted(
+    machine: &Machine,
+    max_evict_retries: i32,
+    drain_timeout: Duration,
+    now: jiff::Timestamp,
+) -> bool {
+    let Some(deleted) = &machine.metadata.deletion_timestamp else {
+        return false;
+    };
+    let by_timeout = drain_timeout.as_secs() / PDB_RETRY.as_secs();
+    let limit = u64::try_from(max_evict_retries.max(0))
+        .unwrap_or(0)
+        .min(by_timeout);
+    age(Some(&deleted.0), now).as_secs() / PDB_RETRY.as_secs() >= limit
+}
+
 async fn evict_all(
     target: &Client,
     evictor: &Client,
     node: &str,
     force: bool,
-) -> Result<bool, kube::Error> {
+    exhausted: bool,
+) -> Result<Progress, kube::Error> {
     let all: Api<Pod> = Api::all(target.clone());
     let pods = all
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
@@ -260,6 +303,14 @@ async fn evict_all(
         match evict_api.evict(&name, &EvictParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
+            // Retried long enough: the Pod goes without the budget's consent, as in MCM.
+            Err(kube::Error::Api(s)) if s.code == 429 && exhausted => {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
             // A PodDisruptionBudget says not now: keep draining the others.
             Err(kube::Error::Api(s)) if s.code == 429 => {
                 blocked = Some(format!("{ns}/{name}: {}", s.message))
@@ -272,8 +323,13 @@ async fn evict_all(
             node,
             "eviction refused by a PodDisruptionBudget, retrying: {why}"
         );
+        return Ok(Progress::Blocked);
     }
-    Ok(force || drainable.is_empty())
+    Ok(if force || drainable.is_empty() {
+        Progress::Done
+    } else {
+        Progress::Leaving
+    })
 }
 
 #[cfg(test)]
@@ -315,6 +371,29 @@ mod tests {
                 .unwrap()
                 .contains("Ready")
         );
+    }
+
+    #[test]
+    fn refused_evictions_are_retried_up_to_the_limit() {
+        let mut m = Machine::default();
+        let now = ts("2026-01-01T00:10:00Z");
+        assert!(!evictions_exhausted(
+            &m,
+            360,
+            Duration::from_secs(7200),
+            now
+        ));
+        m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
+        // 600 s since deletion = 30 retries of 20 s.
+        assert!(!evictions_exhausted(
+            &m,
+            360,
+            Duration::from_secs(7200),
+            now
+        ));
+        assert!(evictions_exhausted(&m, 30, Duration::from_secs(7200), now));
+        // The drain timeout caps the retries too.
+        assert!(evictions_exhausted(&m, 360, Duration::from_secs(600), now));
     }
 
     #[test]
