@@ -126,3 +126,122 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
     );
     controller.stop().await;
 }
+
+/// A PodDisruptionBudget holds the drain back (and says so in an Event) until
+/// it allows the eviction; then the deletion completes.
+#[tokio::test]
+async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
+    use k8s_openapi::api::core::v1::Event;
+    use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    let ns = TestNamespace::in_both("pdb").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let name = support::unique_name("pdb");
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let controller = start(settings(&ns)).await;
+    let mut m = Machine::named(&name);
+    m.spec.class.kind = "MachineClass".into();
+    m.spec.class.name = "test-class".into();
+    machines.create(&PostParams::default(), &m).await.unwrap();
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        m.status.current_status.phase == "Running"
+    })
+    .await;
+
+    let pods: Api<Pod> = ns.api(&target);
+    let mut guarded = Pod::default();
+    guarded.metadata.name = Some("guarded".into());
+    guarded.metadata.labels = Some([("app".to_string(), "guarded".to_string())].into());
+    guarded.spec = Some(PodSpec {
+        node_name: Some(node_name.clone()),
+        tolerations: Some(vec![Toleration {
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]),
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("registry.invalid/app:1".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    pods.create(&PostParams::default(), &guarded).await.unwrap();
+    let pdbs: Api<PodDisruptionBudget> = ns.api(&target);
+    let mut pdb = PodDisruptionBudget::default();
+    pdb.metadata.name = Some("guard".into());
+    pdb.spec = Some(PodDisruptionBudgetSpec {
+        min_available: Some(IntOrString::Int(1)),
+        selector: Some(LabelSelector {
+            match_labels: Some([("app".to_string(), "guarded".to_string())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    wait_for(&pods, "guarded", TIMEOUT, "the guarded Pod runs", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    })
+    .await;
+    wait_for(
+        &pdbs,
+        "guard",
+        TIMEOUT,
+        "the budget allows no disruption",
+        |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.current_healthy == 1 && s.disruptions_allowed == 0)
+        },
+    )
+    .await;
+
+    machines
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let events: Api<Event> = ns.api(&control);
+    support::wait_for_list(
+        &events,
+        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        TIMEOUT,
+        "a DrainBlocked event on the machine",
+        |l: &[Event]| {
+            l.iter()
+                .any(|e| e.reason.as_deref() == Some("DrainBlocked"))
+        },
+    )
+    .await;
+    // Held back: the Pod is still there, and the machine is still draining.
+    pods.get("guarded")
+        .await
+        .expect("the guarded Pod is not evicted against its budget");
+    let held = machines.get(&name).await.unwrap();
+    assert!(
+        held.status
+            .last_operation
+            .description
+            .contains("Initiate node drain"),
+        "{:?}",
+        held.status.last_operation
+    );
+
+    pdbs.delete("guard", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deleted(
+        &pods,
+        "guarded",
+        TIMEOUT,
+        "the Pod is evicted once the budget is gone",
+    )
+    .await;
+    wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
+    controller.stop().await;
+}

@@ -172,7 +172,12 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
             state::PROCESSING,
         )),
         Ok(Progress::Leaving) => Ok(Outcome::Again(retry::SHORT)),
-        Ok(Progress::Blocked) => Ok(Outcome::Again(PDB_RETRY)),
+        Ok(Progress::Blocked(why)) => {
+            let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
+            ctx.event(machine, true, "DrainBlocked", "Drain", note)
+                .await;
+            Ok(Outcome::Again(PDB_RETRY))
+        }
         Err(e) if force.is_some() => Ok(done(
             format!(
                 "Drain failed due to - {}. However, since it's a force deletion shall continue deletion of VM. {}",
@@ -246,8 +251,8 @@ enum Progress {
     Done,
     /// Pods are on their way out.
     Leaving,
-    /// A PodDisruptionBudget refused an eviction.
-    Blocked,
+    /// A PodDisruptionBudget refused an eviction (which Pod, and why).
+    Blocked(String),
 }
 
 /// Whether a refused eviction has been retried often enough: the retries are
@@ -323,7 +328,7 @@ async fn evict_all(
             node,
             "eviction refused by a PodDisruptionBudget, retrying: {why}"
         );
-        return Ok(Progress::Blocked);
+        return Ok(Progress::Blocked(why));
     }
     Ok(if force || drainable.is_empty() {
         Progress::Done
