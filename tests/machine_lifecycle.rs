@@ -440,3 +440,73 @@ async fn twenty_machines_created_at_once_all_run() {
     delete_all_machines(&machines).await;
     controller.stop().await;
 }
+
+/// A VM that dies turns its Running machine Unknown (its Node goes NotReady),
+/// and Failed once the health timeout has passed — for MCM to replace.
+#[tokio::test]
+async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
+    let ns = TestNamespace::in_both("vm-dies").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let name = support::unique_name("dies");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    let mut s = settings(&ns);
+    s.health_timeout = std::time::Duration::from_secs(5);
+    let controller = start(s).await;
+    machines
+        .create(&PostParams::default(), &machine(&name, "test-class"))
+        .await
+        .unwrap();
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        phase(m) == "Running"
+    })
+    .await;
+
+    // The VM dies: nobody deletes the Machine, its Pod is simply gone.
+    let pods: Api<Pod> = ns.api(&target);
+    pods.delete(&format!("machine-{name}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let unknown = wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine turns Unknown",
+        |m| phase(m) == "Unknown",
+    )
+    .await;
+    assert!(
+        unknown
+            .status
+            .last_operation
+            .description
+            .starts_with(&format!(
+                "Machine {name} is unhealthy - changing MachinePhase to Unknown"
+            )),
+        "{:?}",
+        unknown.status.last_operation
+    );
+    let failed = wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine turns Failed after the health timeout",
+        |m| phase(m) == "Failed",
+    )
+    .await;
+    assert!(
+        failed
+            .status
+            .last_operation
+            .description
+            .contains("health checks failing since last 5s minutes"),
+        "{:?}",
+        failed.status.last_operation
+    );
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
