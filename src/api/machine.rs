@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::machine_resource;
 
 /// A Machine: one VM that should join the target cluster as one Node.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+///
+/// Decoding never fails on a malformed spec or status: the object comes back with
+/// its metadata and [`Machine::parse_error`] set, so that one bad Machine is
+/// reported and skipped instead of failing the list of all of them.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,6 +25,56 @@ pub struct Machine {
     pub spec: MachineSpec,
     #[serde(default)]
     pub status: MachineStatus,
+    /// Why the spec or status could not be decoded, if they could not.
+    #[serde(skip)]
+    pub parse_error: Option<String>,
+}
+
+/// The wire form, decoded strictly.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MachineWire {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: MachineSpec,
+    #[serde(default)]
+    status: MachineStatus,
+}
+
+impl<'de> Deserialize<'de> for Machine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match MachineWire::deserialize(&value) {
+            Ok(w) => Ok(Machine {
+                api_version: w.api_version,
+                kind: w.kind,
+                metadata: w.metadata,
+                spec: w.spec,
+                status: w.status,
+                parse_error: None,
+            }),
+            Err(e) => {
+                // Metadata is the API server's and always decodes; without it we
+                // could not even say which machine is broken.
+                let metadata = value
+                    .get("metadata")
+                    .and_then(|m| ObjectMeta::deserialize(m).ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!("machine without readable metadata: {e}"))
+                    })?;
+                Ok(Machine {
+                    metadata,
+                    parse_error: Some(e.to_string()),
+                    ..Default::default()
+                })
+            }
+        }
+    }
 }
 machine_resource!(Machine, "Machine", "machines");
 
@@ -195,6 +249,25 @@ mod tests {
         assert_eq!(machine.spec.configuration.max_evict_retries, Some(3));
         assert_eq!(machine.node_name(), Some("machine-m1"));
         assert_eq!(serde_json::to_value(&machine).unwrap(), json);
+    }
+
+    #[test]
+    fn a_malformed_machine_decodes_with_its_error() {
+        let json = serde_json::json!({
+            "metadata": {"name": "broken", "namespace": "default"},
+            "spec": {"class": {"name": "c"}, "maxEvictRetries": "lots"}
+        });
+        let machine: Machine = serde_json::from_value(json).unwrap();
+        assert_eq!(machine.name(), "broken");
+        let error = machine.parse_error.unwrap();
+        assert!(error.contains("invalid type"), "{error}");
+        let list: Vec<Machine> = serde_json::from_value(serde_json::json!([
+            {"metadata": {"name": "good"}},
+            {"metadata": {"name": "bad"}, "status": {"conditions": "no"}}
+        ]))
+        .unwrap();
+        assert_eq!(list[0].parse_error, None);
+        assert!(list[1].parse_error.is_some());
     }
 
     #[test]

@@ -47,6 +47,18 @@ pub async fn reconcile<D: Driver>(
         phase = machine.phase(),
         "reconcile"
     );
+    if let Some(error) = &machine.parse_error {
+        // Nothing can be decided on a machine we cannot read; it waits for a fix.
+        tracing::warn!(
+            machine = machine.name(),
+            "cannot decode the machine, skipping it: {error}"
+        );
+        let note =
+            format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
+        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note)
+            .await;
+        return Ok(Action::await_change());
+    }
     let mut machine = (*machine).clone();
     let name = machine.name().to_string();
     let api = ctx.machine_api();
