@@ -39,3 +39,10 @@ start:
 # run of the manifests against the local cluster, and every test.
 verify:
 	hack/verify.sh
+
+# The benchmark (not part of test): N machines created and deleted at once on the
+# local cluster, against a bare client's limit; prints a table and writes
+# hack/bench/results/<date>.{md,json}. N=50 (or BENCH_N=100,300) picks the sizes
+# (default 100,1000); BENCH_QPS and BENCH_BURST the token bucket (default 200/300).
+bench:
+	$(if $(N),BENCH_N=$(N)) hack/bench/run.sh

@@ -20,7 +20,8 @@ else
   hack/cluster-up.sh
 fi
 
-cargo test --locked --all-targets "$@"
+# Unit and integration tests; the benchmark (`make bench`) is not a test.
+cargo test --locked --lib --bins --tests "$@"
 if [[ -n "$started" ]]; then
   echo "test: stopping the cluster this run started"
 fi
