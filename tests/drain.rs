@@ -14,18 +14,27 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
-use support::controller::{kubectl_apply, sample, settings, start};
+use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
 
-#[tokio::test]
-async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
-    let ns = TestNamespace::in_both("drain").await;
+/// A Running machine of the sample class, in its own namespace, with its controller.
+struct Running {
+    ns: TestNamespace,
+    machines: Api<Machine>,
+    pods: Api<Pod>,
+    name: String,
+    node_name: String,
+    controller: ControllerGuard,
+}
+
+async fn running_machine(prefix: &str) -> Running {
+    let ns = TestNamespace::in_both(prefix).await;
     let (control, target) = (support::control().await, support::target().await);
     for file in ["secret.yaml", "machine-class.yaml"] {
         kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
     }
     let machines: Api<Machine> = ns.api(&control);
-    let name = support::unique_name("drain");
+    let name = support::unique_name(prefix);
     let node_name = format!("machine-{name}");
     ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
     let controller = start(settings(&ns)).await;
@@ -37,13 +46,29 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
         m.status.current_status.phase == "Running"
     })
     .await;
+    let pods = ns.api(&target);
+    Running {
+        ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        controller,
+    }
+}
 
-    // A workload on the machine's node.
-    let pods: Api<Pod> = ns.api(&target);
-    let mut workload = Pod::default();
-    workload.metadata.name = Some("workload".into());
-    workload.spec = Some(PodSpec {
-        node_name: Some(node_name.clone()),
+/// A workload Pod bound to `node` (tolerating the machine Node's taint), once Running.
+async fn workload_on(pods: &Api<Pod>, node: &str, name: &str, labels: &[(&str, &str)]) {
+    let mut pod = Pod::default();
+    pod.metadata.name = Some(name.into());
+    pod.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    pod.spec = Some(PodSpec {
+        node_name: Some(node.into()),
         tolerations: Some(vec![Toleration {
             operator: Some("Exists".into()),
             ..Default::default()
@@ -55,17 +80,29 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
         }],
         ..Default::default()
     });
-    pods.create(&PostParams::default(), &workload)
-        .await
-        .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
     wait_for(
-        &pods,
-        "workload",
+        pods,
+        name,
         TIMEOUT,
         "the workload runs on the machine",
         |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
+    let Running {
+        ns: _ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        controller,
+    } = running_machine("drain").await;
+    let target = support::target().await;
+    workload_on(&pods, &node_name, "workload", &[]).await;
 
     // Record the node's cordon and the machine's deletion steps as they happen.
     let cordoned = Arc::new(Mutex::new(false));
@@ -136,44 +173,17 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-    let ns = TestNamespace::in_both("pdb").await;
-    let (control, target) = (support::control().await, support::target().await);
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    let machines: Api<Machine> = ns.api(&control);
-    let name = support::unique_name("pdb");
-    let node_name = format!("machine-{name}");
-    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
-    let controller = start(settings(&ns)).await;
-    let mut m = Machine::named(&name);
-    m.spec.class.kind = "MachineClass".into();
-    m.spec.class.name = "test-class".into();
-    machines.create(&PostParams::default(), &m).await.unwrap();
-    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        m.status.current_status.phase == "Running"
-    })
-    .await;
-
-    let pods: Api<Pod> = ns.api(&target);
-    let mut guarded = Pod::default();
-    guarded.metadata.name = Some("guarded".into());
-    guarded.metadata.labels = Some([("app".to_string(), "guarded".to_string())].into());
-    guarded.spec = Some(PodSpec {
-        node_name: Some(node_name.clone()),
-        tolerations: Some(vec![Toleration {
-            operator: Some("Exists".into()),
-            ..Default::default()
-        }]),
-        containers: vec![Container {
-            name: "app".into(),
-            image: Some("registry.invalid/app:1".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    pods.create(&PostParams::default(), &guarded).await.unwrap();
-    let pdbs: Api<PodDisruptionBudget> = ns.api(&target);
+    let Running {
+        ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        controller,
+    } = running_machine("pdb").await;
+    let control = support::control().await;
+    workload_on(&pods, &node_name, "guarded", &[("app", "guarded")]).await;
+    let pdbs: Api<PodDisruptionBudget> = ns.api(&support::target().await);
     let mut pdb = PodDisruptionBudget::default();
     pdb.metadata.name = Some("guard".into());
     pdb.spec = Some(PodDisruptionBudgetSpec {
@@ -185,10 +195,6 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
         ..Default::default()
     });
     pdbs.create(&PostParams::default(), &pdb).await.unwrap();
-    wait_for(&pods, "guarded", TIMEOUT, "the guarded Pod runs", |p| {
-        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-    })
-    .await;
     wait_for(
         &pdbs,
         "guard",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::error::{Error, retry};
 use crate::api::{Machine, MachineClass};
-use crate::contract::{FIELD_MANAGER, MACHINE_FINALIZER, SECRET_FINALIZER};
+use crate::contract::{MACHINE_FINALIZER, SECRET_FINALIZER};
 
 /// What to do with a finalizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,10 +72,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.meta().resource_version}});
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    };
+    let params = super::params();
     api.patch(&obj.name_any(), &params, &Patch::Merge(&patch))
         .await?;
     Ok(())

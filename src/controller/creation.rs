@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -17,8 +17,8 @@ use super::health::age;
 use super::status::{self, StatusChange};
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
-    DEFAULT_MACHINE_PRIORITY, FIELD_MANAGER, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL,
-    USER_DATA_KEY, op, phase, state, text,
+    DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, USER_DATA_KEY, op, phase,
+    state, text,
 };
 use crate::driver::{Code, Driver, MachineError, MachineRequest, MachineResponse, SecretData};
 
@@ -175,14 +175,7 @@ pub async fn run<D: Driver>(
     let api = ctx.machine_api();
     if let Some(patch) = labels_patch(&machine, &node_name, &provider_id, ctx.target.is_some()) {
         machine = api
-            .patch(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&patch),
-            )
+            .patch(&name, &super::params(), &Patch::Merge(&patch))
             .await?;
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -19,9 +19,7 @@ use super::drain;
 use super::error::{Error, retry};
 use super::status::{self, StatusChange};
 use crate::api::Machine;
-use crate::contract::{
-    FIELD_MANAGER, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step,
-};
+use crate::contract::{MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step};
 use crate::driver::local::{describe, is_still_terminating};
 use crate::driver::{Code, Driver, MachineError, MachineRequest};
 
@@ -238,15 +236,8 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                     && !node.is_empty()
                 {
                     let patch = json!({"metadata": {"labels": {NODE_LABEL: node}}});
-                    api.patch(
-                        &name,
-                        &PatchParams {
-                            field_manager: Some(FIELD_MANAGER.into()),
-                            ..Default::default()
-                        },
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
+                    api.patch(&name, &super::params(), &Patch::Merge(&patch))
+                        .await?;
                 }
                 after_vm_status(result)
             }
@@ -296,15 +287,8 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 .cloned()
                 .collect();
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
-            api.patch(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&patch),
-            )
-            .await?;
+            api.patch(&name, &super::params(), &Patch::Merge(&patch))
+                .await?;
             ctx.event(
                 &machine,
                 false,
@@ -412,14 +396,7 @@ async fn delete_node<D>(
             .collect();
         let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": node.metadata.resource_version}});
         if let Err(e) = nodes
-            .patch(
-                node_name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&patch),
-            )
+            .patch(node_name, &super::params(), &Patch::Merge(&patch))
             .await
         {
             let d = format!(

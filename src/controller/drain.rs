@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
-use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -18,8 +18,8 @@ use super::health::age;
 use super::status::{StatusChange, now};
 use crate::api::Machine;
 use crate::contract::{
-    FIELD_MANAGER, FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION,
-    NODE_TERMINATING_REASON_SCALE_DOWN, NODE_TERMINATING_REASON_UNHEALTHY, op, phase, state, step,
+    FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
+    NODE_TERMINATING_REASON_UNHEALTHY, op, phase, state, step,
 };
 use crate::driver::local::describe;
 
@@ -216,27 +216,13 @@ async fn mark_and_cordon(
         // A strategic merge keyed by type replaces just this condition.
         let patch = json!({"status": {"conditions": [condition]}});
         nodes
-            .patch_status(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Strategic(&patch),
-            )
+            .patch_status(&name, &super::params(), &Patch::Strategic(&patch))
             .await?;
     }
     if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
         let patch = json!({"spec": {"unschedulable": true}});
         nodes
-            .patch(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&patch),
-            )
+            .patch(&name, &super::params(), &Patch::Merge(&patch))
             .await?;
     }
     Ok(())

@@ -149,7 +149,8 @@ async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Resul
     Ok(patched)
 }
 
-fn params() -> PatchParams {
+/// Every write of ours carries our field manager.
+pub(crate) fn params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()

@@ -5,16 +5,14 @@
 //! the Node outlives neither its machine's knowledge nor a deletion in flight.
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::context::Context;
 use super::error::Error;
 use crate::api::Machine;
-use crate::contract::{
-    FIELD_MANAGER, NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION,
-};
+use crate::contract::{NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION};
 
 /// The patch a Node needs, if any: our label and finalizer, and the machine's
 /// node template.
@@ -78,10 +76,7 @@ pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Resu
         return Ok(());
     };
     let nodes: Api<Node> = Api::all(target.clone());
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    };
+    let params = super::params();
     nodes
         .patch(&node.name_any(), &params, &Patch::Merge(&patch))
         .await?;

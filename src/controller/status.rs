@@ -7,11 +7,10 @@
 use k8s_openapi::api::core::v1::NodeCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::json;
 
 use crate::api::{CurrentStatus, LastOperation, Machine};
-use crate::contract::FIELD_MANAGER;
 
 /// A lastOperation/phase pair to write, with optional new conditions.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,14 +115,7 @@ pub async fn write(
         "status": status,
     });
     let written = api
-        .patch_status(
-            machine.name(),
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..Default::default()
-            },
-            &Patch::Merge(&patch),
-        )
+        .patch_status(machine.name(), &super::params(), &Patch::Merge(&patch))
         .await?;
     Ok(Some(written))
 }
