@@ -1,0 +1,354 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The controller under test as a child process: started with the benchmark's
+//! flags, its requests counted from its own log (kube-client's `HTTP` span, one
+//! `requesting` event per request that left the token bucket), its CPU time and
+//! peak RSS read from `/proc`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::cluster::{Env, Requests, Result, classify};
+
+/// What the benchmark sets on the controller.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Flags {
+    pub qps: f32,
+    pub burst: u32,
+    pub concurrent_syncs: u16,
+}
+
+impl Flags {
+    pub fn args(&self, env: &Env, namespace: &str) -> Vec<String> {
+        vec![
+            format!("--control-kubeconfig={}", env.control.kubeconfig.display()),
+            format!("--target-kubeconfig={}", env.target.kubeconfig.display()),
+            format!("--namespace={namespace}"),
+            "--leader-elect=false".into(),
+            "--port=0".into(),
+            "--address=127.0.0.1".into(),
+            format!("--kube-api-qps={}", self.qps),
+            format!("--kube-api-burst={}", self.burst),
+            format!("--concurrent-syncs={}", self.concurrent_syncs),
+            "--log-format=json".into(),
+        ]
+    }
+
+    /// The flags as the header shows them (paths and namespace left out).
+    pub fn shown(&self) -> String {
+        format!(
+            "--kube-api-qps={} --kube-api-burst={} --concurrent-syncs={} --leader-elect=false",
+            self.qps, self.burst, self.concurrent_syncs
+        )
+    }
+}
+
+/// Our defaults plus kube-client's per-request span and event, which the JSON log
+/// carries with method and URL.
+const RUST_LOG: &str =
+    "info,kube=warn,hyper=warn,tower=warn,rustls=warn,kube_client::client::builder=debug";
+
+/// What the controller's log told so far.
+#[derive(Clone, Debug, Default)]
+pub struct LogStats {
+    /// Requests sent, by verb and resource.
+    pub requests: Requests,
+    /// Responses by HTTP status (from the span when the body was read to the end).
+    pub statuses: BTreeMap<u16, u64>,
+    /// WARN and ERROR lines other than kube-client's per-request ones.
+    pub warnings: u64,
+    pub errors: u64,
+    /// The first few of those lines.
+    pub problems: Vec<String>,
+}
+
+impl LogStats {
+    fn line(&mut self, line: &str, address: &mut Option<oneshot::Sender<String>>) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        let message = v["fields"]["message"].as_str().unwrap_or_default();
+        let target = v["target"].as_str().unwrap_or_default();
+        let level = v["level"].as_str().unwrap_or_default();
+        if target == "kube_client::client::builder" {
+            let span = &v["span"];
+            match message {
+                "requesting" => {
+                    let method = span["http.method"].as_str().unwrap_or_default();
+                    let url = span["http.url"].as_str().unwrap_or_default();
+                    *self
+                        .requests
+                        .entry(classify(method, url, None))
+                        .or_default() += 1;
+                }
+                "stream closed" => {
+                    if let Some(code) = span["http.status_code"].as_u64() {
+                        *self.statuses.entry(code as u16).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+            if level != "ERROR" {
+                return;
+            }
+        }
+        if message.starts_with("admin server listening")
+            && let (Some(addr), Some(tx)) = (v["fields"]["address"].as_str(), address.take())
+        {
+            let _ = tx.send(addr.to_string());
+        }
+        let problem = match level {
+            "WARN" => {
+                self.warnings += 1;
+                true
+            }
+            "ERROR" => {
+                self.errors += 1;
+                true
+            }
+            _ => false,
+        };
+        if problem && self.problems.len() < 5 {
+            let fields = v["fields"].to_string();
+            self.problems.push(format!(
+                "{level} {}",
+                fields.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+}
+
+pub struct Controller {
+    child: Child,
+    pid: u32,
+    admin: String,
+    stats: Arc<Mutex<LogStats>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    pub log: PathBuf,
+}
+
+/// Clock ticks per second, for `/proc/<pid>/stat`.
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+impl Controller {
+    /// Starts `binary` for `namespace` and waits until `/readyz` answers 200
+    /// (every watch synced).
+    pub async fn start(
+        binary: &Path,
+        env: &Env,
+        flags: &Flags,
+        namespace: &str,
+        log: PathBuf,
+    ) -> Result<Self> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = Arc::new(Mutex::new(std::io::BufWriter::new(std::fs::File::create(
+            &log,
+        )?)));
+        let mut child = Command::new(binary)
+            .args(flags.args(env, namespace))
+            .env("RUST_LOG", RUST_LOG)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let pid = child.id().ok_or("the controller exited at once")?;
+        let stats = Arc::new(Mutex::new(LogStats::default()));
+        let (tx, rx) = oneshot::channel();
+        let stdout = child.stdout.take().ok_or("controller stdout")?;
+        let stderr = child.stderr.take().ok_or("controller stderr")?;
+        let out_reader = {
+            let (file, stats) = (file.clone(), stats.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                let mut address = Some(tx);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    stats
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .line(&line, &mut address);
+                    let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = file.lock().unwrap_or_else(|e| e.into_inner()).flush();
+            })
+        };
+        let err_reader = {
+            let file = file.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = writeln!(f, "{line}");
+                }
+            })
+        };
+        let mut controller = Controller {
+            child,
+            pid,
+            admin: String::new(),
+            stats,
+            readers: vec![out_reader, err_reader],
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let address = tokio::time::timeout_at(deadline, rx)
+            .await
+            .map_err(|_| "the controller did not report its admin address within 60s")?
+            .map_err(|_| format!("the controller exited; see {}", controller.log.display()))?;
+        controller.admin = address.replace("0.0.0.0", "127.0.0.1");
+        // A readiness probe, polled as kubelet would: the controller announces no
+        // other event when its caches have synced.
+        loop {
+            if controller.get("/readyz").await.is_ok_and(|(s, _)| s == 200) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the controller was not ready within 60s; see {}",
+                    controller.log.display()
+                )
+                .into());
+            }
+            if let Ok(Some(status)) = controller.child.try_wait() {
+                return Err(format!(
+                    "the controller exited ({status}); see {}",
+                    controller.log.display()
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(controller)
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// User plus system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // After "pid (comm) " the first field is the state (field 3): utime and
+        // stime are fields 14 and 15.
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / clock_ticks()
+    }
+
+    /// A `/proc/<pid>/status` value in kB (VmHWM: peak RSS, VmRSS: current RSS).
+    pub fn memory_kb(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::to_string))
+            })
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A plain HTTP/1.1 GET to the admin server: status and body.
+    pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        let mut stream = TcpStream::connect(&self.admin).await?;
+        stream
+            .write_all(
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.admin
+                )
+                .as_bytes(),
+            )
+            .await?;
+        let mut response = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            stream.read_to_string(&mut response),
+        )
+        .await??;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no HTTP status")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// `machine_controller_reconcile_total` by result and category.
+    pub async fn reconciles(&self) -> BTreeMap<String, u64> {
+        let Ok((200, text)) = self.get("/metrics").await else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("machine_controller_reconcile_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let labels = crate::cluster::parse_labels(labels);
+            let key = match labels.get("category").map(String::as_str) {
+                None | Some("") => labels.get("result").cloned().unwrap_or_default(),
+                Some(c) => format!("{}:{c}", labels.get("result").cloned().unwrap_or_default()),
+            };
+            let v: f64 = value.trim().parse().unwrap_or(0.0);
+            *out.entry(key).or_default() += v.round() as u64;
+        }
+        out
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited after 15s.
+    pub async fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        }
+    }
+}

@@ -1,0 +1,344 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! `make bench` (`cargo bench --bench machines`): throughput, latency and
+//! footprint of the controller on the local cluster, against the limit a bare
+//! client reaches on the same cluster under the same token bucket.
+//!
+//! For each N: N Machines created at once and watched to Pending and Running,
+//! then deleted at once and watched until every Machine, Pod, user-data Secret,
+//! Service and Node is gone; the controller runs as a child process so that its
+//! CPU time and peak RSS can be read. Then a bare client creates N Secrets, Pods
+//! and Services and waits for the Pods to run. Prints a Markdown table and writes
+//! it, with a JSON file of every figure, to `hack/bench/results/<date>.{md,json}`.
+//!
+//! Environment: `BENCH_N` (default `100,1000`), `BENCH_QPS` (200), `BENCH_BURST`
+//! (300), `BENCH_CONCURRENT_SYNCS` (50), `BENCH_LOAD_CONCURRENCY` (100 create or
+//! delete calls in flight), `BENCH_DEADLINE` (seconds per phase; default
+//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_CONTROLLER` (binary;
+//! default `machine-controller` beside this benchmark's target directory),
+//! `BENCH_OUT` (results directory), `BENCH_GIT` (commit shown in the header).
+//! The local cluster must be up (`hack/bench/run.sh`, run by `make bench`, sees to it).
+
+mod bare;
+mod cluster;
+mod controller;
+mod machines;
+mod report;
+mod track;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::ListParams;
+
+use cluster::{Env, Result};
+use controller::Flags;
+use report::{Header, Report, Run};
+
+pub struct Options {
+    pub ns: Vec<usize>,
+    pub flags: Flags,
+    pub load_concurrency: usize,
+    pub deadline: Option<Duration>,
+    pub bare: bool,
+    pub controller: PathBuf,
+    pub out: PathBuf,
+    /// Where the controller's logs go (`<target>/bench/`): `.local/` goes with a
+    /// cluster that the run started.
+    pub logs: PathBuf,
+}
+
+impl Options {
+    /// How long each phase (create, delete) may take before the rest counts as
+    /// failed or left over.
+    pub fn deadline(&self, n: usize) -> Duration {
+        self.deadline
+            .unwrap_or(Duration::from_secs(120) + Duration::from_millis(600 * n as u64))
+    }
+
+    fn from_env(root: &Path) -> Result<Self> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{name}={v:?} is not valid").into()),
+                _ => Ok(default),
+            }
+        }
+        let ns = var("BENCH_N", "100,1000".to_string())?
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=40_000).contains(n))
+                    .ok_or_else(|| format!("BENCH_N: {n:?} is not a number from 1 to 40000"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // target/release/deps/machines-<hash> -> target/release
+        let exe = std::env::current_exe()?;
+        let release = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("cannot locate the target directory")?;
+        let controller = match std::env::var_os("BENCH_CONTROLLER") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => release.join("machine-controller"),
+        };
+        let logs = release.parent().unwrap_or(release).join("bench");
+        if !controller.is_file() {
+            return Err(format!(
+                "{} not found: run `cargo build --release --bin machine-controller` (make bench does)",
+                controller.display()
+            )
+            .into());
+        }
+        let deadline: u64 = var("BENCH_DEADLINE", 0)?;
+        Ok(Options {
+            ns,
+            flags: Flags {
+                qps: var("BENCH_QPS", 200.0)?,
+                burst: var("BENCH_BURST", 300)?,
+                concurrent_syncs: var("BENCH_CONCURRENT_SYNCS", 50)?,
+            },
+            load_concurrency: var("BENCH_LOAD_CONCURRENCY", 100usize)?.max(1),
+            deadline: (deadline > 0).then(|| Duration::from_secs(deadline)),
+            bare: var("BENCH_BARE", 1u8)? != 0,
+            controller,
+            out: match std::env::var_os("BENCH_OUT") {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => root.join("hack/bench/results"),
+            },
+            logs,
+        })
+    }
+}
+
+fn command_output(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The kubelet stand-in's `--join-delay`, from its command line (`.local/pids`).
+fn standin_join_delay(root: &Path) -> String {
+    let pids = std::fs::read_to_string(root.join(".local/pids")).unwrap_or_default();
+    let Some(pid) = pids.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"kubelet-standin")).then(|| f.get(2).map(|p| p.to_string()))?
+    }) else {
+        return "not running".into();
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.iter()
+        .position(|a| a == "--join-delay")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--join-delay=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "0s (default)".into())
+}
+
+async fn header(env: &Env, opts: &Options) -> Header {
+    let now = jiff::Zoned::now();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kubernetes = command_output(
+        &env.kubectl,
+        &[
+            &format!("--kubeconfig={}", env.target.kubeconfig.display()),
+            "version",
+            "-o",
+            "json",
+        ],
+    )
+    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+    .and_then(|v| {
+        v["serverVersion"]["gitVersion"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| "unknown".into());
+    let kwok = std::fs::canonicalize(&env.kubectl)
+        .ok()
+        .and_then(|k| k.parent().map(Path::to_path_buf))
+        .and_then(|dir| {
+            // kubectl sits in tools/kubernetes-<v>/, kwok in tools/kwok-<v>/
+            let tools = dir.parent()?;
+            let kwok_dir = std::fs::read_dir(tools)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("kwok-"))
+                })?;
+            command_output(kwok_dir.join("kwok"), &["--version"])
+        })
+        .and_then(|v| v.split_whitespace().nth(2).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    let hosts = Api::<Node>::all(env.target.client.clone())
+        .list_metadata(&ListParams::default().labels("node-role.kubernetes.io/host"))
+        .await
+        .map_or(0, |l| l.items.len());
+    let clusters = if env.one_cluster() {
+        "1 cluster (control = target)".to_string()
+    } else {
+        "2 clusters (control, target)".to_string()
+    };
+    let ns: Vec<String> = opts
+        .ns
+        .iter()
+        .map(|n| format!("N={n}: {:?}", opts.deadline(*n)))
+        .collect();
+    Header {
+        date: now.strftime("%Y-%m-%d").to_string(),
+        started: now.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        machine: format!(
+            "{cpus} CPUs ({cpu_model}), {memory_gib:.1} GiB memory, {}",
+            command_output("uname", &["-sr"]).unwrap_or_default()
+        ),
+        cpus,
+        cpu_model,
+        memory_gib,
+        rustc: command_output("rustc", &["--version"]).unwrap_or_else(|| "rustc unknown".into()),
+        kubernetes,
+        kwok,
+        crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        git: std::env::var("BENCH_GIT")
+            .ok()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| "commit unknown".into()),
+        cluster: format!(
+            "{clusters}, {hosts} kwok host nodes, kubelet stand-in join delay {}",
+            standin_join_delay(&env.root)
+        ),
+        controller_flags: format!(
+            "machine-controller {} (release build; control and target clients each have this bucket)",
+            opts.flags.shown()
+        ),
+        bare_client: format!(
+            "kube-rs client with the same token bucket (qps {}, burst {}), {} object sets in flight, \
+             3 creates per set (Secret, Pod, Service)",
+            opts.flags.qps, opts.flags.burst, opts.flags.concurrent_syncs
+        ),
+        load_generator: format!(
+            "unthrottled kube-rs client, {} create/delete calls in flight",
+            opts.load_concurrency
+        ),
+        deadline: ns.join(", "),
+    }
+}
+
+fn notes() -> Vec<String> {
+    [
+        "Times are from the first create (delete) call; per-machine latencies from each machine's own create call to the first watch event showing the phase.",
+        "Controller requests are counted client-side from its log: kube-client's `HTTP` span (method, URL) at debug level, one `requesting` event per request that left the token bucket; retries count again. A PATCH with `force=true` counts as APPLY.",
+        "Server-side counts come from `apiserver_request_total` before and after each phase, for the resources the controller touched, less the benchmark's own requests; other components that touch the same resources (scheduler, kwok, kubelet stand-in, garbage collector) are included, so server-side ≥ controller.",
+        "The bare client's Pods carry no machine labels, so the kubelet stand-in does not join them: its figure is the API server, scheduler and kwok alone. Ours includes the bootstrap token, the Node's registration by the stand-in and the status writes.",
+        "Errors: machines Failed/CrashLoopBackOff or not Running at the deadline, failed calls of the load generator, controller requests answered 429/5xx, ERROR lines in the controller log. Leftovers: Machines, machine Pods, user-data Secrets, Services, Nodes and bootstrap tokens of the run still present at the deletion deadline.",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+async fn run() -> Result<()> {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let opts = Options::from_env(&root)?;
+    let env = Env::load(&root).await?;
+    let header = header(&env, &opts).await;
+    eprintln!(
+        "bench: N = {:?}; controller {}; {}",
+        opts.ns, header.controller_flags, header.cluster
+    );
+    let mut report = Report {
+        header,
+        runs: Vec::new(),
+        notes: notes(),
+    };
+    for &n in &opts.ns {
+        let machines = machines::run(&env, &opts, n).await?;
+        let bare = if opts.bare {
+            Some(bare::run(&env, &opts, n).await?)
+        } else {
+            None
+        };
+        report.runs.push(Run { machines, bare });
+    }
+    let md = report.markdown();
+    println!("{md}");
+    std::fs::create_dir_all(&opts.out)?;
+    let base = opts.out.join(&report.header.date);
+    std::fs::write(base.with_extension("md"), &md)?;
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    eprintln!("bench: wrote {}.md and .json", base.display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("machines benchmark: run it with `make bench`");
+        return ExitCode::SUCCESS;
+    }
+    let interrupted = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    // Returning drops the run, and with it the controller child (kill on drop).
+    let result = tokio::select! {
+        r = run() => r,
+        _ = interrupted => Err("interrupted".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,493 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! What one benchmark run found, as JSON (everything) and as a Markdown table
+//! (the figures and the targets they are compared with; never asserted).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::cluster::Requests;
+
+/// Distribution of per-object latencies, in seconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Nearest-rank percentiles.
+pub fn summarize(mut values: Vec<f64>) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let i = ((p / 100.0) * values.len() as f64).ceil() as usize;
+        values[i.clamp(1, values.len()) - 1]
+    };
+    Some(Summary {
+        count: values.len(),
+        p50: rank(50.0),
+        p95: rank(95.0),
+        p99: rank(99.0),
+        max: values[values.len() - 1],
+        mean: values.iter().sum::<f64>() / values.len() as f64,
+    })
+}
+
+/// Requests per machine (or per object set): by verb, and by "resource VERB".
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PerMachine {
+    pub total: f64,
+    pub by_verb: BTreeMap<String, f64>,
+    pub by_resource: BTreeMap<String, f64>,
+}
+
+/// `requests / n`, only for `resources` when given.
+pub fn per_machine(
+    requests: &Requests,
+    n: usize,
+    resources: Option<&BTreeSet<String>>,
+) -> PerMachine {
+    let mut out = PerMachine::default();
+    let n = n.max(1) as f64;
+    for ((verb, resource), count) in requests {
+        if resources.is_some_and(|r| !r.contains(resource)) {
+            continue;
+        }
+        let v = *count as f64 / n;
+        out.total += v;
+        *out.by_verb.entry(verb.clone()).or_default() += v;
+        *out.by_resource
+            .entry(format!("{resource} {verb}"))
+            .or_default() += v;
+    }
+    out
+}
+
+/// Requests of one phase, per machine.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseRequests {
+    /// Counted from the controller's log: every request it sent.
+    pub controller: PerMachine,
+    /// `apiserver_request_total`, for the resources the controller touched, less
+    /// the benchmark's own requests. Includes every other client of those
+    /// resources (scheduler, kwok, kubelet stand-in, garbage collector).
+    pub server: PerMachine,
+    /// The benchmark's own requests (creates, deletes, watches).
+    pub load_generator: PerMachine,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProcessStats {
+    pub cpu_startup_s: f64,
+    pub cpu_create_s: f64,
+    pub cpu_delete_s: f64,
+    pub cpu_total_s: f64,
+    pub peak_rss_mib: f64,
+    pub rss_after_create_mib: f64,
+    pub rss_end_mib: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Errors {
+    /// Sum of the counts below that are errors (conflicts and 404s are not).
+    pub total: u64,
+    /// Machines seen Failed or CrashLoopBackOff, with the phase.
+    pub failed_machines: Vec<(String, String)>,
+    /// Machines not Running when the deadline passed.
+    pub not_running: u64,
+    /// Calls of the load generator that failed.
+    pub load_generator: u64,
+    /// Controller requests answered 429 or 5xx.
+    pub controller_http: u64,
+    /// ERROR lines in the controller's log.
+    pub controller_log_errors: u64,
+    /// Not counted as errors: WARN lines, 409 conflicts, 404s.
+    pub controller_log_warnings: u64,
+    pub conflicts: u64,
+    pub not_found: u64,
+    /// Watch errors of the benchmark's own watches (retried).
+    pub watch_errors: u64,
+    /// The first few messages.
+    pub messages: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Deletion {
+    /// All delete calls answered.
+    pub submitted_s: f64,
+    pub all_gone_s: Option<f64>,
+    /// Per kind: when the last one was gone (None: not within the deadline).
+    pub gone_s: BTreeMap<String, Option<f64>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MachinesRun {
+    pub n: usize,
+    pub namespace: String,
+    /// All create calls answered.
+    pub submitted_s: f64,
+    pub all_pending_s: Option<f64>,
+    pub all_running_s: Option<f64>,
+    /// Per machine, from its create call.
+    pub to_pending: Option<Summary>,
+    pub to_running: Option<Summary>,
+    /// Machines Running per second: N / all_running_s.
+    pub throughput_per_s: Option<f64>,
+    pub deletion: Deletion,
+    pub controller: ProcessStats,
+    pub errors: Errors,
+    /// Objects still there after the deletion deadline, by kind (first names).
+    pub leftovers: BTreeMap<String, Vec<String>>,
+    pub leftover_count: usize,
+    pub requests_create: PhaseRequests,
+    pub requests_delete: PhaseRequests,
+    /// `machine_controller_reconcile_total` by result[:category].
+    pub reconciles: BTreeMap<String, u64>,
+    /// Responses the controller got, by HTTP status.
+    pub controller_statuses: BTreeMap<u16, u64>,
+    pub controller_log: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BareRun {
+    pub n: usize,
+    pub namespace: String,
+    /// Objects created per set (Secret, Pod, Service).
+    pub requests_per_set_client: f64,
+    pub submitted_s: f64,
+    pub all_scheduled_s: Option<f64>,
+    pub all_running_s: Option<f64>,
+    pub to_running: Option<Summary>,
+    /// Object sets with their Pod Running per second.
+    pub throughput_per_s: Option<f64>,
+    pub errors: u64,
+    pub messages: Vec<String>,
+    pub requests_server: PerMachine,
+    pub cleanup_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    pub machines: MachinesRun,
+    pub bare: Option<BareRun>,
+}
+
+impl Run {
+    /// Our throughput as a fraction of the bare client's.
+    pub fn fraction(&self) -> Option<f64> {
+        Some(self.machines.throughput_per_s? / self.bare.as_ref()?.throughput_per_s?)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Header {
+    pub date: String,
+    pub started: String,
+    pub machine: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub rustc: String,
+    pub kubernetes: String,
+    pub kwok: String,
+    pub crate_version: String,
+    pub git: String,
+    pub cluster: String,
+    pub controller_flags: String,
+    pub bare_client: String,
+    pub load_generator: String,
+    pub deadline: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub header: Header,
+    pub runs: Vec<Run>,
+    pub notes: Vec<String>,
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{v:.2} s"))
+}
+
+fn mark(met: bool) -> &'static str {
+    if met { " ✅" } else { " ❌" }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let h = &self.header;
+        let mut md = String::new();
+        let _ = writeln!(md, "# `make bench` — {}\n", h.date);
+        let _ = writeln!(md, "- started: {}", h.started);
+        let _ = writeln!(md, "- machine: {}", h.machine);
+        let _ = writeln!(
+            md,
+            "- versions: {}; Kubernetes {}; kwok {}; machine-controller-manager-provider-local {} ({})",
+            h.rustc, h.kubernetes, h.kwok, h.crate_version, h.git
+        );
+        let _ = writeln!(md, "- cluster: {}", h.cluster);
+        let _ = writeln!(md, "- controller: `{}`", h.controller_flags);
+        let _ = writeln!(md, "- bare client: {}", h.bare_client);
+        let _ = writeln!(md, "- load generator: {}", h.load_generator);
+        let _ = writeln!(md, "- deadline per phase: {}\n", h.deadline);
+
+        let mut table = String::from("| |");
+        let mut rule = String::from("|---|");
+        for r in &self.runs {
+            let _ = write!(table, " N={} |", r.machines.n);
+            rule.push_str("---:|");
+        }
+        table.push_str(" target |\n");
+        rule.push_str("---|\n");
+        table.push_str(&rule);
+        let mut row = |name: &str, target: &str, cell: &dyn Fn(&Run) -> String| {
+            let _ = write!(table, "| {name} |");
+            for r in &self.runs {
+                let _ = write!(table, " {} |", cell(r));
+            }
+            let _ = writeln!(table, " {target} |");
+        };
+        row("create calls answered", "", &|r| {
+            secs(Some(r.machines.submitted_s))
+        });
+        row("all Pending", "", &|r| secs(r.machines.all_pending_s));
+        row("all Running", "", &|r| secs(r.machines.all_running_s));
+        row("apply → Pending p50", "", &|r| {
+            secs(r.machines.to_pending.as_ref().map(|s| s.p50))
+        });
+        row("apply → Running p50", "≤ 2 s at N=100", &|r| {
+            let p50 = r.machines.to_running.as_ref().map(|s| s.p50);
+            let m = match (r.machines.n, p50) {
+                (100, Some(v)) => mark(v <= 2.0),
+                _ => "",
+            };
+            format!("{}{m}", secs(p50))
+        });
+        row("apply → Running p95", "", &|r| {
+            secs(r.machines.to_running.as_ref().map(|s| s.p95))
+        });
+        row("apply → Running p99", "", &|r| {
+            secs(r.machines.to_running.as_ref().map(|s| s.p99))
+        });
+        row("machines Running per second", "", &|r| {
+            r.machines
+                .throughput_per_s
+                .map_or("—".into(), |v| format!("{v:.1}"))
+        });
+        row("bare client: all Pods Running", "", &|r| {
+            secs(r.bare.as_ref().and_then(|b| b.all_running_s))
+        });
+        row("bare client: sets Running per second", "", &|r| {
+            r.bare
+                .as_ref()
+                .and_then(|b| b.throughput_per_s)
+                .map_or("—".into(), |v| format!("{v:.1}"))
+        });
+        row("our rate / bare-client rate", "≥ 50% at N=1000", &|r| {
+            r.fraction().map_or("—".into(), |f| {
+                let m = if r.machines.n == 1000 {
+                    mark(f >= 0.5)
+                } else {
+                    ""
+                };
+                format!("{:.0}%{m}", f * 100.0)
+            })
+        });
+        row("delete: all gone", "", &|r| {
+            secs(r.machines.deletion.all_gone_s)
+        });
+        row("controller CPU create / delete", "", &|r| {
+            let c = &r.machines.controller;
+            format!("{:.1} s / {:.1} s", c.cpu_create_s, c.cpu_delete_s)
+        });
+        row("controller CPU total (incl. start)", "", &|r| {
+            format!("{:.1} s", r.machines.controller.cpu_total_s)
+        });
+        row("controller peak RSS", "≤ 40 MiB at N=1000", &|r| {
+            let v = r.machines.controller.peak_rss_mib;
+            let m = if r.machines.n == 1000 {
+                mark(v <= 40.0)
+            } else {
+                ""
+            };
+            format!("{v:.1} MiB{m}")
+        });
+        row("API requests per machine (controller)", "", &|r| {
+            format!(
+                "{:.1} + {:.1}",
+                r.machines.requests_create.controller.total,
+                r.machines.requests_delete.controller.total
+            )
+        });
+        row("errors", "0", &|r| {
+            format!(
+                "{}{}",
+                r.machines.errors.total,
+                mark(r.machines.errors.total == 0)
+            )
+        });
+        row("leftovers", "0", &|r| {
+            format!(
+                "{}{}",
+                r.machines.leftover_count,
+                mark(r.machines.leftover_count == 0)
+            )
+        });
+        md.push_str(&table);
+        md.push_str(
+            "\nAPI requests per machine: create phase + delete phase. ✅/❌: the target met or \
+             missed (measured, never asserted).\n",
+        );
+
+        for r in &self.runs {
+            md.push_str(&requests_table(&r.machines));
+            md.push_str(&details(r));
+        }
+        if !self.notes.is_empty() {
+            md.push_str("\n## Notes\n\n");
+            for n in &self.notes {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        md
+    }
+}
+
+/// Requests per machine by verb and by resource, client and server side.
+fn requests_table(m: &MachinesRun) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n## API requests per machine, N={}\n\n\
+         controller: counted from its log (every request it sent); server: \
+         `apiserver_request_total` for the same resources, less the benchmark's own \
+         requests, so it includes other clients (scheduler, kwok, stand-in, garbage collector).\n",
+        m.n
+    );
+    md.push_str(
+        "| verb | create: controller | create: server | delete: controller | delete: server |\n",
+    );
+    md.push_str("|---|---:|---:|---:|---:|\n");
+    let (c, d) = (&m.requests_create, &m.requests_delete);
+    let verbs: BTreeSet<&String> = [&c.controller, &c.server, &d.controller, &d.server]
+        .iter()
+        .flat_map(|t| t.by_verb.keys())
+        .collect();
+    let v = |t: &PerMachine, k: &str| t.by_verb.get(k).map_or("".into(), |v| format!("{v:.2}"));
+    for verb in verbs {
+        let _ = writeln!(
+            md,
+            "| {verb} | {} | {} | {} | {} |",
+            v(&c.controller, verb),
+            v(&c.server, verb),
+            v(&d.controller, verb),
+            v(&d.server, verb)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| **total** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** |",
+        c.controller.total, c.server.total, d.controller.total, d.server.total
+    );
+    md.push_str("\n| controller request | create | delete |\n|---|---:|---:|\n");
+    let keys: BTreeSet<&String> = c
+        .controller
+        .by_resource
+        .keys()
+        .chain(d.controller.by_resource.keys())
+        .collect();
+    let r = |t: &PerMachine, k: &str| {
+        t.by_resource
+            .get(k)
+            .map_or("".into(), |v| format!("{v:.2}"))
+    };
+    for k in keys {
+        let _ = writeln!(
+            md,
+            "| {k} | {} | {} |",
+            r(&c.controller, k),
+            r(&d.controller, k)
+        );
+    }
+    md
+}
+
+fn details(r: &Run) -> String {
+    let m = &r.machines;
+    let mut md = String::new();
+    let _ = writeln!(md, "\nDetails, N={}:", m.n);
+    let gone: Vec<String> = m
+        .deletion
+        .gone_s
+        .iter()
+        .map(|(k, v)| format!("{k} {}", secs(*v)))
+        .collect();
+    let _ = writeln!(md, "- deletion, last one gone: {}", gone.join(", "));
+    let e = &m.errors;
+    let _ = writeln!(
+        md,
+        "- errors: {} failed machines, {} not Running, {} load-generator errors, {} controller 429/5xx, \
+         {} controller ERROR lines; not errors: {} WARN lines, {} conflicts (409), {} not found (404), \
+         {} watch errors of the benchmark",
+        e.failed_machines.len(),
+        e.not_running,
+        e.load_generator,
+        e.controller_http,
+        e.controller_log_errors,
+        e.controller_log_warnings,
+        e.conflicts,
+        e.not_found,
+        e.watch_errors
+    );
+    for msg in &e.messages {
+        let _ = writeln!(md, "  - `{}`", msg.replace('`', "'"));
+    }
+    if m.leftover_count > 0 {
+        for (kind, names) in &m.leftovers {
+            let _ = writeln!(md, "- leftover {kind}: {}", names.join(", "));
+        }
+    }
+    let rec: Vec<String> = m
+        .reconciles
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(md, "- reconciles: {}", rec.join(", "));
+    let c = &m.controller;
+    let _ = writeln!(
+        md,
+        "- controller RSS: after create {:.1} MiB, at the end {:.1} MiB; CPU at start {:.1} s",
+        c.rss_after_create_mib, c.rss_end_mib, c.cpu_startup_s
+    );
+    if let Some(b) = &r.bare {
+        let _ = writeln!(
+            md,
+            "- bare client: creates answered {:.2} s, all scheduled {}, all Running {}, per set p50/p95/p99 {}, \
+             {} errors, server-side requests per set {:.2}, namespace cleanup {}",
+            b.submitted_s,
+            secs(b.all_scheduled_s),
+            secs(b.all_running_s),
+            b.to_running.as_ref().map_or("—".into(), |s| format!(
+                "{:.2}/{:.2}/{:.2} s",
+                s.p50, s.p95, s.p99
+            )),
+            b.errors,
+            b.requests_server.total,
+            secs(b.cleanup_s)
+        );
+        for msg in &b.messages {
+            let _ = writeln!(md, "  - `{}`", msg.replace('`', "'"));
+        }
+    }
+    md
+}
