@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::Options;
 use crate::cluster::{Env, Result, create_namespace, delete_namespace, delta, minus};
 use crate::machines::{machine_name, run_tag};
-use crate::report::{BareRun, per_machine, summarize};
+use crate::report::{BareRun, PhaseCpu, per_machine, summarize};
 use crate::track::{Progress, Tracker};
 
 /// The user data of the sample secret (`stringData.userData: |` block), with a
@@ -112,6 +112,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         .collect::<Result<_>>()?;
     let server0 = env.server_requests().await?;
     let load0 = env.load.snapshot();
+    let cpu0 = crate::proc::components(&env.root);
 
     eprintln!("bench: N={n}: bare client creating {n} Secrets, Pods and Services");
     let t0 = Instant::now();
@@ -172,6 +173,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
             progress.reached_count(1)
         );
     }
+    let cpu1 = crate::proc::components(&env.root);
+    let wall = t0.elapsed();
     let server1 = env.server_requests().await?;
     let load1 = env.load.snapshot();
     let since = |at: Option<Instant>| at.map(|a| a.saturating_duration_since(t0).as_secs_f64());
@@ -213,6 +216,12 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         errors: errors as u64,
         messages,
         requests_server: per_machine(&server, n, Some(&resources)),
+        requests_server_all: per_machine(&server, n, None),
+        cpu: PhaseCpu {
+            wall_s: wall.as_secs_f64(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            by_process: crate::proc::cpu_delta(&cpu0, &cpu1),
+        },
         cleanup_s: cleanup.map(|d| d.as_secs_f64()),
     })
 }

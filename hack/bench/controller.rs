@@ -139,17 +139,6 @@ pub struct Controller {
     pub log: PathBuf,
 }
 
-/// Clock ticks per second, for `/proc/<pid>/stat`.
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 impl Controller {
     /// Starts `binary` for `namespace` and waits until `/readyz` answers 200
     /// (every watch synced).
@@ -251,22 +240,7 @@ impl Controller {
 
     /// User plus system CPU seconds so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return 0.0;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // After "pid (comm) " the first field is the state (field 3): utime and
-        // stime are fields 14 and 15.
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / clock_ticks()
+        crate::proc::cpu_seconds(&self.pid.to_string()).unwrap_or(0.0)
     }
 
     /// A `/proc/<pid>/status` value in kB (VmHWM: peak RSS, VmRSS: current RSS).

@@ -22,7 +22,7 @@ use crate::Options;
 use crate::cluster::{Env, Requests, Result, create_namespace, delete_namespace};
 use crate::controller::{Controller, LogStats};
 use crate::report::{
-    Deletion, Errors, MachinesRun, PhaseRequests, ProcessStats, per_machine, summarize,
+    Deletion, Errors, MachinesRun, PhaseCpu, PhaseRequests, ProcessStats, per_machine, summarize,
 };
 use crate::track::{Progress, Tracker};
 
@@ -70,6 +70,9 @@ fn mib(kb: u64) -> f64 {
 
 /// One snapshot of every counter, taken at a phase boundary.
 struct Snapshot {
+    at: Instant,
+    /// CPU seconds by process: cluster components, benchmark, controller.
+    processes: BTreeMap<String, f64>,
     server: Requests,
     load: Requests,
     log: LogStats,
@@ -77,7 +80,11 @@ struct Snapshot {
 }
 
 async fn snapshot(env: &Env, controller: &Controller) -> Result<Snapshot> {
+    let mut processes = crate::proc::components(&env.root);
+    processes.insert("machine-controller".into(), controller.cpu_seconds());
     Ok(Snapshot {
+        at: Instant::now(),
+        processes,
         server: env.server_requests().await?,
         load: env.load.snapshot(),
         log: controller.stats(),
@@ -101,7 +108,72 @@ fn phase_requests(
             None,
         ),
         server: per_machine(&server, n, Some(resources)),
+        server_all: per_machine(&server, n, None),
         load_generator: per_machine(&load, n, None),
+    }
+}
+
+/// Waits until every tracker has listed its objects.
+async fn synced(trackers: &[Tracker]) -> Result<()> {
+    let by = Instant::now() + Duration::from_secs(60);
+    for t in trackers {
+        if !t.synced(by).await {
+            return Err(format!("the watch of {} did not sync within 60s", t.kind).into());
+        }
+    }
+    Ok(())
+}
+
+/// Watches of everything a machine leaves in the target cluster.
+fn object_trackers(env: &Env, ns: &str, tag: &str, names: &[String]) -> Vec<Tracker> {
+    let node_prefix = format!("machine-{tag}-");
+    let tokens: HashSet<String> = names.iter().map(|m| bootstrap::secret_name(m)).collect();
+    let selected = || watcher::Config::default().labels(MACHINE_SELECTOR);
+    vec![
+        Tracker::start(
+            "pods",
+            Api::<Pod>::namespaced(env.target.client.clone(), ns),
+            selected(),
+            |_| true,
+            |_, _| {},
+        ),
+        Tracker::start(
+            "user-data secrets",
+            Api::<Secret>::namespaced(env.target.client.clone(), ns),
+            selected(),
+            |_| true,
+            |_, _| {},
+        ),
+        Tracker::start(
+            "services",
+            Api::<Service>::namespaced(env.target.client.clone(), ns),
+            selected(),
+            |_| true,
+            |_, _| {},
+        ),
+        Tracker::start(
+            "nodes",
+            Api::<Node>::all(env.target.client.clone()),
+            watcher::Config::default(),
+            move |node: &Node| node.name_any().starts_with(&node_prefix),
+            |_, _| {},
+        ),
+        Tracker::start(
+            "bootstrap tokens",
+            Api::<Secret>::namespaced(env.target.client.clone(), "kube-system"),
+            watcher::Config::default().fields("type=bootstrap.kubernetes.io/token"),
+            move |s: &Secret| tokens.contains(&s.name_any()),
+            |_, _| {},
+        ),
+    ]
+}
+
+/// CPU seconds by process between two snapshots, and the wall time.
+fn cpu(a: &Snapshot, b: &Snapshot) -> PhaseCpu {
+    PhaseCpu {
+        wall_s: b.at.saturating_duration_since(a.at).as_secs_f64(),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        by_process: crate::proc::cpu_delta(&a.processes, &b.processes),
     }
 }
 
@@ -119,67 +191,22 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
     // Watches first, so that nothing the controller does is missed.
     let progress = Progress::new();
     let machines: Api<Machine> = Api::namespaced(env.control.client.clone(), &ns);
-    let node_prefix = format!("machine-{tag}-");
-    let tokens: HashSet<String> = names.iter().map(|m| bootstrap::secret_name(m)).collect();
-    let selected = || watcher::Config::default().labels(MACHINE_SELECTOR);
-    let trackers = {
+    let mut trackers = {
         let p = progress.clone();
-        vec![
-            Tracker::start(
-                "machines",
-                machines.clone(),
-                watcher::Config::default(),
-                |_| true,
-                move |m: &Machine, at| match m.phase() {
-                    phase::PENDING => p.reach(0, m.name(), at),
-                    phase::RUNNING => p.reach(1, m.name(), at),
-                    f @ (phase::FAILED | phase::CRASH_LOOP_BACK_OFF) => p.fail(m.name(), f),
-                    _ => {}
-                },
-            ),
-            Tracker::start(
-                "pods",
-                Api::<Pod>::namespaced(env.target.client.clone(), &ns),
-                selected(),
-                |_| true,
-                |_, _| {},
-            ),
-            Tracker::start(
-                "user-data secrets",
-                Api::<Secret>::namespaced(env.target.client.clone(), &ns),
-                selected(),
-                |_| true,
-                |_, _| {},
-            ),
-            Tracker::start(
-                "services",
-                Api::<Service>::namespaced(env.target.client.clone(), &ns),
-                selected(),
-                |_| true,
-                |_, _| {},
-            ),
-            Tracker::start(
-                "nodes",
-                Api::<Node>::all(env.target.client.clone()),
-                watcher::Config::default(),
-                move |node: &Node| node.name_any().starts_with(&node_prefix),
-                |_, _| {},
-            ),
-            Tracker::start(
-                "bootstrap tokens",
-                Api::<Secret>::namespaced(env.target.client.clone(), "kube-system"),
-                watcher::Config::default().fields("type=bootstrap.kubernetes.io/token"),
-                move |s: &Secret| tokens.contains(&s.name_any()),
-                |_, _| {},
-            ),
-        ]
+        vec![Tracker::start(
+            "machines",
+            machines.clone(),
+            watcher::Config::default(),
+            |_| true,
+            move |m: &Machine, at| match m.phase() {
+                phase::PENDING => p.reach(0, m.name(), at),
+                phase::RUNNING => p.reach(1, m.name(), at),
+                f @ (phase::FAILED | phase::CRASH_LOOP_BACK_OFF) => p.fail(m.name(), f),
+                _ => {}
+            },
+        )]
     };
-    let synced_by = Instant::now() + Duration::from_secs(60);
-    for t in &trackers {
-        if !t.synced(synced_by).await {
-            return Err(format!("the watch of {} did not sync within 60s", t.kind).into());
-        }
-    }
+    synced(&trackers).await?;
 
     let log = opts.logs.join(format!("controller-{n}.log"));
     let controller = Controller::start(&opts.controller, env, &opts.flags, &ns, log).await?;
@@ -223,6 +250,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
         );
     }
     let rss_after_create = controller.memory_kb("VmRSS");
+    // The other watches only now, so that they add no load to the create phase.
+    trackers.extend(object_trackers(env, &ns, &tag, &names));
+    synced(&trackers).await?;
     let s1 = snapshot(env, &controller).await?;
     let since = |at: Option<Instant>| at.map(|a| a.saturating_duration_since(t0).as_secs_f64());
     let all_pending_s = (progress.reached_count(0) == n)
@@ -357,6 +387,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
         errors,
         leftovers,
         leftover_count,
+        cpu_create: cpu(&s0, &s1),
+        cpu_delete: cpu(&s1, &s2),
         requests_create: phase_requests(&s0, &s1, n, &resources),
         requests_delete: phase_requests(&s1, &s2, n, &resources),
         reconciles,

@@ -24,6 +24,7 @@ mod bare;
 mod cluster;
 mod controller;
 mod machines;
+mod proc;
 mod report;
 mod track;
 
@@ -129,28 +130,40 @@ fn command_output(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Option
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The kubelet stand-in's `--join-delay`, from its command line (`.local/pids`).
-fn standin_join_delay(root: &Path) -> String {
+/// The kubelet stand-in's build and `--join-delay`, from its process
+/// (`.local/pids`).
+fn standin(root: &Path) -> String {
     let pids = std::fs::read_to_string(root.join(".local/pids")).unwrap_or_default();
     let Some(pid) = pids.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(1) == Some(&"kubelet-standin")).then(|| f.get(2).map(|p| p.to_string()))?
     }) else {
-        return "not running".into();
+        return "kubelet stand-in not running".into();
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    args.iter()
+    let delay = args
+        .iter()
         .position(|a| a == "--join-delay")
         .and_then(|i| args.get(i + 1).cloned())
         .or_else(|| {
             args.iter()
                 .find_map(|a| a.strip_prefix("--join-delay=").map(str::to_string))
         })
-        .unwrap_or_else(|| "0s (default)".into())
+        .unwrap_or_else(|| "0s (default)".into());
+    let build = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|exe| {
+            if exe.components().any(|c| c.as_os_str() == "release") {
+                "release build"
+            } else {
+                "debug build"
+            }
+        })
+        .unwrap_or("build unknown");
+    format!("kubelet stand-in ({build}) join delay {delay}")
 }
 
 async fn header(env: &Env, opts: &Options) -> Header {
@@ -225,8 +238,13 @@ async fn header(env: &Env, opts: &Options) -> Header {
         date: now.strftime("%Y-%m-%d").to_string(),
         started: now.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
         machine: format!(
-            "{cpus} CPUs ({cpu_model}), {memory_gib:.1} GiB memory, {}",
-            command_output("uname", &["-sr"]).unwrap_or_default()
+            "{cpus} CPUs ({cpu_model}), {memory_gib:.1} GiB memory, {}; load average at start {} \
+             (the machine is shared: see \"other processes\" in the CPU lines)",
+            command_output("uname", &["-sr"]).unwrap_or_default(),
+            std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
         ),
         cpus,
         cpu_model,
@@ -240,8 +258,8 @@ async fn header(env: &Env, opts: &Options) -> Header {
             .filter(|g| !g.is_empty())
             .unwrap_or_else(|| "commit unknown".into()),
         cluster: format!(
-            "{clusters}, {hosts} kwok host nodes, kubelet stand-in join delay {}",
-            standin_join_delay(&env.root)
+            "{clusters}, {hosts} kwok host nodes, {}",
+            standin(&env.root)
         ),
         controller_flags: format!(
             "machine-controller {} (release build; control and target clients each have this bucket)",

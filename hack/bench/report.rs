@@ -81,6 +81,10 @@ pub struct PhaseRequests {
     /// the benchmark's own requests. Includes every other client of those
     /// resources (scheduler, kwok, kubelet stand-in, garbage collector).
     pub server: PerMachine,
+    /// `apiserver_request_total` for every resource (leases, node and pod status,
+    /// bindings, token reviews...), less the benchmark's own requests: all the work
+    /// the API servers did during the phase, per machine.
+    pub server_all: PerMachine,
     /// The benchmark's own requests (creates, deletes, watches).
     pub load_generator: PerMachine,
 }
@@ -94,6 +98,56 @@ pub struct ProcessStats {
     pub peak_rss_mib: f64,
     pub rss_after_create_mib: f64,
     pub rss_end_mib: f64,
+}
+
+const OTHERS: &str = "other processes";
+
+/// Where the machine's cores went during a phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseCpu {
+    pub wall_s: f64,
+    pub cores: usize,
+    /// CPU seconds by process (cluster components, benchmark, controller).
+    pub by_process: BTreeMap<String, f64>,
+}
+
+impl PhaseCpu {
+    /// CPU seconds of the benchmark's processes (cluster, controller, benchmark).
+    pub fn ours(&self) -> f64 {
+        self.by_process
+            .iter()
+            .filter(|(k, _)| *k != OTHERS)
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn others(&self) -> f64 {
+        self.by_process.get(OTHERS).copied().unwrap_or(0.0)
+    }
+
+    /// Share of all cores' time during the phase that was busy, ours and others'.
+    pub fn busy(&self) -> f64 {
+        (self.ours() + self.others()) / (self.wall_s * self.cores.max(1) as f64).max(f64::EPSILON)
+    }
+
+    pub fn describe(&self) -> String {
+        let mut by: Vec<(&String, &f64)> = self.by_process.iter().collect();
+        by.sort_by(|a, b| b.1.total_cmp(a.1));
+        let parts: Vec<String> = by
+            .iter()
+            .filter(|(_, v)| **v >= 0.05)
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        format!(
+            "{:.1} CPU s of ours and {:.1} of other processes in {:.1} s on {} cores ({:.0}% busy): {}",
+            self.ours(),
+            self.others(),
+            self.wall_s,
+            self.cores,
+            self.busy() * 100.0,
+            parts.join(", ")
+        )
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -148,6 +202,9 @@ pub struct MachinesRun {
     /// Objects still there after the deletion deadline, by kind (first names).
     pub leftovers: BTreeMap<String, Vec<String>>,
     pub leftover_count: usize,
+    /// CPU of every process during each phase.
+    pub cpu_create: PhaseCpu,
+    pub cpu_delete: PhaseCpu,
     pub requests_create: PhaseRequests,
     pub requests_delete: PhaseRequests,
     /// `machine_controller_reconcile_total` by result[:category].
@@ -172,6 +229,9 @@ pub struct BareRun {
     pub errors: u64,
     pub messages: Vec<String>,
     pub requests_server: PerMachine,
+    /// Every request the API server handled (scheduler, kwok, garbage collector...).
+    pub requests_server_all: PerMachine,
+    pub cpu: PhaseCpu,
     pub cleanup_s: Option<f64>,
 }
 
@@ -310,6 +370,16 @@ impl Report {
             let c = &r.machines.controller;
             format!("{:.1} s / {:.1} s", c.cpu_create_s, c.cpu_delete_s)
         });
+        row("CPU create phase: ours + other processes", "", &|r| {
+            let c = &r.machines.cpu_create;
+            format!(
+                "{:.0} s + {:.0} s = {:.0}% of {} cores",
+                c.ours(),
+                c.others(),
+                c.busy() * 100.0,
+                c.cores
+            )
+        });
         row("controller CPU total (incl. start)", "", &|r| {
             format!("{:.1} s", r.machines.controller.cpu_total_s)
         });
@@ -399,6 +469,11 @@ fn requests_table(m: &MachinesRun) -> String {
         "| **total** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** |",
         c.controller.total, c.server.total, d.controller.total, d.server.total
     );
+    let _ = writeln!(
+        md,
+        "| all resources, all clients | | {:.2} | | {:.2} |",
+        c.server_all.total, d.server_all.total
+    );
     md.push_str("\n| controller request | create | delete |\n|---|---:|---:|\n");
     let keys: BTreeSet<&String> = c
         .controller
@@ -463,6 +538,8 @@ fn details(r: &Run) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let _ = writeln!(md, "- reconciles: {}", rec.join(", "));
+    let _ = writeln!(md, "- CPU, create phase: {}", m.cpu_create.describe());
+    let _ = writeln!(md, "- CPU, delete phase: {}", m.cpu_delete.describe());
     let c = &m.controller;
     let _ = writeln!(
         md,
@@ -473,7 +550,7 @@ fn details(r: &Run) -> String {
         let _ = writeln!(
             md,
             "- bare client: creates answered {:.2} s, all scheduled {}, all Running {}, per set p50/p95/p99 {}, \
-             {} errors, server-side requests per set {:.2}, namespace cleanup {}",
+             {} errors, server-side requests per set {:.2} ({:.2} for all resources and clients), namespace cleanup {}",
             b.submitted_s,
             secs(b.all_scheduled_s),
             secs(b.all_running_s),
@@ -483,7 +560,13 @@ fn details(r: &Run) -> String {
             )),
             b.errors,
             b.requests_server.total,
+            b.requests_server_all.total,
             secs(b.cleanup_s)
+        );
+        let _ = writeln!(
+            md,
+            "- CPU, bare client until all Running: {}",
+            b.cpu.describe()
         );
         for msg in &b.messages {
             let _ = writeln!(md, "  - `{}`", msg.replace('`', "'"));

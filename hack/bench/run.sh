@@ -5,22 +5,27 @@
 # `make bench`: the benchmark on the local cluster. A cluster that is already up is
 # used and left running (its kubelet stand-in's join delay is shown in the header);
 # otherwise one cluster (control = target: less CPU than two on a small machine) is
-# started with the stand-in at join delay 0, and stopped again at the end. Then the
-# controller is built in release mode and `cargo bench --bench machines` runs it as a
-# child process (hack/bench/main.rs lists the BENCH_* settings).
+# started with a release build of the stand-in at join delay 0, and stopped again at
+# the end. `cargo bench --bench machines` runs the release build of the controller as
+# a child process (hack/bench/main.rs lists the BENCH_* settings).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
+# Release builds of the controller and of the kubelet stand-in (which plays every
+# machine's kubelet, so its CPU is part of what is measured).
+cargo build --locked --release --bin machine-controller --bin kubelet-standin
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
+
 if [[ ! -f .local/clusters ]]; then
   trap 'echo "bench: stopping the cluster this run started" >&2; hack/cluster-down.sh' EXIT
-  CLUSTERS=1 STANDIN_JOIN_DELAY=0s hack/cluster-up.sh
+  CLUSTERS=1 STANDIN_JOIN_DELAY=0s STANDIN_BIN="$target_dir/release/kubelet-standin" hack/cluster-up.sh
 else
   # Restarts a cluster whose processes died; a healthy one is left as it is.
   hack/cluster-up.sh
 fi
 
-cargo build --locked --release --bin machine-controller
 BENCH_GIT="${BENCH_GIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}" \
   cargo bench --locked --bench machines
