@@ -243,6 +243,17 @@ impl Controller {
         crate::proc::cpu_seconds(&self.pid.to_string()).unwrap_or(0.0)
     }
 
+    /// Open sockets (connections to the API servers, the admin listener).
+    pub fn sockets(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// A `/proc/<pid>/status` value in kB (VmHWM: peak RSS, VmRSS: current RSS).
     pub fn memory_kb(&self, key: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))

@@ -250,6 +250,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
         );
     }
     let rss_after_create = controller.memory_kb("VmRSS");
+    let sockets_after_create = controller.sockets();
     // The other watches only now, so that they add no load to the create phase.
     trackers.extend(object_trackers(env, &ns, &tag, &names));
     synced(&trackers).await?;
@@ -383,6 +384,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
             peak_rss_mib: mib(peak_rss),
             rss_after_create_mib: mib(rss_after_create),
             rss_end_mib: mib(rss_end),
+            sockets_after_create,
         },
         errors,
         leftovers,

@@ -98,6 +98,9 @@ pub struct ProcessStats {
     pub peak_rss_mib: f64,
     pub rss_after_create_mib: f64,
     pub rss_end_mib: f64,
+    /// Open sockets when all machines were Running (HTTP/1.1: one connection per
+    /// request in flight, kept in the pool).
+    pub sockets_after_create: usize,
 }
 
 const OTHERS: &str = "other processes";
@@ -543,8 +546,8 @@ fn details(r: &Run) -> String {
     let c = &m.controller;
     let _ = writeln!(
         md,
-        "- controller RSS: after create {:.1} MiB, at the end {:.1} MiB; CPU at start {:.1} s",
-        c.rss_after_create_mib, c.rss_end_mib, c.cpu_startup_s
+        "- controller RSS: after create {:.1} MiB, at the end {:.1} MiB; {} open sockets after create; CPU at start {:.1} s",
+        c.rss_after_create_mib, c.rss_end_mib, c.sockets_after_create, c.cpu_startup_s
     );
     if let Some(b) = &r.bare {
         let _ = writeln!(

@@ -27,5 +27,9 @@ else
   hack/cluster-up.sh
 fi
 
-BENCH_GIT="${BENCH_GIT:-$(git rev-parse --short HEAD 2>/dev/null || true)}" \
-  cargo bench --locked --bench machines
+# The commit in the header, marked when the controller's sources differ from it.
+if [[ -z "${BENCH_GIT:-}" ]] && git rev-parse --git-dir >/dev/null 2>&1; then
+  BENCH_GIT="$(git rev-parse --short HEAD)"
+  git diff --quiet HEAD -- src Cargo.toml Cargo.lock || BENCH_GIT+=" with uncommitted changes in src/"
+fi
+BENCH_GIT="${BENCH_GIT:-}" cargo bench --locked --bench machines
