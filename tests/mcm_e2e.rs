@@ -8,13 +8,12 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mcm_local::api::{Machine, MachineDeployment};
-use support::controller::{delete_all_machines, kubectl_apply, sample, settings, start};
+use support::controller::{delete_all_machines, kubectl_apply, sample, settings, spawn_for, start};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
 
 /// The MCM binary `hack/tools.sh` builds (or `$MCM_BIN`).
@@ -60,29 +59,17 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
     )
     .await;
 
-    let logs = support::cluster::local_dir().join("logs");
-    let _ = std::fs::create_dir_all(&logs);
-    let log =
-        std::fs::File::create(logs.join(format!("{}-mcm.log", ns.name()))).expect("MCM log file");
-    let _mcm = tokio::process::Command::new(mcm_binary())
-        .arg(format!(
-            "--control-kubeconfig={}",
-            Cluster::Control.kubeconfig().display()
-        ))
-        .arg(format!(
-            "--target-kubeconfig={}",
-            Cluster::Target.kubeconfig().display()
-        ))
-        .arg(format!("--namespace={}", ns.name()))
-        .arg("--leader-elect=false")
-        .arg(format!("--port={}", free_port()))
-        .arg("--address=127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (run `make tools`)", mcm_binary().display()));
+    // Run `make tools` if the MCM binary is missing.
+    let _mcm = spawn_for(
+        &mcm_binary(),
+        ns.name(),
+        &format!("{}-mcm.log", ns.name()),
+        &[
+            "--leader-elect=false".into(),
+            format!("--port={}", free_port()),
+            "--address=127.0.0.1".into(),
+        ],
+    );
     let controller = start(settings(&ns)).await;
 
     let machines: Api<Machine> = ns.api(&control);

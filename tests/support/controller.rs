@@ -80,12 +80,18 @@ pub async fn cluster_clients(cluster: Cluster) -> mcm_local::client::ClusterClie
     mcm_local::client::from_config(config, 20.0, 30).expect("clients")
 }
 
-/// The `machine-controller` binary as a child process for `namespace`; killed when dropped.
-pub fn spawn_binary(namespace: &str, log: &str) -> tokio::process::Child {
+/// `program` against the test clusters for `namespace` (kubeconfig and namespace
+/// flags first, then `args`), its output in `.local/logs/<log>`; killed when dropped.
+pub fn spawn_for(
+    program: &std::path::Path,
+    namespace: &str,
+    log: &str,
+    args: &[String],
+) -> tokio::process::Child {
     let logs = super::cluster::local_dir().join("logs");
     let _ = std::fs::create_dir_all(&logs);
-    let out = std::fs::File::create(logs.join(log)).expect("controller log file");
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_machine-controller"))
+    let out = std::fs::File::create(logs.join(log)).expect("log file");
+    tokio::process::Command::new(program)
         .arg(format!(
             "--control-kubeconfig={}",
             Cluster::Control.kubeconfig().display()
@@ -95,14 +101,24 @@ pub fn spawn_binary(namespace: &str, log: &str) -> tokio::process::Child {
             Cluster::Target.kubeconfig().display()
         ))
         .arg(format!("--namespace={namespace}"))
-        .arg("--leader-elect=false")
-        .arg("--port=0")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log file"))
         .stderr(out)
         .kill_on_drop(true)
         .spawn()
-        .expect("start machine-controller")
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
+}
+
+/// The `machine-controller` binary as a child process for `namespace`; killed when dropped.
+pub fn spawn_binary(namespace: &str, log: &str) -> tokio::process::Child {
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_machine-controller"));
+    spawn_for(
+        program,
+        namespace,
+        log,
+        &["--leader-elect=false".into(), "--port=0".into()],
+    )
 }
 
 /// A sample from `kubernetes/`, moved into `namespace` and with names replaced.
