@@ -371,23 +371,19 @@ async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
         .await;
         assert_eq!(m.status.last_operation.state, "Failed", "{name}");
         assert_eq!(phase(&m), "CrashLoopBackOff", "{name}");
-        let listed = events
-            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-            .await
-            .unwrap();
-        assert!(
-            listed
-                .items
-                .iter()
-                .any(|e| e.type_.as_deref() == Some("Warning")
-                    && e.message.as_deref().unwrap_or_default().contains(message)),
-            "no Warning event with {message:?} for {name}: {:#?}",
-            listed
-                .items
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-        );
+        wait_for_list(
+            &events,
+            watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+            TIMEOUT,
+            &format!("a Warning event with {message:?} for {name}"),
+            |listed| {
+                listed.iter().any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.message.as_deref().unwrap_or_default().contains(message)
+                })
+            },
+        )
+        .await;
     }
     let pods: Api<Pod> = ns.api(&target);
     let names: Vec<String> = pods

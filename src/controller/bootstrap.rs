@@ -129,18 +129,13 @@ pub async fn ensure_token(
     extra_groups: &str,
 ) -> Result<String, kube::Error> {
     let api: Api<Secret> = Api::namespaced(target.clone(), NAMESPACE);
-    let name = secret_name(machine);
-    if let Some(existing) = api.get_opt(&name).await?
-        && let Some(token) = token_of(&existing)
-    {
-        return Ok(token);
-    }
+    // Creating first costs one request in the common case; an existing token
+    // answers 409 and is read then.
     let fresh = token_secret(machine, ttl, extra_groups);
     match api.create(&PostParams::default(), &fresh).await {
         Ok(created) => Ok(token_of(&created).unwrap_or_default()),
-        // Another worker or process won the race: use its token.
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let existing = api.get(&name).await?;
+            let existing = api.get(&secret_name(machine)).await?;
             Ok(token_of(&existing).unwrap_or_default())
         }
         Err(e) => Err(e),

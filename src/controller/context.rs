@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::api::Patch;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 
+use super::own_writes::OwnWrites;
 use super::settings::Settings;
+use super::status::{self, StatusChange};
 use crate::api::{Machine, MachineClass};
 use crate::driver::SecretData;
 
@@ -27,6 +30,8 @@ pub struct Context<D> {
     pub secrets: Store<Secret>,
     pub nodes: Option<Store<Node>>,
     pub recorder: Recorder,
+    /// Our last write to each machine, to tell a stale cached copy.
+    pub own_writes: OwnWrites,
     /// True once every cache has synced; see [`SyncGate`].
     pub synced: tokio::sync::watch::Receiver<bool>,
 }
@@ -89,6 +94,33 @@ impl<D> Context<D> {
         Api::namespaced(self.control.clone(), &self.settings.namespace)
     }
 
+    /// A merge patch of machine `name`, remembered as our own write.
+    pub async fn patch_machine(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<Machine, kube::Error> {
+        let written = self
+            .machine_api()
+            .patch(name, &super::params(), &Patch::Merge(patch))
+            .await?;
+        self.own_writes.record(&written);
+        Ok(written)
+    }
+
+    /// [`status::write`], remembered as our own write.
+    pub async fn write_status(
+        &self,
+        machine: &Machine,
+        change: &StatusChange,
+    ) -> Result<Option<Machine>, kube::Error> {
+        let written = status::write(&self.machine_api(), machine, change).await?;
+        if let Some(w) = &written {
+            self.own_writes.record(w);
+        }
+        Ok(written)
+    }
+
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.as_ref()?.get(&ObjectRef::new(name))
     }
@@ -146,8 +178,9 @@ impl<D> Context<D> {
         Ok((class, data))
     }
 
-    /// Publishes an Event on the machine; failures are logged, never fatal.
-    pub async fn event(
+    /// Publishes an Event on the machine in the background: an Event is a
+    /// record for people, and no step waits for it. Failures are logged.
+    pub fn event(
         &self,
         machine: &Machine,
         warning: bool,
@@ -166,13 +199,13 @@ impl<D> Context<D> {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self
-            .recorder
-            .publish(&event, &machine.object_ref(&()))
-            .await
-        {
-            tracing::warn!(machine = machine.name(), error = %e, "could not publish event");
-        }
+        let (recorder, reference) = (self.recorder.clone(), machine.object_ref(&()));
+        let name = machine.name().to_string();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(machine = name, error = %e, "could not publish event");
+            }
+        });
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use kube::api::Patch;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -14,7 +13,7 @@ use super::bootstrap;
 use super::context::{Context, InputError};
 use super::error::{Error, retry};
 use super::health::age;
-use super::status::{self, StatusChange};
+use super::status::StatusChange;
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
     DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, USER_DATA_KEY, op, phase,
@@ -152,8 +151,7 @@ pub async fn run<D: Driver>(
                         reason,
                         "CreateMachine",
                         format!("{verb} VM {} for machine {name}", vm.provider_id),
-                    )
-                    .await;
+                    );
                     vm
                 }
                 Err(e) => return failed(ctx, &machine, e).await,
@@ -172,11 +170,8 @@ pub async fn run<D: Driver>(
         return Err(e.into());
     }
 
-    let api = ctx.machine_api();
     if let Some(patch) = labels_patch(&machine, &node_name, &provider_id, ctx.target.is_some()) {
-        machine = api
-            .patch(&name, &super::params(), &Patch::Merge(&patch))
-            .await?;
+        machine = ctx.patch_machine(&name, &patch).await?;
     }
 
     if matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF) {
@@ -193,15 +188,14 @@ pub async fn run<D: Driver>(
             )
             .phase(phase::AVAILABLE)
         };
-        status::write(&api, &machine, &change).await?;
+        ctx.write_status(&machine, &change).await?;
         ctx.event(
             &machine,
             false,
             "Pending",
             "CreateMachine",
             format!("Machine {name} is waiting for its node {node_name} to join"),
-        )
-        .await;
+        );
     }
     Ok(Action::requeue(retry::LONG))
 }
@@ -224,7 +218,7 @@ async fn failed<D>(
     )
     .code(err.code.as_str())
     .phase(phase);
-    let written = status::write(&ctx.machine_api(), machine, &change).await?;
+    let written = ctx.write_status(machine, &change).await?;
     if written.is_some() {
         ctx.event(
             machine,
@@ -232,8 +226,7 @@ async fn failed<D>(
             "CreateFailed",
             "CreateMachine",
             change.description.clone(),
-        )
-        .await;
+        );
     }
     tracing::warn!(machine = machine.name(), code = %err.code, "creation failed: {}", err.message);
     Ok(Action::requeue(failure_retry(
@@ -255,8 +248,7 @@ pub async fn report_input<D>(
         phase::RUNNING | phase::UNKNOWN | phase::PENDING | phase::AVAILABLE
     ) {
         // A machine that exists is not demoted because its class went away: only an Event.
-        ctx.event(machine, true, "InvalidInput", "Reconcile", description)
-            .await;
+        ctx.event(machine, true, "InvalidInput", "Reconcile", description);
         return Ok(Action::requeue(retry::MEDIUM));
     }
     let change = StatusChange::new(description.clone(), state::FAILED, op::CREATE)
@@ -266,12 +258,8 @@ pub async fn report_input<D>(
             ctx.settings.creation_timeout(machine),
             jiff::Timestamp::now(),
         ));
-    if status::write(&ctx.machine_api(), machine, &change)
-        .await?
-        .is_some()
-    {
-        ctx.event(machine, true, "InvalidInput", "CreateMachine", description)
-            .await;
+    if ctx.write_status(machine, &change).await?.is_some() {
+        ctx.event(machine, true, "InvalidInput", "CreateMachine", description);
     }
     Ok(Action::requeue(retry::MEDIUM))
 }

@@ -17,7 +17,7 @@ use super::bootstrap;
 use super::context::Context;
 use super::drain;
 use super::error::{Error, retry};
-use super::status::{self, StatusChange};
+use super::status::StatusChange;
 use crate::api::Machine;
 use crate::contract::{MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step};
 use crate::driver::local::{describe, is_still_terminating};
@@ -188,8 +188,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 "Terminating",
                 "DeleteMachine",
                 format!("Deleting machine {name}"),
-            )
-            .await;
+            );
             (
                 delete_op(step::GET_VM_STATUS.into(), state::PROCESSING).phase(phase::TERMINATING),
                 retry::SHORT,
@@ -236,8 +235,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                     && !node.is_empty()
                 {
                     let patch = json!({"metadata": {"labels": {NODE_LABEL: node}}});
-                    api.patch(&name, &super::params(), &Patch::Merge(&patch))
-                        .await?;
+                    ctx.patch_machine(&name, &patch).await?;
                 }
                 after_vm_status(result)
             }
@@ -289,26 +287,25 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
             api.patch(&name, &super::params(), &Patch::Merge(&patch))
                 .await?;
+            ctx.own_writes.forget(&name);
             ctx.event(
                 &machine,
                 false,
                 "Deleted",
                 "DeleteMachine",
                 format!("Machine {name} is deleted"),
-            )
-            .await;
+            );
             return Ok(Action::await_change());
         }
     };
-    if status::write(&api, &machine, &change).await?.is_some() && change.state == state::FAILED {
+    if ctx.write_status(&machine, &change).await?.is_some() && change.state == state::FAILED {
         ctx.event(
             &machine,
             true,
             "DeleteFailed",
             "DeleteMachine",
             change.description.clone(),
-        )
-        .await;
+        );
     }
     Ok(Action::requeue(wait))
 }
@@ -415,8 +412,7 @@ async fn delete_node<D>(
                 "NodeDeleted",
                 "DeleteMachine",
                 format!("Deleted node {node_name}"),
-            )
-            .await;
+            );
             format!(
                 "Deletion of Node Object {node_name:?} is successful. {}",
                 step::INITIATE_FINALIZER_REMOVAL

@@ -174,8 +174,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         Ok(Progress::Leaving) => Ok(Outcome::Again(retry::SHORT)),
         Ok(Progress::Blocked(why)) => {
             let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
-            ctx.event(machine, true, "DrainBlocked", "Drain", note)
-                .await;
+            ctx.event(machine, true, "DrainBlocked", "Drain", note);
             Ok(Outcome::Again(PDB_RETRY))
         }
         Err(e) if force.is_some() => Ok(done(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod health;
 pub mod node;
 pub mod node_template;
+pub mod own_writes;
 pub mod safety;
 pub mod settings;
 pub mod status;
@@ -22,7 +23,7 @@ pub mod watches;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::PatchParams;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -55,8 +56,15 @@ pub async fn reconcile<D: Driver>(
         );
         let note =
             format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
-        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note)
-            .await;
+        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note);
+        return Ok(Action::await_change());
+    }
+    if ctx.own_writes.outdate(&machine) {
+        // The watch event of our last write is on its way and brings us back.
+        tracing::debug!(
+            machine = machine.name(),
+            "cached copy predates our last write, skipping"
+        );
         return Ok(Action::await_change());
     }
     let mut machine = (*machine).clone();
@@ -70,7 +78,7 @@ pub async fn reconcile<D: Driver>(
         let mut finalizers = machine.metadata.finalizers.clone().unwrap_or_default();
         finalizers.push(MACHINE_FINALIZER.to_string());
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
-        machine = api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+        machine = ctx.patch_machine(&name, &patch).await?;
     }
 
     let (class, secret) = match ctx.resolve(&machine) {
@@ -105,7 +113,7 @@ pub async fn reconcile<D: Driver>(
                 // and its join time recorded, even if we crash in between.
                 machine = joined(&ctx, &machine, took).await?;
             }
-            status::write(&api, &machine, change).await?;
+            ctx.write_status(&machine, change).await?;
             if change.phase.is_some_and(|p| p != machine.phase()) {
                 let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
                 let reason = change.phase.unwrap_or_default();
@@ -115,8 +123,7 @@ pub async fn reconcile<D: Driver>(
                     reason,
                     "HealthCheck",
                     change.description.clone(),
-                )
-                .await;
+                );
             }
             return Ok(Action::requeue(retry::LONG));
         }
@@ -142,11 +149,7 @@ async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Resul
         "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},
         "resourceVersion": machine.metadata.resource_version,
     }});
-    let patched = ctx
-        .machine_api()
-        .patch(machine.name(), &params(), &Patch::Merge(&patch))
-        .await?;
-    Ok(patched)
+    Ok(ctx.patch_machine(machine.name(), &patch).await?)
 }
 
 /// Every write of ours carries our field manager.

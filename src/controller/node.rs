@@ -14,8 +14,8 @@ use super::error::Error;
 use crate::api::Machine;
 use crate::contract::{NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION};
 
-/// The patch a Node needs, if any: our label and finalizer, and the machine's
-/// node template.
+/// The strategic merge patch a Node needs, if any: our label and finalizer, and
+/// the machine's node template.
 pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
     if node
         .annotations()
@@ -42,19 +42,16 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
     let labels = metadata.entry("labels").or_insert_with(|| json!({}));
     labels[NODE_MACHINE_NAME_LABEL] = json!(machine.name());
     if !has_finalizer {
-        let mut finalizers = node.finalizers().to_vec();
-        finalizers.push(NODE_FINALIZER.to_string());
-        metadata.insert("finalizers".into(), json!(finalizers));
+        // A strategic merge adds to the finalizers (their patch strategy is merge).
+        metadata.insert("finalizers".into(), json!([NODE_FINALIZER]));
     }
-    // Lists (finalizers, taints) are replaced whole: the resourceVersion keeps us
-    // from dropping an entry someone added since we read the Node.
-    metadata.insert(
-        "resourceVersion".into(),
-        json!(node.metadata.resource_version),
-    );
     let mut patch = json!({ "metadata": metadata });
     if let Some(spec) = spec {
+        // Taints are replaced whole: the resourceVersion keeps us from dropping
+        // one that someone added since we read the Node. Without them there is
+        // nothing to guard, and heartbeats would make the patch conflict.
         patch["spec"] = spec;
+        patch["metadata"]["resourceVersion"] = json!(node.metadata.resource_version);
     }
     Some(patch)
 }
@@ -78,7 +75,7 @@ pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Resu
     let nodes: Api<Node> = Api::all(target.clone());
     let params = super::params();
     nodes
-        .patch(&node.name_any(), &params, &Patch::Merge(&patch))
+        .patch(&node.name_any(), &params, &Patch::Strategic(&patch))
         .await?;
     Ok(())
 }
@@ -96,16 +93,35 @@ mod tests {
         node.metadata.finalizers = Some(vec!["other".into()]);
         let patch = patch_for(&machine, &node).unwrap();
         assert_eq!(patch["metadata"]["labels"][NODE_MACHINE_NAME_LABEL], "m1");
-        assert_eq!(
-            patch["metadata"]["finalizers"],
-            json!(["other", NODE_FINALIZER])
-        );
+        assert_eq!(patch["metadata"]["finalizers"], json!([NODE_FINALIZER]));
+        assert_eq!(patch["metadata"].get("resourceVersion"), None);
 
         node.metadata.labels =
             Some([(NODE_MACHINE_NAME_LABEL.to_string(), "m1".to_string())].into());
         node.metadata.finalizers = Some(vec![NODE_FINALIZER.into()]);
         assert_eq!(patch_for(&machine, &node), None);
         assert_eq!(machine_of_node(&node).as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn only_a_taint_change_is_guarded_by_the_resource_version() {
+        let mut machine = Machine::named("m1");
+        let mut node = Node::default();
+        node.metadata.resource_version = Some("42".into());
+        machine.spec.node_template = Some(crate::api::NodeTemplateSpec {
+            spec: k8s_openapi::api::core::v1::NodeSpec {
+                taints: Some(vec![k8s_openapi::api::core::v1::Taint {
+                    key: "dedicated".into(),
+                    effect: "NoSchedule".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let patch = patch_for(&machine, &node).unwrap();
+        assert_eq!(patch["spec"]["taints"][0]["key"], "dedicated");
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
     }
 
     #[test]

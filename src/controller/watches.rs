@@ -9,8 +9,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus, Secret};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -24,7 +24,7 @@ use super::{error_policy, reconcile};
 use crate::admin::{Health, Telemetry};
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
-use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
+use crate::contract::local::{LABEL_MACHINE, LABEL_PROVIDER, PROVIDER, user_data_secret_name};
 use crate::driver::local::LocalDriver;
 use crate::driver::local::build::machine_of_pod;
 use crate::metrics::InstrumentedDriver;
@@ -32,6 +32,29 @@ use crate::metrics::InstrumentedDriver;
 /// Drops what no decision reads, to keep the caches small.
 fn trim<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
+}
+
+/// A machine Pod is read for its identity, labels, deletion and IP; its spec is
+/// the larger part of it.
+fn trim_pod(pod: &mut Pod) {
+    trim(pod);
+    pod.spec = None;
+    pod.metadata.annotations = None;
+    pod.status = pod.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
+        ..Default::default()
+    });
+}
+
+/// A Node is read for its metadata, spec (taints, unschedulable) and conditions.
+fn trim_node(node: &mut Node) {
+    trim(node);
+    node.status = node.status.take().map(|s| NodeStatus {
+        conditions: s.conditions,
+        ..Default::default()
+    });
 }
 
 /// Node heartbeats change nothing we decide on; only these fields wake a machine.
@@ -58,6 +81,23 @@ fn node_fingerprint(node: &Node) -> Option<u64> {
         (&c.type_, &c.status).hash(&mut h);
     }
     Some(h.finish())
+}
+
+/// Our own user-data Secrets are no input, but share the control namespace when
+/// control and target are one cluster: they stay out of the Secret cache.
+fn is_own_user_data(secret: &Secret) -> bool {
+    let labels = secret.labels();
+    labels.get(LABEL_PROVIDER).map(String::as_str) == Some(PROVIDER)
+        && labels
+            .get(LABEL_MACHINE)
+            .is_some_and(|m| secret.metadata.name.as_deref() == Some(&user_data_secret_name(m)))
+}
+
+fn keep_secret_event(event: &watcher::Event<Secret>) -> bool {
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => !is_own_user_data(s),
+        _ => true,
+    }
 }
 
 fn machine_key(name: String, namespace: &str) -> ObjectRef<Machine> {
@@ -170,6 +210,7 @@ pub async fn run_with(
             Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
             cfg.clone(),
         )
+        .try_filter(|event| std::future::ready(keep_secret_event(event)))
         .modify(trim)
         .inspect(watch_health(&health, "secrets"))
         .inspect(gate.observer("secrets")),
@@ -186,7 +227,7 @@ pub async fn run_with(
             let node_stream = reflector::reflector(
                 nodes_w,
                 watcher(Api::<Node>::all(target.clone()), cfg.clone())
-                    .modify(trim)
+                    .modify(trim_node)
                     .inspect(watch_health(&health, "nodes"))
                     .inspect(gate.observer("nodes")),
             )
@@ -198,7 +239,7 @@ pub async fn run_with(
             let pod_stream = reflector::reflector(
                 pods_w,
                 watcher(Api::<Pod>::all(target), pod_cfg)
-                    .modify(trim)
+                    .modify(trim_pod)
                     .inspect(watch_health(&health, "pods"))
                     .inspect(gate.observer("pods")),
             )
@@ -229,6 +270,7 @@ pub async fn run_with(
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
         synced,
         recorder: Recorder::new(clients.control.client.clone(), reporter),
+        own_writes: Default::default(),
         settings,
     });
 
@@ -305,4 +347,50 @@ pub async fn run_with(
         });
     futures::future::join(main, classes_upkeep).await;
     orphans.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::local::build;
+
+    #[test]
+    fn only_our_user_data_secrets_stay_out_of_the_cache() {
+        let ours = build::user_data_secret("m1", "ns", b"data");
+        assert!(!keep_secret_event(&watcher::Event::Apply(ours.clone())));
+        assert!(!keep_secret_event(&watcher::Event::InitApply(ours.clone())));
+        // A deletion is passed on, so that nothing lingers in the cache.
+        assert!(keep_secret_event(&watcher::Event::Delete(ours.clone())));
+
+        // A class secret that happens to carry the same labels is kept.
+        let mut class_secret = ours;
+        class_secret.metadata.name = Some("cloudprovider".into());
+        assert!(keep_secret_event(&watcher::Event::Apply(class_secret)));
+        assert!(keep_secret_event(&watcher::Event::Apply(Secret::default())));
+    }
+
+    #[test]
+    fn trimmed_pods_keep_what_the_driver_reads() {
+        let mut pod = build::pod(
+            "m1",
+            "ns",
+            &crate::api::provider_spec::LocalProviderSpec::parse(
+                &serde_json::json!({"image": "img"}),
+            )
+            .unwrap(),
+        );
+        pod.metadata.uid = Some("u1".into());
+        pod.status = Some(PodStatus {
+            pod_ip: Some("10.0.0.1".into()),
+            host_ip: Some("10.0.0.2".into()),
+            ..Default::default()
+        });
+        trim_pod(&mut pod);
+        assert_eq!(pod.spec, None);
+        assert_eq!(machine_of_pod(&pod).as_deref(), Some("m1"));
+        assert!(build::owner_reference(&pod).is_some());
+        let status = pod.status.unwrap();
+        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(status.host_ip, None);
+    }
 }

@@ -313,18 +313,13 @@ impl Driver for LocalDriver {
         let machine = req.machine.name();
         let user_data = Self::user_data(req)?;
         let ns = &place.namespace;
-        let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
 
-        // The Secret comes first so that a Pod never exists without its user data;
-        // ownership follows once the Pod has a UID. Apply makes every step repeatable.
-        let secret = build::user_data_secret(machine, ns, user_data);
-        let secret_name = user_data_secret_name(machine);
-        secrets
-            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
-            .await
-            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
-
+        // The Pod comes first, so that its Secret and Service are created owned by
+        // it and never outlive it. Its kubelet waits for the Secret as for any
+        // volume, and a crash in between leaves a Pod that GetMachineStatus calls
+        // Uninitialized, which InitializeMachine completes. Apply makes every step
+        // repeatable.
         let name = pod_name(machine);
         let pod = pods
             .patch(
@@ -368,20 +363,23 @@ impl Driver for LocalDriver {
         let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
         let services: Api<Service> = Api::namespaced(place.client.clone(), ns);
 
-        // Secret and Service are owned by the Pod, but a crash during creation may
-        // have left them without an owner: delete them explicitly either way.
-        let secret_name = user_data_secret_name(machine);
-        ignore_not_found(secrets.delete(&secret_name, &DeleteParams::default()).await)
-            .map_err(|e| api_error(&format!("delete Secret {ns}/{secret_name}"), e))?;
-        ignore_not_found(services.delete(&name, &DeleteParams::default()).await)
-            .map_err(|e| api_error(&format!("delete Service {ns}/{name}"), e))?;
-
         match self.find_pod(&place, machine).await? {
-            None => Err(MachineError::new(
-                Code::NotFound,
-                format!("Pod {ns}/{name} not found"),
-            )),
+            None => {
+                // The garbage collector removes what the Pod owned; these are
+                // deleted explicitly for objects left without an owner (by a crash
+                // of a version that made the Secret before the Pod).
+                let secret_name = user_data_secret_name(machine);
+                ignore_not_found(secrets.delete(&secret_name, &DeleteParams::default()).await)
+                    .map_err(|e| api_error(&format!("delete Secret {ns}/{secret_name}"), e))?;
+                ignore_not_found(services.delete(&name, &DeleteParams::default()).await)
+                    .map_err(|e| api_error(&format!("delete Service {ns}/{name}"), e))?;
+                Err(MachineError::new(
+                    Code::NotFound,
+                    format!("Pod {ns}/{name} not found"),
+                ))
+            }
             Some(pod) => {
+                // Deleted once; later calls while it terminates send nothing.
                 if pod.metadata.deletion_timestamp.is_none() {
                     let dp = DeleteParams {
                         propagation_policy: Some(PropagationPolicy::Background),
