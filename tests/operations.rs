@@ -2,11 +2,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! Issue "Operations": probes and metrics of the admin server, leader election
-//! between two replicas, graceful shutdown, and logs that never carry user data
-//! or credentials. Each test runs the real binary against the local cluster.
+//! between two replicas, graceful shutdown, the freeze while an API server is out
+//! of reach, and logs that never carry user data or credentials. Each test runs
+//! the real binary against the local cluster.
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -15,10 +17,13 @@ use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use mcm_local::api::Machine;
-use support::admin::{Binary, RemoveOnDrop, get, impersonating_kubeconfig, samples, wait_for_http};
+use support::admin::{
+    Binary, RemoveOnDrop, get, impersonating_kubeconfig, kubeconfig_via, samples, wait_for_http,
+};
 use support::controller::{delete_all_machines, kubectl_apply, sample};
+use support::proxy::Proxy;
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
 
 fn phase(m: &Machine) -> &str {
@@ -397,6 +402,123 @@ async fn a_replica_that_loses_the_lease_stops_and_exits_non_zero() {
     assert_eq!(status.code(), Some(1), "{status}");
     let log = binary.log_text();
     assert!(log.contains("lost the leader lease"), "{log}");
+}
+
+/// The `mcm_machine_controller_frozen` sample of an exposition.
+fn frozen(exposition: &str) -> Vec<&str> {
+    samples(exposition, "mcm_machine_controller_frozen")
+}
+
+/// Waits until `/metrics` says `mcm_machine_controller_frozen <value>`.
+async fn wait_for_frozen(admin: SocketAddr, value: u8, description: &str) {
+    let sample = format!("mcm_machine_controller_frozen {value}");
+    wait_for_http(admin, "/metrics", TIMEOUT, description, |code, body| {
+        code == 200 && frozen(body) == [sample.as_str()]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answers() {
+    let ns = TestNamespace::in_both("ops-freeze").await;
+    let control = support::control().await;
+    let machines: Api<Machine> = ns.api(&control);
+    apply_samples(&ns, &[]).await;
+
+    // The controller reaches the target through a proxy the test can cut.
+    let server = Cluster::Target.server();
+    let upstream: SocketAddr = server
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap_or_else(|e| panic!("target server {server}: {e}"));
+    let mut proxy = Proxy::start(upstream).await;
+    let kubeconfig = RemoveOnDrop(kubeconfig_via(
+        Cluster::Target,
+        &proxy.url(),
+        &format!("{}-target.kubeconfig", ns.name()),
+    ));
+    let binary = Binary::spawn(
+        ns.name(),
+        &format!("{}.log", ns.name()),
+        &[
+            format!("--target-kubeconfig={}", kubeconfig.0.display()),
+            "--leader-elect=false".into(),
+            "--machine-safety-apiserver-statuscheck-period=1s".into(),
+            "--machine-safety-apiserver-statuscheck-timeout=2s".into(),
+        ],
+        &[],
+    );
+    let admin = binary.admin_address(TIMEOUT).await;
+    let running = machine_name(&ns, "frz1");
+    apply_machine(&ns, &running).await;
+    wait_for(
+        &machines,
+        &running,
+        TIMEOUT,
+        "the machine is Running",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    let (_, metrics) = get(admin, "/metrics").await.expect("GET /metrics");
+    assert_eq!(frozen(&metrics), ["mcm_machine_controller_frozen 0"]);
+
+    proxy.cut().await;
+    wait_for_frozen(admin, 1, "the controller freezes").await;
+    // Meanwhile the machine's Node looks unhealthy, and a new machine comes.
+    let unknown = serde_json::json!({"status": {
+        "currentStatus": {"phase": "Unknown", "timeoutActive": true},
+        "lastOperation": {
+            "description": format!("Machine {running} is unhealthy - changing MachinePhase to Unknown"),
+            "state": "Processing",
+            "type": "HealthCheck",
+        },
+    }});
+    machines
+        .patch_status(&running, &PatchParams::default(), &Patch::Merge(&unknown))
+        .await
+        .expect("mark the machine Unknown");
+    let waiting = machine_name(&ns, "frz2");
+    apply_machine(&ns, &waiting).await;
+    binary
+        .wait_for_line(TIMEOUT, "the new machine left alone", |line| {
+            (line.contains("frozen: an API server does not answer") && line.contains(&waiting))
+                .then_some(())
+        })
+        .await;
+    let left = machines.get(&waiting).await.expect("get the new machine");
+    assert_eq!(phase(&left), "", "a frozen controller creates nothing");
+    assert_eq!(left.spec.provider_id, "");
+    assert_eq!(
+        phase(&machines.get(&running).await.expect("get")),
+        "Unknown",
+        "nor does it judge health"
+    );
+
+    proxy.restore().await;
+    wait_for_frozen(admin, 0, "the controller thaws").await;
+    let reset = wait_for(
+        &machines,
+        &running,
+        TIMEOUT,
+        "the Unknown machine is reset to Running",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    assert_eq!(
+        reset.status.last_operation.description,
+        "Machine Health Timeout was reset due to APIServer being unreachable"
+    );
+    assert_eq!(reset.status.last_operation.state, "Successful");
+    assert_eq!(reset.status.last_operation.type_, "HealthCheck");
+    wait_for(
+        &machines,
+        &waiting,
+        TIMEOUT,
+        "the new machine is created after the thaw",
+        |m| phase(m) == "Running",
+    )
+    .await;
+    delete_all_machines(&machines).await;
 }
 
 #[tokio::test]

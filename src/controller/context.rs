@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 
+use super::freeze::Frozen;
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
 use super::status::{self, StatusChange};
@@ -31,7 +32,9 @@ pub struct Context<D> {
     pub nodes: Option<Store<Node>>,
     pub recorder: Recorder,
     /// Our last write to each machine, to tell a stale cached copy.
-    pub own_writes: OwnWrites,
+    pub own_writes: Arc<OwnWrites>,
+    /// Set while an API server does not answer; see [`super::freeze`].
+    pub frozen: Frozen,
     /// True once every cache has synced; see [`SyncGate`].
     pub synced: tokio::sync::watch::Receiver<bool>,
 }

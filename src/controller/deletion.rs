@@ -178,7 +178,6 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
         // Not ours to clean up (or already done): the API server removes the object.
         return Ok(Action::await_change());
     }
-    let api = ctx.machine_api();
     let name = machine.name().to_string();
     let (change, wait) = match current_step(&machine) {
         Step::SetTerminating => {
@@ -285,9 +284,9 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 .cloned()
                 .collect();
             let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
-            api.patch(&name, &super::params(), &Patch::Merge(&patch))
-                .await?;
-            ctx.own_writes.forget(&name);
+            // Remembered like every write, so that a stale copy is not taken for
+            // a machine still to delete; the watch's Delete event forgets it.
+            ctx.patch_machine(&name, &patch).await?;
             ctx.event(
                 &machine,
                 false,

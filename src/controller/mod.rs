@@ -11,6 +11,7 @@ pub mod creation;
 pub mod deletion;
 pub mod drain;
 pub mod error;
+pub mod freeze;
 pub mod health;
 pub mod node;
 pub mod node_template;
@@ -64,6 +65,14 @@ pub async fn reconcile<D: Driver>(
         tracing::debug!(
             machine = machine.name(),
             "cached copy predates our last write, skipping"
+        );
+        return Ok(Action::await_change());
+    }
+    if ctx.frozen.get() && !machine.is_deleting() {
+        // Thawing reconciles every machine again.
+        tracing::info!(
+            machine = machine.name(),
+            "frozen: an API server does not answer; only deletions go on"
         );
         return Ok(Action::await_change());
     }
@@ -165,6 +174,9 @@ pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D
     let wait = error.retry_after();
     if error.category() == "conflict" {
         tracing::debug!(machine = machine.name(), "conflict, retrying");
+    } else if error.category() == "not_found" && machine.is_deleting() {
+        // Its finalizer is gone and so is the machine; the cache has not seen it yet.
+        tracing::debug!(machine = machine.name(), "deleted meanwhile");
     } else {
         tracing::warn!(
             machine = machine.name(),

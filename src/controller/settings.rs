@@ -21,6 +21,9 @@ pub struct Settings {
     pub bootstrap_token_auth_extra_groups: String,
     pub resource_exhausted_retry: Duration,
     pub orphan_vms_period: Duration,
+    pub apiserver_statuscheck_period: Duration,
+    pub apiserver_statuscheck_timeout: Duration,
+    pub resync_period: Duration,
 }
 
 impl From<&Options> for Settings {
@@ -35,6 +38,9 @@ impl From<&Options> for Settings {
             bootstrap_token_auth_extra_groups: o.bootstrap_token_auth_extra_groups.clone(),
             resource_exhausted_retry: o.resource_exhausted_retry,
             orphan_vms_period: o.machine_safety_orphan_vms_period,
+            apiserver_statuscheck_period: o.machine_safety_apiserver_statuscheck_period,
+            apiserver_statuscheck_timeout: o.machine_safety_apiserver_statuscheck_timeout,
+            resync_period: o.min_resync_period,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus, Secret};
@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::context::{Context, SyncGate};
 use super::node::machine_of_node;
+use super::own_writes::OwnWrites;
 use super::settings::Settings;
 use super::{error_policy, reconcile};
 use crate::admin::{Health, Telemetry};
@@ -100,6 +101,19 @@ fn keep_secret_event(event: &watcher::Event<Secret>) -> bool {
     }
 }
 
+/// Every `period`, as an informer's resync in MCM: each cached machine is
+/// reconciled again. A zero period turns it off.
+fn resync_ticks(period: Duration) -> futures::stream::BoxStream<'static, ()> {
+    if period.is_zero() {
+        return futures::stream::pending().boxed();
+    }
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(period).await;
+        Some(((), ()))
+    })
+    .boxed()
+}
+
 fn machine_key(name: String, namespace: &str) -> ObjectRef<Machine> {
     ObjectRef::new(&name).within(namespace)
 }
@@ -168,6 +182,15 @@ pub async fn run_with(
     }
     let (gate, synced) = SyncGate::new(&watched);
 
+    let own_writes = Arc::new(OwnWrites::default());
+    let forget_deleted = {
+        let own_writes = own_writes.clone();
+        move |item: &Result<watcher::Event<Machine>, watcher::Error>| {
+            if let Ok(watcher::Event::Delete(m)) = item {
+                own_writes.forget(m.name());
+            }
+        }
+    };
     let (machines, machines_w) = reflector::store::<Machine>();
     metrics.observe_machines(machines.clone());
     let lifecycle = {
@@ -184,7 +207,8 @@ pub async fn run_with(
         .modify(trim)
         .inspect(watch_health(&health, "machines"))
         .inspect(gate.observer("machines"))
-        .inspect(lifecycle),
+        .inspect(lifecycle)
+        .inspect(forget_deleted),
     )
     .default_backoff()
     .applied_objects();
@@ -270,12 +294,18 @@ pub async fn run_with(
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
         synced,
         recorder: Recorder::new(clients.control.client.clone(), reporter),
-        own_writes: Default::default(),
+        own_writes,
+        frozen: Default::default(),
         settings,
     });
 
+    let (thawed, on_thaw) = futures::channel::mpsc::unbounded();
     let mut controller = Controller::for_stream(machine_stream, machines.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency));
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_all_on(futures::stream::select(
+            on_thaw,
+            resync_ticks(ctx.settings.resync_period),
+        ));
     {
         let machines = machines.clone();
         controller = controller.watches_stream(class_stream, move |class: MachineClass| {
@@ -312,6 +342,7 @@ pub async fn run_with(
             });
     }
 
+    let freeze_check = tokio::spawn(super::freeze::run(ctx.clone(), metrics.clone(), thawed));
     // Counted here rather than in `reconcile`, so that every exit of it is.
     let counted = move |machine, ctx| {
         let metrics = metrics.clone();
@@ -347,6 +378,7 @@ pub async fn run_with(
         });
     futures::future::join(main, classes_upkeep).await;
     orphans.abort();
+    freeze_check.abort();
 }
 
 #[cfg(test)]

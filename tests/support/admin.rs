@@ -26,7 +26,8 @@ pub struct Binary {
 
 impl Binary {
     /// Starts the binary for `namespace` with `flags` after the kubeconfig and
-    /// namespace flags (`--control-kubeconfig=` in `flags` replaces the default),
+    /// namespace flags (`--control-kubeconfig=` or `--target-kubeconfig=` in
+    /// `flags` replaces the default),
     /// listening on 127.0.0.1 with a free port unless `flags` say otherwise.
     pub fn spawn(namespace: &str, log: &str, flags: &[String], env: &[(&str, &str)]) -> Binary {
         let dir = local_dir().join("logs");
@@ -41,11 +42,13 @@ impl Binary {
                 Cluster::Control.kubeconfig().display()
             ));
         }
-        cmd.arg(format!(
-            "--target-kubeconfig={}",
-            Cluster::Target.kubeconfig().display()
-        ))
-        .arg(format!("--namespace={namespace}"));
+        if !has("--target-kubeconfig=") {
+            cmd.arg(format!(
+                "--target-kubeconfig={}",
+                Cluster::Target.kubeconfig().display()
+            ));
+        }
+        cmd.arg(format!("--namespace={namespace}"));
         if !has("--address=") {
             cmd.arg("--address=127.0.0.1");
         }
@@ -64,15 +67,31 @@ impl Binary {
 
     /// The admin server's address, from the line the binary logs when it binds.
     pub async fn admin_address(&self, timeout: Duration) -> SocketAddr {
+        self.wait_for_line(
+            timeout,
+            "an \"admin server listening\" line",
+            listening_address,
+        )
+        .await
+    }
+
+    /// Waits for a log line that `find` picks something from; panics with the
+    /// log after `timeout`.
+    pub async fn wait_for_line<T>(
+        &self,
+        timeout: Duration,
+        description: &str,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(addr) = text.lines().find_map(listening_address) {
-                return addr;
+            let text = self.log_text();
+            if let Some(found) = text.lines().find_map(&find) {
+                return found;
             }
             assert!(
                 Instant::now() < deadline,
-                "no \"admin server listening\" line in {} after {timeout:?}:\n{text}",
+                "no log line with {description} in {} after {timeout:?}:\n{text}",
                 self.log.display()
             );
             sleep(POLL).await;
@@ -169,13 +188,34 @@ pub async fn wait_for_http(
 /// binary runs with no more rights than RBAC grants that user. Written beside
 /// the logs; the caller deletes it.
 pub fn impersonating_kubeconfig(cluster: Cluster, user: &str, file: &str) -> PathBuf {
-    let path = cluster.kubeconfig();
-    let mut kubeconfig = super::cluster::read_kubeconfig(&path);
-    for auth in &mut kubeconfig.auth_infos {
-        if let Some(info) = auth.auth_info.as_mut() {
-            info.impersonate = Some(user.to_string());
+    edited_kubeconfig(cluster, file, |kubeconfig| {
+        for auth in &mut kubeconfig.auth_infos {
+            if let Some(info) = auth.auth_info.as_mut() {
+                info.impersonate = Some(user.to_string());
+            }
         }
-    }
+    })
+}
+
+/// A copy of `cluster`'s kubeconfig that reaches its API server at `server` (a
+/// [`super::proxy::Proxy`]). Written beside the logs; the caller deletes it.
+pub fn kubeconfig_via(cluster: Cluster, server: &str, file: &str) -> PathBuf {
+    edited_kubeconfig(cluster, file, |kubeconfig| {
+        for entry in &mut kubeconfig.clusters {
+            if let Some(c) = entry.cluster.as_mut() {
+                c.server = Some(server.to_string());
+            }
+        }
+    })
+}
+
+fn edited_kubeconfig(
+    cluster: Cluster,
+    file: &str,
+    edit: impl FnOnce(&mut kube::config::Kubeconfig),
+) -> PathBuf {
+    let mut kubeconfig = super::cluster::read_kubeconfig(&cluster.kubeconfig());
+    edit(&mut kubeconfig);
     let dir = local_dir().join("logs");
     let _ = std::fs::create_dir_all(&dir);
     let out = dir.join(file);

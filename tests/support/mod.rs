@@ -12,6 +12,7 @@
 //!   waits with a timeout that panic with the last state seen.
 //! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
 //! - [`admin`]: the binary with chosen flags, its admin endpoints, signals.
+//! - [`proxy`]: a TCP proxy to cut a client off an API server and restore it.
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
 //! does not use are not dead code.
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod controller;
 pub mod machine;
 pub mod namespace;
+pub mod proxy;
 pub mod wait;
 
 pub use cluster::{Cluster, control, kubectl, target, two_clusters};
