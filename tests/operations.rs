@@ -30,9 +30,12 @@ fn phase(m: &Machine) -> &str {
     &m.status.current_status.phase
 }
 
-/// A machine name no other test uses: Nodes (named after it) are cluster-wide.
-fn machine_name(ns: &TestNamespace, prefix: &str) -> String {
-    format!("{prefix}-{}", &ns.name()[ns.name().len() - 6..])
+/// A machine name no other test uses (Nodes, named after it, are cluster-wide),
+/// ending in random characters as a MachineSet's machines do: MCM derives the
+/// bootstrap token id from the end of the name, and machines whose names end
+/// alike would share one token, deleted by the first of them to join or go.
+fn machine_name(prefix: &str) -> String {
+    support::unique_name(prefix)
 }
 
 /// The sample secret and class in `ns`, and a sample machine named `name`.
@@ -64,7 +67,7 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
     let control = support::control().await;
     let machines: Api<Machine> = ns.api(&control);
     apply_samples(&ns, &[]).await;
-    let name = machine_name(&ns, "ops");
+    let name = machine_name("ops");
     apply_machine(&ns, &name).await;
 
     // A user no RBAC rule names yet: its watches of the control cluster are
@@ -286,7 +289,7 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
         wait_for_http(admin, "/readyz", TIMEOUT, "/readyz", |code, _| code == 200).await;
     }
 
-    let one = machine_name(&ns, "lead1");
+    let one = machine_name("lead1");
     apply_machine(&ns, &one).await;
     wait_for(
         &machines,
@@ -315,7 +318,7 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
         .expect("kill the leader");
     let killed = tokio::time::Instant::now();
     let _ = replicas[leader].1.child.wait().await;
-    let two = machine_name(&ns, "lead2");
+    let two = machine_name("lead2");
     apply_machine(&ns, &two).await;
     machines
         .delete(&one, &DeleteParams::default())
@@ -449,7 +452,7 @@ async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answer
         &[],
     );
     let admin = binary.admin_address(TIMEOUT).await;
-    let running = machine_name(&ns, "frz1");
+    let running = machine_name("frz1");
     apply_machine(&ns, &running).await;
     wait_for(
         &machines,
@@ -477,7 +480,7 @@ async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answer
         .patch_status(&running, &PatchParams::default(), &Patch::Merge(&unknown))
         .await
         .expect("mark the machine Unknown");
-    let waiting = machine_name(&ns, "frz2");
+    let waiting = machine_name("frz2");
     apply_machine(&ns, &waiting).await;
     binary
         .wait_for_line(TIMEOUT, "the new machine left alone", |line| {
@@ -572,7 +575,7 @@ async fn user_data_tokens_and_kubeconfigs_never_reach_a_log_line() {
         &[("#!/bin/bash", &format!("#!/bin/bash\n    echo {marker}"))],
     )
     .await;
-    let name = machine_name(&ns, "logs");
+    let name = machine_name("logs");
 
     let mut binary = Binary::spawn(
         ns.name(),

@@ -10,8 +10,8 @@
 //! so that kwok keeps it Ready. When the Pod goes away, its Node stays and turns
 //! NotReady, as a real VM's would. Nodes it did not register are never touched.
 //!
-//! Everything is driven by watches: a reflector of machine Pods and a metadata
-//! watch of Nodes feed a queue of Pod keys; one reconcile per key runs at a time,
+//! Everything is driven by watches: reflectors of machine Pods and of Nodes feed
+//! a queue of Pod keys and are read instead of the API server; one reconcile per key runs at a time,
 //! failures are retried with backoff and the join delay is a timer per Pod.
 
 #[path = "kubelet_standin/decide.rs"]
@@ -36,7 +36,6 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, ResourceExt};
@@ -128,18 +127,24 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     .default_backoff()
     .reflect(writer)
     .boxed();
-    let mut node_events = watcher(
-        Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .boxed();
-    let ctx = Arc::new(Context::new(client, config, pods.clone(), cli.join_delay));
+    let (nodes, node_writer) = reflector::store();
+    let mut node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(node_writer)
+        .boxed();
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        pods.clone(),
+        nodes,
+        cli.join_delay,
+    ));
 
     let mut queue = Queue::new(ctx);
     // Pods seen so far, to notice the ones deleted while the watch was down.
     let mut known = HashSet::<PodKey>::new();
     let mut synced = false;
+    let mut nodes_synced = false;
     let mut shutdown = std::pin::pin!(shutdown_signal());
 
     loop {
@@ -184,13 +189,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         queue.enqueue(key, Duration::ZERO);
                     }
                 }
-                Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
+                Some(Ok(watcher::Event::InitDone)) => nodes_synced = true,
+                Some(Ok(watcher::Event::Init)) => {}
                 Some(Err(e)) => warn!("watching nodes: {e}"),
                 None => return Err("the node watch ended".into()),
             },
-            // Nothing runs before the pod store is complete: a pod missing from a
-            // partial store would look deleted.
-            () = queue.run_next(synced) => {}
+            // Nothing runs before both stores are complete: a pod or node missing
+            // from a partial store would look deleted.
+            () = queue.run_next(synced && nodes_synced) => {}
         }
     }
 }

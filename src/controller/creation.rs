@@ -188,14 +188,9 @@ pub async fn run<D: Driver>(
             )
             .phase(phase::AVAILABLE)
         };
+        // No Event: the "Created" one just before says as much, and every Event
+        // costs the API server a write per machine.
         ctx.write_status(&machine, &change).await?;
-        ctx.event(
-            &machine,
-            false,
-            "Pending",
-            "CreateMachine",
-            format!("Machine {name} is waiting for its node {node_name} to join"),
-        );
     }
     Ok(Action::requeue(retry::LONG))
 }

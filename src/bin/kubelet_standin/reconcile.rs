@@ -11,7 +11,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Config, Resource};
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -50,6 +50,7 @@ pub struct Context {
     /// The admin connection's settings: cluster URL and CA for token clients.
     admin_config: Config,
     pods: Store<Pod>,
+    nodes: Store<Node>,
     recorder: Recorder,
     join_delay: Duration,
     memory: Mutex<Memory>,
@@ -60,6 +61,7 @@ impl Context {
         admin: Client,
         admin_config: Config,
         pods: Store<Pod>,
+        nodes: Store<Node>,
         join_delay: Duration,
     ) -> Self {
         let reporter = Reporter {
@@ -71,6 +73,7 @@ impl Context {
             admin,
             admin_config,
             pods,
+            nodes,
             join_delay,
             memory: Mutex::default(),
         }
@@ -136,11 +139,10 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
     let pod = ctx.pod(&key);
     let state = PodState::of(pod.as_deref());
     let nodes: Api<Node> = Api::all(ctx.admin.clone());
-    let node = nodes
-        .get_opt(&key.name)
-        .await
-        .map_err(|e| Error::Kube("reading the node", e))?;
-    let view = node.as_ref().map(NodeView::of);
+    // From the cache: every change of the Node enqueues its Pod again, so a
+    // decision on a copy that is behind is redone when the cache catches up.
+    let node = ctx.nodes.get(&ObjectRef::new(&key.name));
+    let view = node.as_deref().map(NodeView::of);
     let node_owner_running = view
         .as_ref()
         .and_then(|v| v.pod.as_ref())
