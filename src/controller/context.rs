@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::Patch;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 
@@ -30,7 +30,9 @@ pub struct Context<D> {
     pub classes: Store<MachineClass>,
     pub secrets: Store<Secret>,
     pub nodes: Option<Store<Node>>,
+    /// For warnings, which may repeat: the recorder counts repeats into one Event.
     pub recorder: Recorder,
+    pub reporter: Reporter,
     /// Our last write to each machine, to tell a stale cached copy.
     pub own_writes: Arc<OwnWrites>,
     /// Set while an API server does not answer; see [`super::freeze`].
@@ -202,7 +204,15 @@ impl<D> Context<D> {
             action: action.to_string(),
             secondary: None,
         };
-        let (recorder, reference) = (self.recorder.clone(), machine.object_ref(&()));
+        // Normal Events mark one-off steps of a machine's life and never repeat,
+        // so they skip the shared recorder, whose cache keeps every Event it sent
+        // for six minutes: 18 MB of 39 MB peak heap with 1000 machines (heaptrack).
+        let recorder = if warning {
+            self.recorder.clone()
+        } else {
+            Recorder::new(self.control.clone(), self.reporter.clone())
+        };
+        let reference = machine.object_ref(&());
         let name = machine.name().to_string();
         tokio::spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
