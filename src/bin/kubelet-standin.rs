@@ -11,8 +11,9 @@
 //! NotReady, as a real VM's would. Nodes it did not register are never touched.
 //!
 //! Everything is driven by watches: reflectors of machine Pods and of Nodes feed
-//! a queue of Pod keys and are read instead of the API server; one reconcile per key runs at a time,
-//! failures are retried with backoff and the join delay is a timer per Pod.
+//! a queue of Pod keys and are read instead of the API server; one reconcile per
+//! key runs at a time, failures are retried with backoff and the join delay is a
+//! timer per Pod.
 
 #[path = "kubelet_standin/decide.rs"]
 mod decide;
