@@ -62,10 +62,11 @@ pub struct Options {
     /// Eviction attempts of a Pod protected by a PodDisruptionBudget.
     #[arg(long, env = "MACHINE_MAX_EVICT_RETRIES", default_value_t = 360)]
     pub machine_max_evict_retries: i32,
-    /// Wait for volumes to detach during drain.
+    /// Wait for volumes to detach during drain. Accepted for MCM's flag set; unused,
+    /// because the local driver reports no volume IDs to wait for.
     #[arg(long, env = "MACHINE_PV_DETACH_TIMEOUT", default_value = "2m", value_parser = duration)]
     pub machine_pv_detach_timeout: Duration,
-    /// Wait for volumes to reattach elsewhere during drain.
+    /// Wait for volumes to reattach elsewhere during drain. Accepted; unused, as above.
     #[arg(long, env = "MACHINE_PV_REATTACH_TIMEOUT", default_value = "90s", value_parser = duration)]
     pub machine_pv_reattach_timeout: Duration,
     /// Period of orphan VM collection.
