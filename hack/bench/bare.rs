@@ -158,14 +158,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         .collect()
         .await;
     let submitted = t0.elapsed();
-    let mut errors = 0;
     let mut messages = Vec::new();
-    for e in results.into_iter().filter_map(Result::err) {
-        errors += 1;
-        if messages.len() < 5 {
-            messages.push(e);
-        }
-    }
+    let mut errors = crate::report::tally_errors(results, &mut messages);
     let running = progress.wait(1, n - errors, deadline).await;
     if !running {
         eprintln!(

@@ -235,13 +235,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
         .collect()
         .await;
     let submitted = t0.elapsed();
-    let mut load_errors = 0;
-    for e in results.into_iter().filter_map(Result::err) {
-        load_errors += 1;
-        if messages.len() < 5 {
-            messages.push(e);
-        }
-    }
+    let mut load_errors = crate::report::tally_errors(results, &mut messages);
     let all_running = progress.wait(1, n - load_errors, deadline).await;
     if !all_running {
         eprintln!(
@@ -284,12 +278,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<MachinesRun> {
         .collect()
         .await;
     let delete_submitted = t1.elapsed();
-    for e in results.into_iter().filter_map(Result::err) {
-        load_errors += 1;
-        if messages.len() < 5 {
-            messages.push(e);
-        }
-    }
+    load_errors += crate::report::tally_errors(results, &mut messages);
     let gone = futures::future::join_all(trackers.iter().map(|t| t.gone(deadline))).await;
     let mut deletion = Deletion {
         submitted_s: delete_submitted.as_secs_f64(),

@@ -23,6 +23,18 @@ pub struct Summary {
 }
 
 /// Nearest-rank percentiles.
+/// Counts the failed calls among `results`, keeping the first few messages.
+pub fn tally_errors(results: Vec<Result<(), String>>, messages: &mut Vec<String>) -> usize {
+    let mut errors = 0;
+    for e in results.into_iter().filter_map(Result::err) {
+        errors += 1;
+        if messages.len() < 5 {
+            messages.push(e);
+        }
+    }
+    errors
+}
+
 pub fn summarize(mut values: Vec<f64>) -> Option<Summary> {
     if values.is_empty() {
         return None;
