@@ -72,6 +72,11 @@ pub struct Options {
     /// Period of orphan VM collection.
     #[arg(long, env = "MACHINE_SAFETY_ORPHAN_VMS_PERIOD", default_value = "15m", value_parser = duration)]
     pub machine_safety_orphan_vms_period: Duration,
+    /// Not in MCM: a VM younger than this is never collected as an orphan, even
+    /// when its Machine is gone (a Machine and its VM may be made and seen in
+    /// any order; collection looks again next period).
+    #[arg(long, env = "MACHINE_SAFETY_ORPHAN_VMS_MIN_AGE", default_value = "2m", value_parser = duration)]
+    pub machine_safety_orphan_vms_min_age: Duration,
     /// Period of API server reachability checks.
     #[arg(long, env = "MACHINE_SAFETY_APISERVER_STATUSCHECK_PERIOD", default_value = "1m", value_parser = duration)]
     pub machine_safety_apiserver_statuscheck_period: Duration,

@@ -83,6 +83,7 @@ pub mod op {
     pub const CREATE: &str = "Create";
     pub const HEALTH_CHECK: &str = "HealthCheck";
     pub const DELETE: &str = "Delete";
+    pub const UPDATE: &str = "Update";
 }
 
 /// Deletion steps. The Go controller keys its deletion state machine on
@@ -120,6 +121,15 @@ pub mod text {
     }
     pub fn join_timeout(machine: &str, timeout: &str) -> String {
         format!("Machine {machine} failed to join the cluster in {timeout} minutes.")
+    }
+    /// Not in MCM (Go only logs it): the API server refused the Node patch that
+    /// carries the machine's node template.
+    pub const NODE_TEMPLATE_REFUSED: &str = "Node template could not be applied to node ";
+    pub fn node_template_refused(node: &str, why: &str) -> String {
+        format!("{NODE_TEMPLATE_REFUSED}{node}: {why}")
+    }
+    pub fn node_template_applied(node: &str) -> String {
+        format!("Node template applied to node {node}")
     }
     pub fn health_timeout(machine: &str, timeout: &str, conditions: &str) -> String {
         format!(

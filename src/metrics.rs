@@ -31,7 +31,7 @@ use prometheus_client::registry::Registry;
 use crate::api::{Machine, MachineClass};
 use crate::contract::{NODE_LABEL, op, phase};
 use crate::driver::{
-    Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData,
+    Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData, VmFacts,
 };
 
 /// Content type of [`Metrics::encode`]'s output.
@@ -48,6 +48,11 @@ struct DriverFailureLabels {
     provider: &'static str,
     operation: &'static str,
     error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrphanLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +80,7 @@ pub struct Metrics {
     driver_duration: HistogramFamily<DriverLabels>,
     driver_failed: Family<DriverFailureLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
+    orphans_deleted: Family<OrphanLabels, Counter>,
     reconcile_duration: Histogram,
     create_duration: Histogram,
     join_duration: Histogram,
@@ -119,6 +125,12 @@ impl Metrics {
             "Reconciles of machines, by result and error category",
             reconciles.clone(),
         );
+        let orphans_deleted = Family::<OrphanLabels, Counter>::default();
+        registry.register(
+            "machine_controller_orphan_vms_deleted",
+            "VMs deleted by orphan collection, by reason",
+            orphans_deleted.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "machine_controller_reconcile_duration_seconds",
@@ -149,6 +161,7 @@ impl Metrics {
             driver_duration,
             driver_failed,
             reconciles,
+            orphans_deleted,
             reconcile_duration,
             create_duration,
             join_duration,
@@ -176,6 +189,13 @@ impl Metrics {
     /// `mcm_machine_controller_frozen`, for the safety controller.
     pub fn set_frozen(&self, frozen: bool) {
         self.machines.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    /// Counts a VM that orphan collection deleted.
+    pub fn orphan_deleted(&self, reason: &'static str) {
+        self.orphans_deleted
+            .get_or_create(&OrphanLabels { reason })
+            .inc();
     }
 
     /// Counts a finished reconcile.
@@ -524,6 +544,27 @@ impl<D: Driver> Driver for InstrumentedDriver<D> {
     async fn get_volume_ids(&self, specs: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
         self.call("GetVolumeIDs", self.inner.get_volume_ids(specs))
             .await
+    }
+
+    // Not MCM driver calls: passed through uncounted, so that MCM's series mean
+    // what they mean in Go.
+    async fn vm_facts(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+        provider_id: &str,
+    ) -> DriverResult<Option<VmFacts>> {
+        self.inner.vm_facts(class, secret, provider_id).await
+    }
+
+    async fn delete_vm(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+        provider_id: &str,
+        uid: &str,
+    ) -> DriverResult<()> {
+        self.inner.delete_vm(class, secret, provider_id, uid).await
     }
 }
 

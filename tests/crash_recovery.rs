@@ -11,7 +11,9 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::api::provider_spec::LocalProviderSpec;
+use mcm_local::controller::settings::Settings;
 use mcm_local::driver::local::build;
+use std::time::Duration;
 use support::controller::{
     delete_all_machines, kubectl_apply, sample, settings, spawn_binary, start,
 };
@@ -157,7 +159,14 @@ async fn an_orphan_vm_is_deleted() {
         .await
         .unwrap();
 
-    let controller = start(settings(&ns)).await;
+    // Collection looks every 2 s and spares VMs younger than 5 s: the orphan
+    // goes at a later pass, the machine that exists never does.
+    let controller = start(Settings {
+        orphan_vms_period: Duration::from_secs(2),
+        orphan_vms_min_age: Duration::from_secs(5),
+        ..settings(&ns)
+    })
+    .await;
     support::wait_for_deleted(
         &pods,
         &format!("machine-{name}"),

@@ -148,7 +148,7 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
         .await
         .expect("user data Secret");
     let text = String::from_utf8(user_data.data.unwrap()["userdata"].0.clone()).unwrap();
-    let id = bootstrap::token_id("test-machine");
+    let id = bootstrap::token_id(ns.name(), "test-machine");
     assert!(
         !text.contains("<<BOOTSTRAP_TOKEN>>"),
         "placeholder left in user data"
@@ -160,7 +160,7 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
     let tokens: Api<Secret> = Api::namespaced(target.clone(), "kube-system");
     wait_for_deleted(
         &tokens,
-        &bootstrap::secret_name("test-machine"),
+        &bootstrap::secret_name(ns.name(), "test-machine"),
         TIMEOUT,
         "the bootstrap token is deleted after the join",
     )

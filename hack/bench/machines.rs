@@ -127,7 +127,10 @@ async fn synced(trackers: &[Tracker]) -> Result<()> {
 /// Watches of everything a machine leaves in the target cluster.
 fn object_trackers(env: &Env, ns: &str, tag: &str, names: &[String]) -> Vec<Tracker> {
     let node_prefix = format!("machine-{tag}-");
-    let tokens: HashSet<String> = names.iter().map(|m| bootstrap::secret_name(m)).collect();
+    let tokens: HashSet<String> = names
+        .iter()
+        .map(|m| bootstrap::secret_name(ns, m))
+        .collect();
     let selected = || watcher::Config::default().labels(MACHINE_SELECTOR);
     vec![
         Tracker::start(

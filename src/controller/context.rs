@@ -41,40 +41,64 @@ pub struct Context<D> {
     pub synced: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Opens once every watch has delivered its first full list. Watches report
-/// through [`SyncGate::observer`]; reconciles wait on the channel, which wakes
-/// every waiter (a store's own readiness future, awaited by several tasks at
-/// once, was seen to wake only one of them).
+/// Opens once every cache has its first full list *stored*.
+///
+/// The signal is taken from the stream *after* [`reflector`] has applied an
+/// event ([`SyncGate::reflect`]). An `inspect` on the watch stream inside the
+/// reflector runs before the store swaps the list in: a gate opened there once
+/// let orphan collection see the Pods but not yet the Machines, and delete the
+/// VMs of every live machine. (The store's own `wait_until_ready` is no way
+/// out: kube-runtime 5 keeps one waker for it, so a second waiter starves the
+/// Controller's.) Reconciles and the collector wait on the channel, which
+/// wakes every waiter.
+///
+/// [`reflector`]: kube::runtime::reflector::reflector
 pub struct SyncGate {
     pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
     tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl SyncGate {
-    pub fn new(watches: &[&'static str]) -> (Arc<Self>, tokio::sync::watch::Receiver<bool>) {
-        let (tx, rx) = tokio::sync::watch::channel(watches.is_empty());
+    pub fn new(caches: &[&'static str]) -> (Arc<Self>, tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(caches.is_empty());
         let gate = SyncGate {
-            pending: std::sync::Mutex::new(watches.iter().copied().collect()),
+            pending: std::sync::Mutex::new(caches.iter().copied().collect()),
             tx,
         };
         (Arc::new(gate), rx)
     }
 
-    /// An `inspect` callback for watch `name`'s event stream.
-    pub fn observer<K>(
+    /// `reflector(writer, stream)`, reporting cache `name` synced once its
+    /// first list is in the store.
+    pub fn reflect<K, S>(
         self: &Arc<Self>,
         name: &'static str,
-    ) -> impl Fn(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>) + use<K>
+        writer: kube::runtime::reflector::store::Writer<K>,
+        stream: S,
+    ) -> impl futures::Stream<Item = S::Item> + use<K, S>
+    where
+        K: kube::runtime::reflector::Lookup + Clone,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+        S: futures::Stream<
+                Item = Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+            >,
     {
         let gate = self.clone();
-        move |item| {
-            if matches!(item, Ok(kube::runtime::watcher::Event::InitDone)) {
-                let mut pending = gate.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if pending.remove(name) && pending.is_empty() {
-                    tracing::debug!("every cache has synced");
-                    let _ = gate.tx.send(true);
+        futures::StreamExt::inspect(
+            kube::runtime::reflector::reflector(writer, stream),
+            move |item| {
+                if matches!(item, Ok(kube::runtime::watcher::Event::InitDone)) {
+                    gate.stored(name);
                 }
-            }
+            },
+        )
+    }
+
+    fn stored(&self, name: &'static str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.remove(name) && pending.is_empty() {
+            tracing::debug!("every cache has synced");
+            let _ = self.tx.send(true);
         }
     }
 }
@@ -238,6 +262,53 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(
+        names: &[&str],
+    ) -> Vec<Result<kube::runtime::watcher::Event<Machine>, kube::runtime::watcher::Error>> {
+        use kube::runtime::watcher::Event as W;
+        let mut events = vec![Ok(W::Init)];
+        events.extend(names.iter().map(|n| Ok(W::InitApply(Machine::named(n)))));
+        events.push(Ok(W::InitDone));
+        events
+    }
+
+    /// Whenever the gate is seen open, the store already holds the list.
+    #[tokio::test]
+    async fn the_gate_opens_only_on_a_filled_store() {
+        use futures::StreamExt;
+        let (gate, synced) = SyncGate::new(&["machines"]);
+        let (machines, writer) = kube::runtime::reflector::store::<Machine>();
+        let seen = machines.clone();
+        let stream = gate
+            .reflect(
+                "machines",
+                writer,
+                futures::stream::iter(listed(&["m1", "m2"])),
+            )
+            .inspect(move |_| {
+                if *synced.borrow() {
+                    assert_eq!(seen.state().len(), 2, "open on a store without the list");
+                }
+            });
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(items.len(), 4);
+        assert_eq!(machines.state().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_gate_stays_shut_while_any_cache_is_unsynced() {
+        use futures::StreamExt;
+        let (gate, synced) = SyncGate::new(&["machines", "machineclasses"]);
+        let (_, writer) = kube::runtime::reflector::store::<Machine>();
+        let _: Vec<_> = gate
+            .reflect("machines", writer, futures::stream::iter(listed(&[])))
+            .collect()
+            .await;
+        assert!(!*synced.borrow());
+        gate.stored("machineclasses");
+        assert!(*synced.borrow());
+    }
 
     #[test]
     fn truncates_on_a_char_boundary() {

@@ -117,6 +117,7 @@ pub async fn run<D: Driver>(
                 Some(target) => Some(
                     bootstrap::ensure_token(
                         target,
+                        &ctx.settings.namespace,
                         &name,
                         ctx.settings.creation_timeout(&machine),
                         &ctx.settings.bootstrap_token_auth_extra_groups,

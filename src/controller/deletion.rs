@@ -19,7 +19,9 @@ use super::drain;
 use super::error::{Error, retry};
 use super::status::StatusChange;
 use crate::api::Machine;
-use crate::contract::{MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step};
+use crate::contract::{
+    JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step,
+};
 use crate::driver::local::{describe, is_still_terminating};
 use crate::driver::{Code, Driver, MachineError, MachineRequest};
 
@@ -268,10 +270,13 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 // us back, so nothing is written until it is gone.
                 return Ok(Action::requeue(retry::SHORT));
             }
+            // A machine that joined under us lost its token then; one that never
+            // joined (or joined under the Go controller) may still have one.
             if (result.is_ok() || matches!(&result, Err(e) if e.code == Code::NotFound))
+                && machine.annotation(JOIN_DURATION_ANNOTATION).is_none()
                 && let Some(target) = &ctx.target
             {
-                bootstrap::delete_token(target, &name).await?;
+                bootstrap::delete_tokens(target, &ctx.settings.namespace, &name).await?;
             }
             after_vm_deletion(&result)
         }

@@ -33,7 +33,9 @@ pub use error::Error;
 use error::retry;
 
 use crate::api::Machine;
-use crate::contract::{FIELD_MANAGER, JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, phase};
+use kube::ResourceExt;
+
+use crate::contract::{FIELD_MANAGER, JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, phase, text};
 use crate::driver::Driver;
 use crate::duration::format_go;
 
@@ -97,6 +99,7 @@ pub async fn reconcile<D: Driver>(
     class::ensure_class_finalizer(&ctx.control, &class).await?;
 
     let mut wake = retry::LONG;
+    let mut upkeep = None;
     if machine.node_name().is_some() && !machine.phase().is_empty() {
         let node = machine.node_name().and_then(|n| ctx.node(n));
         if let Some(node) = &node {
@@ -106,7 +109,13 @@ pub async fn reconcile<D: Driver>(
                 deletion::ignore_not_found(api.delete(&name, &Default::default()).await)?;
                 return Ok(Action::await_change());
             }
-            node::upkeep(&ctx, &machine, node).await?;
+            upkeep = Some(node::upkeep(&ctx, &machine, node).await?);
+            if let Some(node::Upkeep::Refused(why)) = &upkeep {
+                // Warnings repeat into one Event (the recorder counts them).
+                let note = text::node_template_refused(&node.name_any(), why);
+                tracing::debug!(machine = %name, "{note}");
+                ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
+            }
         }
         let all = ctx.machines.state();
         let plan = health::decide(
@@ -136,6 +145,13 @@ pub async fn reconcile<D: Driver>(
             }
             return Ok(Action::requeue(retry::LONG));
         }
+        if let (Some(node), Some(upkeep)) = (&node, &upkeep)
+            && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
+            && ctx.write_status(&machine, &change).await?.is_some()
+        {
+            tracing::warn!(machine = %name, "{}", change.description);
+            return Ok(Action::requeue(retry::LONG));
+        }
         if let Some(after) = plan.recheck_after {
             wake = wake.min(after);
         }
@@ -152,7 +168,7 @@ pub async fn reconcile<D: Driver>(
 /// First join: the token has done its job, and the join time is recorded.
 async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
     if let Some(target) = &ctx.target {
-        bootstrap::delete_token(target, machine.name()).await?;
+        bootstrap::delete_tokens(target, &ctx.settings.namespace, machine.name()).await?;
     }
     let patch = json!({"metadata": {
         "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},

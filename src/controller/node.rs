@@ -11,8 +11,12 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::Error;
+use super::status::StatusChange;
 use crate::api::Machine;
-use crate::contract::{NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION};
+use crate::contract::{
+    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, op, phase, state, text,
+};
+use crate::driver::Code;
 
 /// The strategic merge patch a Node needs, if any: our label and finalizer, and
 /// the machine's node template.
@@ -68,16 +72,57 @@ pub fn machine_of_node(node: &Node) -> Option<String> {
         .map(str::to_string)
 }
 
-pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Result<(), Error> {
+/// How a Node patch went: done, or refused by the API server for its content
+/// (an invalid label, taint ...), with the server's message, which names the field.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Upkeep {
+    Done,
+    Refused(String),
+}
+
+/// Writes what [`patch_for`] finds missing. A refusal is no error of the
+/// reconcile: a node template the server will never take must not keep the
+/// machine from Running; it is reported instead ([`template_report`]).
+pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Result<Upkeep, Error> {
     let (Some(patch), Some(target)) = (patch_for(machine, node), &ctx.target) else {
-        return Ok(());
+        return Ok(Upkeep::Done);
     };
     let nodes: Api<Node> = Api::all(target.clone());
     let params = super::params();
-    nodes
+    match nodes
         .patch(&node.name_any(), &params, &Patch::Strategic(&patch))
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(Upkeep::Done),
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+            Ok(Upkeep::Refused(s.message))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The status that tells of a refused node template on a Running machine (and
+/// takes it back once the template applies). Only Running: earlier, the
+/// creation texts are what MCM and the health check read.
+pub fn template_report(machine: &Machine, node: &str, upkeep: &Upkeep) -> Option<StatusChange> {
+    let lo = &machine.status.last_operation;
+    let reported = lo.description.starts_with(text::NODE_TEMPLATE_REFUSED);
+    match upkeep {
+        Upkeep::Refused(why) if machine.phase() == phase::RUNNING => Some(
+            StatusChange::new(
+                text::node_template_refused(node, why),
+                state::FAILED,
+                op::UPDATE,
+            )
+            .code(Code::InvalidArgument.as_str()),
+        ),
+        Upkeep::Done if reported => Some(StatusChange::new(
+            text::node_template_applied(node),
+            state::SUCCESSFUL,
+            op::UPDATE,
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +167,32 @@ mod tests {
         let patch = patch_for(&machine, &node).unwrap();
         assert_eq!(patch["spec"]["taints"][0]["key"], "dedicated");
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
+    }
+
+    #[test]
+    fn a_refused_template_is_reported_on_a_running_machine_and_taken_back() {
+        let mut m = Machine::named("m1");
+        m.status.current_status.phase = phase::PENDING.into();
+        let refused = Upkeep::Refused("spec.taints[0].effect: Unsupported value".into());
+        // While Pending the creation texts stay: the health check reads them.
+        assert_eq!(template_report(&m, "machine-m1", &refused), None);
+        m.status.current_status.phase = phase::RUNNING.into();
+        let change = template_report(&m, "machine-m1", &refused).unwrap();
+        assert_eq!(
+            change.description,
+            "Node template could not be applied to node machine-m1: spec.taints[0].effect: Unsupported value"
+        );
+        assert_eq!((change.state, change.op), (state::FAILED, op::UPDATE));
+        assert_eq!(change.phase, None, "the phase stays Running");
+        assert_eq!(template_report(&m, "machine-m1", &Upkeep::Done), None);
+
+        m.status.last_operation.description = change.description;
+        let fixed = template_report(&m, "machine-m1", &Upkeep::Done).unwrap();
+        assert_eq!(
+            fixed.description,
+            "Node template applied to node machine-m1"
+        );
+        assert_eq!(fixed.state, state::SUCCESSFUL);
     }
 
     #[test]

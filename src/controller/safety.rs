@@ -2,7 +2,19 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! Orphan collection: VMs whose Machine is gone (say, its finalizer was removed
-//! by hand) are deleted every `--machine-safety-orphan-vms-period`.
+//! by hand) are deleted at start and every `--machine-safety-orphan-vms-period`.
+//!
+//! Deleting a VM is the one act a user of a machine controller cannot forgive
+//! when it is wrong, so nothing here trusts a cache for the final word:
+//! - it runs only once every cache has its first list in this process
+//!   ([`super::context::SyncGate`]);
+//! - the caches only nominate candidates; each is confirmed by a live read of
+//!   its Machine and of the VM ([`judge`], a pure function);
+//! - a VM younger than `--machine-safety-orphan-vms-min-age` is left for a later pass;
+//! - the deletion carries the VM's UID as a precondition, so that a VM made anew
+//!   under the same name since the read is never hit;
+//! - every deletion is logged with its reason and counted
+//!   (`machine_controller_orphan_vms_deleted_total{reason}`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,11 +24,13 @@ use kube::runtime::reflector::Store;
 
 use super::context::Context;
 use crate::api::{Machine, MachineClass};
-use crate::driver::{Driver, MachineList};
+use crate::contract::phase;
+use crate::driver::{Code, Driver, MachineList, VmFacts};
+use crate::metrics::Metrics;
 
-/// The VMs (providerID → machine name) that no Machine accounts for: their
-/// machine is gone, or it names another providerID.
-pub fn orphans(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(String, String)> {
+/// The VMs (providerID → machine name) the cache accounts for with no Machine,
+/// or with a Machine that names another providerID: candidates only.
+pub fn candidates(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(String, String)> {
     let by_name: BTreeMap<&str, &Machine> =
         machines.iter().map(|m| (m.name(), m.as_ref())).collect();
     listed
@@ -29,8 +43,87 @@ pub fn orphans(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(String, 
         .collect()
 }
 
+/// Why a VM is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No Machine of its name exists.
+    MachineGone,
+    /// Its Machine is past creation and names another VM.
+    MachineNamesAnotherVm,
+}
+
+impl Reason {
+    /// For the metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::MachineGone => "machine_gone",
+            Reason::MachineNamesAnotherVm => "machine_names_another_vm",
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Reason::MachineGone => "its machine is gone",
+            Reason::MachineNamesAnotherVm => "its machine names another VM",
+        }
+    }
+}
+
+/// The decision on one candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep(&'static str),
+    Delete { uid: String, reason: Reason },
+}
+
+/// Decides on one candidate from live reads: `machine` is the Machine of the
+/// VM's name as the API server has it now, `vm` the VM as the provider has it.
+pub fn judge(
+    provider_id: &str,
+    machine: Option<&Machine>,
+    vm: Option<&VmFacts>,
+    now: jiff::Timestamp,
+    min_age: Duration,
+) -> Verdict {
+    let Some(vm) = vm else {
+        return Verdict::Keep("the VM is gone");
+    };
+    if vm.deleting {
+        return Verdict::Keep("the VM is already being deleted");
+    }
+    let reason = match machine {
+        None => Reason::MachineGone,
+        Some(m) if m.is_deleting() => return Verdict::Keep("its machine is being deleted"),
+        Some(m) if m.spec.provider_id.is_empty() || m.spec.provider_id == provider_id => {
+            return Verdict::Keep("its machine exists");
+        }
+        // As MCM: a machine still being created may yet settle on this VM.
+        Some(m) if matches!(m.phase(), "" | phase::CRASH_LOOP_BACK_OFF) => {
+            return Verdict::Keep("its machine is still being created");
+        }
+        Some(_) => Reason::MachineNamesAnotherVm,
+    };
+    let old_enough = vm.created.is_some_and(|created| {
+        now.duration_since(created)
+            .try_into()
+            .is_ok_and(|age: Duration| age >= min_age)
+    });
+    if !old_enough {
+        return Verdict::Keep("the VM is younger than the minimum age");
+    }
+    Verdict::Delete {
+        uid: vm.uid.clone(),
+        reason,
+    }
+}
+
 /// One pass over every class. Errors are logged: the next pass tries again.
-pub async fn collect_once<D: Driver>(ctx: &Context<D>, classes: &Store<MachineClass>) -> usize {
+/// Returns the number of VMs deleted.
+pub async fn collect_once<D: Driver>(
+    ctx: &Context<D>,
+    classes: &Store<MachineClass>,
+    metrics: &Metrics,
+) -> usize {
     if ctx.wait_ready().await.is_err() {
         return 0;
     }
@@ -59,35 +152,69 @@ pub async fn collect_once<D: Driver>(ctx: &Context<D>, classes: &Store<MachineCl
                 continue;
             }
         };
-        for (provider_id, name) in orphans(&listed, &ctx.machines.state()) {
-            let mut gone = Machine::named(&name);
-            gone.metadata.namespace = Some(ctx.settings.namespace.clone());
-            gone.spec.provider_id = provider_id.clone();
-            let req = crate::driver::MachineRequest {
-                machine: &gone,
-                class: &class,
-                secret: &secret,
-            };
-            match ctx.driver.delete_machine(&req).await {
-                Ok(()) => deleted += 1,
-                Err(e) if crate::driver::local::is_still_terminating(&e) => deleted += 1,
+        for (provider_id, name) in candidates(&listed, &ctx.machines.state()) {
+            let machine = match ctx.machine_api().get_opt(&name).await {
+                Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(vm = %provider_id, "orphan collection could not delete the VM: {e}")
+                    tracing::warn!(vm = %provider_id, machine = %name, "orphan collection could not read the machine, leaving the VM: {e}");
+                    continue;
+                }
+            };
+            let vm = match ctx.driver.vm_facts(&class, &secret, &provider_id).await {
+                Ok(vm) => vm,
+                Err(e) => {
+                    tracing::warn!(vm = %provider_id, "orphan collection could not read the VM, leaving it: {e}");
+                    continue;
+                }
+            };
+            let verdict = judge(
+                &provider_id,
+                machine.as_ref(),
+                vm.as_ref(),
+                jiff::Timestamp::now(),
+                ctx.settings.orphan_vms_min_age,
+            );
+            let (uid, reason) = match verdict {
+                Verdict::Keep(why) => {
+                    tracing::debug!(vm = %provider_id, machine = %name, "not an orphan: {why}");
+                    continue;
+                }
+                Verdict::Delete { uid, reason } => (uid, reason),
+            };
+            match ctx
+                .driver
+                .delete_vm(&class, &secret, &provider_id, &uid)
+                .await
+            {
+                Ok(()) => {
+                    deleted += 1;
+                    metrics.orphan_deleted(reason.label());
+                    tracing::info!(vm = %provider_id, uid = %uid, machine = %name, reason = reason.label(), "deleted orphan VM: {}", reason.text());
+                }
+                Err(e) if matches!(e.code, Code::NotFound | Code::FailedPrecondition) => {
+                    tracing::debug!(vm = %provider_id, "orphan VM changed meanwhile, left alone: {e}");
+                }
+                Err(e) => {
+                    tracing::warn!(vm = %provider_id, "orphan collection could not delete the VM: {e}");
                 }
             }
-            tracing::info!(vm = %provider_id, machine = %name, "deleting orphan VM: its machine is gone");
         }
     }
     deleted
 }
 
 /// Runs orphan collection every `period` until the process ends.
-pub async fn run<D: Driver>(ctx: Arc<Context<D>>, classes: Store<MachineClass>, period: Duration) {
+pub async fn run<D: Driver>(
+    ctx: Arc<Context<D>>,
+    classes: Store<MachineClass>,
+    metrics: Arc<Metrics>,
+    period: Duration,
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        collect_once(&ctx, &classes).await;
+        collect_once(&ctx, &classes, &metrics).await;
     }
 }
 
@@ -102,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn finds_vms_without_their_machine() {
+    fn the_cache_nominates_vms_without_their_machine() {
         let listed: MachineList = [
             ("machine-a".to_string(), "a".to_string()),
             ("machine-b".to_string(), "b".to_string()),
@@ -115,10 +242,101 @@ mod tests {
             machine("b", ""),           // being created: not an orphan
             machine("c", "machine-c2"), // names another VM
         ];
-        let found: Vec<String> = orphans(&listed, &machines)
+        let found: Vec<String> = candidates(&listed, &machines)
             .into_iter()
             .map(|(p, _)| p)
             .collect();
         assert_eq!(found, ["machine-c", "machine-d"]);
+    }
+
+    const NOW: &str = "2026-01-01T01:00:00Z";
+    const MIN_AGE: Duration = Duration::from_secs(120);
+
+    fn vm(created: &str) -> VmFacts {
+        VmFacts {
+            uid: "uid-1".into(),
+            created: Some(created.parse().unwrap()),
+            deleting: false,
+        }
+    }
+
+    fn judged(machine: Option<&Machine>, vm: Option<&VmFacts>) -> Verdict {
+        judge("machine-a", machine, vm, NOW.parse().unwrap(), MIN_AGE)
+    }
+
+    #[test]
+    fn deletes_an_old_vm_whose_machine_is_gone_by_its_uid() {
+        assert_eq!(
+            judged(None, Some(&vm("2026-01-01T00:00:00Z"))),
+            Verdict::Delete {
+                uid: "uid-1".into(),
+                reason: Reason::MachineGone
+            }
+        );
+    }
+
+    #[test]
+    fn a_machine_that_the_live_read_finds_keeps_its_vm() {
+        // The cache did not show it (not synced, or behind): the live read wins.
+        let old = vm("2026-01-01T00:00:00Z");
+        assert_eq!(
+            judged(Some(&machine("a", "machine-a")), Some(&old)),
+            Verdict::Keep("its machine exists")
+        );
+        assert_eq!(
+            judged(Some(&machine("a", "")), Some(&old)),
+            Verdict::Keep("its machine exists")
+        );
+        let mut deleting = (*machine("a", "machine-x")).clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(NOW.parse().unwrap()),
+        );
+        assert_eq!(
+            judged(Some(&deleting), Some(&old)),
+            Verdict::Keep("its machine is being deleted")
+        );
+    }
+
+    #[test]
+    fn a_machine_naming_another_vm_frees_this_one_only_past_creation() {
+        let old = vm("2026-01-01T00:00:00Z");
+        let mut m = (*machine("a", "machine-x")).clone();
+        assert_eq!(
+            judged(Some(&m), Some(&old)),
+            Verdict::Keep("its machine is still being created")
+        );
+        m.status.current_status.phase = phase::RUNNING.into();
+        assert_eq!(
+            judged(Some(&m), Some(&old)),
+            Verdict::Delete {
+                uid: "uid-1".into(),
+                reason: Reason::MachineNamesAnotherVm
+            }
+        );
+    }
+
+    #[test]
+    fn young_gone_or_deleting_vms_are_left_alone() {
+        assert_eq!(
+            judged(None, Some(&vm("2026-01-01T00:59:00Z"))),
+            Verdict::Keep("the VM is younger than the minimum age")
+        );
+        let unknown_age = VmFacts {
+            created: None,
+            ..vm(NOW)
+        };
+        assert_eq!(
+            judged(None, Some(&unknown_age)),
+            Verdict::Keep("the VM is younger than the minimum age")
+        );
+        assert_eq!(judged(None, None), Verdict::Keep("the VM is gone"));
+        let deleting = VmFacts {
+            deleting: true,
+            ..vm("2026-01-01T00:00:00Z")
+        };
+        assert_eq!(
+            judged(None, Some(&deleting)),
+            Verdict::Keep("the VM is already being deleted")
+        );
     }
 }

@@ -176,11 +176,11 @@ pub async fn run_with(
     let ns_for_classes = ns.clone();
     let cfg = watcher::Config::default();
     let Telemetry { metrics, health } = telemetry;
-    let mut watched = vec!["machines", "machineclasses", "secrets"];
+    let mut caches = vec!["machines", "machineclasses", "secrets"];
     if clients.target.is_some() {
-        watched.extend(["nodes", "pods"]);
+        caches.extend(["nodes", "pods"]);
     }
-    let (gate, synced) = SyncGate::new(&watched);
+    let (gate, synced) = SyncGate::new(&caches);
 
     let own_writes = Arc::new(OwnWrites::default());
     let forget_deleted = {
@@ -198,49 +198,52 @@ pub async fn run_with(
         // Runs before the reflector applies the event, so the cache holds the old state.
         move |item: &Result<_, _>| metrics.machine_event(&before, item)
     };
-    let machine_stream = reflector::reflector(
-        machines_w,
-        watcher(
-            Api::<Machine>::namespaced(clients.control.client.clone(), &ns),
-            cfg.clone(),
+    let machine_stream = gate
+        .reflect(
+            "machines",
+            machines_w,
+            watcher(
+                Api::<Machine>::namespaced(clients.control.client.clone(), &ns),
+                cfg.clone(),
+            )
+            .modify(trim)
+            .inspect(watch_health(&health, "machines"))
+            .inspect(lifecycle)
+            .inspect(forget_deleted),
         )
-        .modify(trim)
-        .inspect(watch_health(&health, "machines"))
-        .inspect(gate.observer("machines"))
-        .inspect(lifecycle)
-        .inspect(forget_deleted),
-    )
-    .default_backoff()
-    .applied_objects();
+        .default_backoff()
+        .applied_objects();
 
     let (classes, classes_w) = reflector::store::<MachineClass>();
-    let class_stream = reflector::reflector(
-        classes_w,
-        watcher(
-            Api::<MachineClass>::namespaced(clients.control.client.clone(), &ns),
-            cfg.clone(),
+    let class_stream = gate
+        .reflect(
+            "machineclasses",
+            classes_w,
+            watcher(
+                Api::<MachineClass>::namespaced(clients.control.client.clone(), &ns),
+                cfg.clone(),
+            )
+            .modify(trim)
+            .inspect(watch_health(&health, "machineclasses")),
         )
-        .modify(trim)
-        .inspect(watch_health(&health, "machineclasses"))
-        .inspect(gate.observer("machineclasses")),
-    )
-    .default_backoff()
-    .touched_objects();
+        .default_backoff()
+        .touched_objects();
 
     let (secrets, secrets_w) = reflector::store::<Secret>();
-    let secret_stream = reflector::reflector(
-        secrets_w,
-        watcher(
-            Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
-            cfg.clone(),
+    let secret_stream = gate
+        .reflect(
+            "secrets",
+            secrets_w,
+            watcher(
+                Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
+                cfg.clone(),
+            )
+            .try_filter(|event| std::future::ready(keep_secret_event(event)))
+            .modify(trim)
+            .inspect(watch_health(&health, "secrets")),
         )
-        .try_filter(|event| std::future::ready(keep_secret_event(event)))
-        .modify(trim)
-        .inspect(watch_health(&health, "secrets"))
-        .inspect(gate.observer("secrets")),
-    )
-    .default_backoff()
-    .touched_objects();
+        .default_backoff()
+        .touched_objects();
 
     let target_streams = clients
         .target
@@ -248,27 +251,29 @@ pub async fn run_with(
         .map(|t| t.client.clone())
         .map(|target| {
             let (nodes, nodes_w) = reflector::store::<Node>();
-            let node_stream = reflector::reflector(
-                nodes_w,
-                watcher(Api::<Node>::all(target.clone()), cfg.clone())
-                    .modify(trim_node)
-                    .inspect(watch_health(&health, "nodes"))
-                    .inspect(gate.observer("nodes")),
-            )
-            .default_backoff()
-            .touched_objects()
-            .predicate_filter(node_fingerprint, Default::default());
+            let node_stream = gate
+                .reflect(
+                    "nodes",
+                    nodes_w,
+                    watcher(Api::<Node>::all(target.clone()), cfg.clone())
+                        .modify(trim_node)
+                        .inspect(watch_health(&health, "nodes")),
+                )
+                .default_backoff()
+                .touched_objects()
+                .predicate_filter(node_fingerprint, Default::default());
             let (pods, pods_w) = reflector::store::<Pod>();
             let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
-            let pod_stream = reflector::reflector(
-                pods_w,
-                watcher(Api::<Pod>::all(target), pod_cfg)
-                    .modify(trim_pod)
-                    .inspect(watch_health(&health, "pods"))
-                    .inspect(gate.observer("pods")),
-            )
-            .default_backoff()
-            .touched_objects();
+            let pod_stream = gate
+                .reflect(
+                    "pods",
+                    pods_w,
+                    watcher(Api::<Pod>::all(target), pod_cfg)
+                        .modify(trim_pod)
+                        .inspect(watch_health(&health, "pods")),
+                )
+                .default_backoff()
+                .touched_objects();
             (nodes, node_stream, pods, pod_stream)
         });
 
@@ -344,6 +349,7 @@ pub async fn run_with(
     }
 
     let freeze_check = tokio::spawn(super::freeze::run(ctx.clone(), metrics.clone(), thawed));
+    let orphan_metrics = metrics.clone();
     // Counted here rather than in `reconcile`, so that every exit of it is.
     let counted = move |machine, ctx| {
         let metrics = metrics.clone();
@@ -360,6 +366,7 @@ pub async fn run_with(
     let orphans = tokio::spawn(super::safety::run(
         ctx.clone(),
         classes.clone(),
+        orphan_metrics,
         ctx.settings.orphan_vms_period,
     ));
     let classes_upkeep = super::class::run(

@@ -113,6 +113,17 @@ pub struct MachineResponse {
 /// providerID -> machine name.
 pub type MachineList = BTreeMap<String, String>;
 
+/// What a live read says of one VM: enough to judge whether it may be deleted
+/// as an orphan, and to delete exactly that VM and no successor of the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmFacts {
+    /// Unique per VM, also across VMs of one name (a Pod's UID).
+    pub uid: String,
+    pub created: Option<jiff::Timestamp>,
+    /// Deletion has begun.
+    pub deleting: bool,
+}
+
 pub type DriverResult<T> = Result<T, MachineError>;
 
 /// The six calls of MCM's driver interface.
@@ -147,6 +158,31 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         specs: &[PersistentVolumeSpec],
     ) -> impl Future<Output = DriverResult<Vec<String>>> + Send;
+
+    /// Not in MCM, for orphan collection: a live read (never a cache) of a VM
+    /// that `list_machines` listed; `None` when it is gone. A driver that cannot
+    /// tell answers `Unimplemented`, and its orphans are never deleted.
+    fn vm_facts(
+        &self,
+        _class: &MachineClass,
+        _secret: &SecretData,
+        _provider_id: &str,
+    ) -> impl Future<Output = DriverResult<Option<VmFacts>>> + Send {
+        async { Err(MachineError::new(Code::Unimplemented, "vm_facts")) }
+    }
+
+    /// Not in MCM, for orphan collection: deletes the VM `provider_id` only if
+    /// it is still the one with `uid` (a precondition the provider checks).
+    /// `NotFound` when it is gone, `FailedPrecondition` when it is another VM.
+    fn delete_vm(
+        &self,
+        _class: &MachineClass,
+        _secret: &SecretData,
+        _provider_id: &str,
+        _uid: &str,
+    ) -> impl Future<Output = DriverResult<()>> + Send {
+        async { Err(MachineError::new(Code::Unimplemented, "delete_vm")) }
+    }
 }
 
 #[cfg(test)]

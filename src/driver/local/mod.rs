@@ -12,13 +12,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use super::{
     Code, Driver, DriverResult, MachineError, MachineList, MachineRequest, MachineResponse,
-    SecretData,
+    SecretData, VmFacts,
 };
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::api::{Machine, MachineClass};
@@ -107,6 +107,17 @@ impl LocalDriver {
             namespace,
             watched: self.pods.is_some(),
         })
+    }
+
+    /// Where the VMs of `class` live (for calls that concern no one machine).
+    async fn place_of_class(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+    ) -> DriverResult<Place> {
+        let spec = Self::validate(class)?;
+        let class_ns = class.metadata.namespace.as_deref().unwrap_or("default");
+        self.place(&spec, class_ns, secret).await
     }
 
     async fn foreign_client(&self, kubeconfig: &[u8]) -> DriverResult<Client> {
@@ -299,14 +310,6 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
-fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 impl Driver for LocalDriver {
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
         let (spec, place) = self.prepare(req).await?;
@@ -360,46 +363,30 @@ impl Driver for LocalDriver {
         let ns = &place.namespace;
         let name = pod_name(machine);
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
-        let secrets: Api<Secret> = Api::namespaced(place.client.clone(), ns);
-        let services: Api<Service> = Api::namespaced(place.client.clone(), ns);
 
-        match self.find_pod(&place, machine).await? {
-            None => {
-                // The garbage collector removes what the Pod owned; these are
-                // deleted explicitly for objects left without an owner (by a crash
-                // of a version that made the Secret before the Pod).
-                let secret_name = user_data_secret_name(machine);
-                ignore_not_found(secrets.delete(&secret_name, &DeleteParams::default()).await)
-                    .map_err(|e| api_error(&format!("delete Secret {ns}/{secret_name}"), e))?;
-                ignore_not_found(services.delete(&name, &DeleteParams::default()).await)
-                    .map_err(|e| api_error(&format!("delete Service {ns}/{name}"), e))?;
-                Err(MachineError::new(
-                    Code::NotFound,
-                    format!("Pod {ns}/{name} not found"),
-                ))
-            }
-            Some(pod) => {
-                // Deleted once; later calls while it terminates send nothing.
-                if pod.metadata.deletion_timestamp.is_none() {
-                    let dp = DeleteParams {
-                        propagation_policy: Some(PropagationPolicy::Background),
-                        ..Default::default()
-                    };
-                    match pods.delete(&name, &dp).await {
-                        Err(kube::Error::Api(s)) if s.code == 404 => {
-                            return Err(MachineError::new(
-                                Code::NotFound,
-                                format!("Pod {ns}/{name} not found"),
-                            ));
-                        }
-                        Err(e) => return Err(api_error(&format!("delete Pod {ns}/{name}"), e)),
-                        Ok(_) => {}
-                    }
-                }
-                // Returning before the Pod is gone would let its kubelet register the
-                // Node again after we delete it; the Pod's watch event retries us.
-                Err(still_terminating(ns, &name))
-            }
+        // The cache is asked first, to send nothing while the Pod terminates.
+        // Its "no such Pod" is never taken as the answer: it may not have seen a
+        // Pod made moments ago (or by another process). The DELETE decides, and
+        // the Pod's Secret and Service go with it (the garbage collector
+        // removes what the Pod owns).
+        if let Some(pod) = self.find_pod(&place, machine).await?
+            && pod.metadata.deletion_timestamp.is_some()
+        {
+            return Err(still_terminating(ns, &name));
+        }
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match pods.delete(&name, &dp).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(MachineError::new(
+                Code::NotFound,
+                format!("Pod {ns}/{name} not found"),
+            )),
+            Err(e) => Err(api_error(&format!("delete Pod {ns}/{name}"), e)),
+            // Returning before the Pod is gone would let its kubelet register the
+            // Node again after we delete it; the Pod's watch event retries us.
+            Ok(_) => Err(still_terminating(ns, &name)),
         }
     }
 
@@ -432,9 +419,7 @@ impl Driver for LocalDriver {
         class: &MachineClass,
         secret: &SecretData,
     ) -> DriverResult<MachineList> {
-        let spec = Self::validate(class)?;
-        let class_ns = class.metadata.namespace.as_deref().unwrap_or("default");
-        let place = self.place(&spec, class_ns, secret).await?;
+        let place = self.place_of_class(class, secret).await?;
         let is_machine_pod = |p: &Pod| {
             p.metadata.namespace.as_deref() == Some(place.namespace.as_str())
                 && p.metadata
@@ -472,6 +457,56 @@ impl Driver for LocalDriver {
 
     async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    async fn vm_facts(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+        provider_id: &str,
+    ) -> DriverResult<Option<VmFacts>> {
+        let place = self.place_of_class(class, secret).await?;
+        let ns = &place.namespace;
+        let pod = Api::<Pod>::namespaced(place.client.clone(), ns)
+            .get_metadata_opt(provider_id)
+            .await
+            .map_err(|e| api_error(&format!("get Pod {ns}/{provider_id}"), e))?;
+        Ok(pod.map(|p| VmFacts {
+            uid: p.metadata.uid.unwrap_or_default(),
+            created: p.metadata.creation_timestamp.map(|t| t.0),
+            deleting: p.metadata.deletion_timestamp.is_some(),
+        }))
+    }
+
+    async fn delete_vm(
+        &self,
+        class: &MachineClass,
+        secret: &SecretData,
+        provider_id: &str,
+        uid: &str,
+    ) -> DriverResult<()> {
+        let place = self.place_of_class(class, secret).await?;
+        let ns = &place.namespace;
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match Api::<Pod>::namespaced(place.client.clone(), ns)
+            .delete(provider_id, &dp)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The API server answers a failed precondition with 409.
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(MachineError::new(
+                Code::FailedPrecondition,
+                format!("Pod {ns}/{provider_id} is no longer the VM with UID {uid}"),
+            )),
+            Err(e) => Err(api_error(&format!("delete Pod {ns}/{provider_id}"), e)),
+        }
     }
 }
 
