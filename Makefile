@@ -4,7 +4,7 @@
 # 1: one local cluster that is both control and target; 2: separate control and target.
 CLUSTERS ?= 1
 
-.PHONY: tools cluster-up cluster-down build test start verify bench
+.PHONY: tools cluster-up cluster-down build test chaos start verify bench
 
 # Builds etcd, Kubernetes, kwok and MCM from the modules pinned in hack/tools into
 # ~/.cache (once per version).
@@ -29,6 +29,12 @@ build:
 # CLUSTERS=2 and stopped again unless one is already running).
 test:
 	hack/test.sh
+
+# The chaos tests (tests/chaos.rs, part of `make test` with 10 and 30 machines) at
+# a larger scale: CHAOS_MACHINES machines (default 200), one test at a time.
+CHAOS_MACHINES ?= 200
+chaos:
+	CHAOS_MACHINES=$(CHAOS_MACHINES) TEST_TARGETS="--test chaos" hack/test.sh -- --test-threads=1 --nocapture
 
 # Runs the controller in the foreground. With none of CONTROL_KUBECONFIG,
 # TARGET_KUBECONFIG, CONTROL_NAMESPACE given, it uses the local cluster (started if needed).

@@ -21,7 +21,9 @@ else
 fi
 
 # Unit and integration tests; the benchmark (`make bench`) is not a test.
-cargo test --locked --lib --bins --tests "$@"
+# TEST_TARGETS narrows the run (`make chaos` uses `--test chaos`).
+read -r -a targets <<<"${TEST_TARGETS:---lib --bins --tests}"
+cargo test --locked "${targets[@]}" "$@"
 if [[ -n "$started" ]]; then
   echo "test: stopping the cluster this run started"
 fi

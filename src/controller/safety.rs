@@ -127,7 +127,7 @@ pub async fn collect_once<D: Driver>(
     if ctx.wait_ready().await.is_err() {
         return 0;
     }
-    let mut deleted = 0;
+    let (mut listed_vms, mut nominated, mut deleted) = (0, 0, 0);
     for class in classes.state() {
         // Resolve the class's secrets as a machine of it would.
         let mut probe = Machine::named("orphan-collection");
@@ -152,7 +152,10 @@ pub async fn collect_once<D: Driver>(
                 continue;
             }
         };
-        for (provider_id, name) in candidates(&listed, &ctx.machines.state()) {
+        listed_vms += listed.len();
+        let nominees = candidates(&listed, &ctx.machines.state());
+        nominated += nominees.len();
+        for (provider_id, name) in nominees {
             let machine = match ctx.machine_api().get_opt(&name).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -200,6 +203,12 @@ pub async fn collect_once<D: Driver>(
             }
         }
     }
+    tracing::info!(
+        vms = listed_vms,
+        candidates = nominated,
+        deleted,
+        "orphan collection done"
+    );
     deleted
 }
 

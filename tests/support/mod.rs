@@ -13,12 +13,14 @@
 //! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
 //! - [`admin`]: the binary with chosen flags, its admin endpoints, signals.
 //! - [`proxy`]: a TCP proxy to cut a client off an API server and restore it.
+//! - [`chaos`]: a record of every UID objects had, and the kill storm.
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
 //! does not use are not dead code.
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod chaos;
 pub mod cluster;
 pub mod controller;
 pub mod machine;

@@ -1,0 +1,410 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! "A restart never deletes a live VM": the controller killed and started again
+//! many times, at random points, while machines run, are created and are
+//! deleted. Races show only under repetition, so each test repeats.
+//!
+//! Orphan collection runs at every start with `--machine-safety-orphan-vms-min-age=0s`,
+//! so that only the synced caches and the live reads stand between a restart
+//! and the VMs of live machines: the age guard cannot hide a mistake here.
+//!
+//! `make chaos` runs the same tests with 200 machines (`CHAOS_MACHINES`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use mcm_local::api::Machine;
+use mcm_local::controller::bootstrap;
+use support::admin::Binary;
+use support::chaos::{Record, Signal, between, machines as scale};
+use support::controller::{kubectl_apply, sample};
+use support::{Cluster, TIMEOUT, TestNamespace, unique_name, wait_for, wait_for_list};
+
+const ORPHANS_AT_ONCE: &str = "--machine-safety-orphan-vms-min-age=0s";
+
+fn phase(m: &Machine) -> &str {
+    &m.status.current_status.phase
+}
+
+/// A deadline that grows with the number of machines.
+fn deadline(n: usize) -> Duration {
+    TIMEOUT + Duration::from_secs(n as u64)
+}
+
+struct Setup {
+    ns: TestNamespace,
+    machines: Api<Machine>,
+    names: Vec<String>,
+}
+
+/// A namespace with the sample class and secret, and `n` machine names (not
+/// yet created) ending in random characters, as a MachineSet names them.
+async fn setup(prefix: &str, n: usize) -> Setup {
+    let ns = TestNamespace::in_both(prefix).await;
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&support::control().await);
+    let names: Vec<String> = (0..n).map(|_| unique_name("chaos")).collect();
+    for name in &names {
+        ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    }
+    Setup {
+        ns,
+        machines,
+        names,
+    }
+}
+
+async fn create_all(s: &Setup) {
+    for name in &s.names {
+        let mut m = Machine::named(name);
+        m.spec.class.kind = "MachineClass".into();
+        m.spec.class.name = "test-class".into();
+        s.machines
+            .create(&PostParams::default(), &m)
+            .await
+            .unwrap_or_else(|e| panic!("create machine {name}: {e}"));
+    }
+}
+
+async fn all_running(s: &Setup, description: &str) {
+    let n = s.names.len();
+    wait_for_list(
+        &s.machines,
+        Default::default(),
+        deadline(n),
+        description,
+        |l: &[Machine]| l.len() == n && l.iter().all(|m| phase(m) == "Running"),
+    )
+    .await;
+}
+
+/// The controller binary for the test's namespace, with orphan collection at
+/// every start acting at once.
+fn controller(s: &Setup, log: &str, flags: &[&str], env: &[(&str, &str)]) -> Binary {
+    let mut all = vec!["--leader-elect=false".to_string(), ORPHANS_AT_ONCE.into()];
+    if flags.iter().any(|f| f.starts_with("--leader-elect")) {
+        all.remove(0);
+    }
+    all.extend(flags.iter().map(|f| f.to_string()));
+    Binary::spawn(
+        s.ns.name(),
+        &format!("{}-{log}.log", s.ns.name()),
+        &all,
+        env,
+    )
+}
+
+/// Records of what the machines leave in the target cluster: Pods, user-data
+/// Secrets, Services (in the namespace) and Nodes (by name).
+struct TargetRecords {
+    pods: Record,
+    secrets: Record,
+    services: Record,
+    nodes: Record,
+}
+
+async fn record_target(s: &Setup) -> TargetRecords {
+    let target = support::target().await;
+    let selected = || watcher::Config::default().labels("machine-provider=local");
+    let node_names: BTreeSet<String> = s.names.iter().map(|m| format!("machine-{m}")).collect();
+    let records = TargetRecords {
+        pods: Record::start(
+            s.ns.api::<Pod>(&target),
+            selected(),
+            |_| true,
+            |_| String::new(),
+        ),
+        secrets: Record::start(
+            s.ns.api::<Secret>(&target),
+            selected(),
+            |_| true,
+            |_| String::new(),
+        ),
+        services: Record::start(
+            s.ns.api::<Service>(&target),
+            Default::default(),
+            |_| true,
+            |_| String::new(),
+        ),
+        nodes: Record::start(
+            Api::<Node>::all(target),
+            Default::default(),
+            move |n| node_names.contains(&n.name_any()),
+            |_| String::new(),
+        ),
+    };
+    for r in [
+        &records.pods,
+        &records.secrets,
+        &records.services,
+        &records.nodes,
+    ] {
+        r.synced().await;
+    }
+    records
+}
+
+/// Every machine has exactly one Pod, Secret, Service and Node, each seen with
+/// one UID only and never deleted.
+fn assert_one_of_each(s: &Setup, r: &TargetRecords) {
+    for (kind, record, name_of) in [
+        (
+            "Pod",
+            &r.pods,
+            (|m: &str| format!("machine-{m}")) as fn(&str) -> String,
+        ),
+        ("Secret", &r.secrets, |m| format!("machine-{m}-userdata")),
+        ("Service", &r.services, |m| format!("machine-{m}")),
+        ("Node", &r.nodes, |m| format!("machine-{m}")),
+    ] {
+        let seen = record.get();
+        for m in &s.names {
+            let name = name_of(m);
+            let entry = seen
+                .get(&name)
+                .unwrap_or_else(|| panic!("{kind} {name} of machine {m} was never seen"));
+            assert!(
+                entry.uids.len() == 1 && entry.deletions == 0,
+                "{kind} {name} was made twice or deleted: {entry:?}"
+            );
+        }
+        let expected: BTreeSet<String> = s.names.iter().map(|m| name_of(m)).collect();
+        let extra: Vec<&String> = seen.keys().filter(|n| !expected.contains(*n)).collect();
+        assert!(extra.is_empty(), "{kind}s of no machine: {extra:?}");
+    }
+}
+
+/// Waits until no bootstrap token of the machines is left: neither of our
+/// form nor one whose description names a machine.
+async fn no_tokens_left(s: &Setup, description: &str) {
+    let tokens: Api<Secret> = Api::namespaced(support::target().await, "kube-system");
+    let ours: BTreeSet<String> = s
+        .names
+        .iter()
+        .map(|m| bootstrap::secret_name(s.ns.name(), m))
+        .collect();
+    let names = s.names.clone();
+    let left = move |t: &Secret| {
+        let text = t
+            .data
+            .as_ref()
+            .and_then(|d| d.get("description"))
+            .map(|d| String::from_utf8_lossy(&d.0).into_owned())
+            .unwrap_or_default();
+        ours.contains(&t.name_any()) || names.iter().any(|m| text.contains(&format!("\"{m}\"")))
+    };
+    wait_for_list(
+        &tokens,
+        Default::default(),
+        deadline(s.names.len()),
+        description,
+        |l: &[Secret]| !l.iter().any(&left),
+    )
+    .await;
+}
+
+/// Kills the controller `kills` times, every 1-3 s, starting it again at once.
+async fn kill_storm(s: &Setup, mut current: Binary, kills: usize, tag: &str) -> Binary {
+    for i in 0..kills {
+        tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(3))).await;
+        Signal::Kill.stop(&mut current.child).await;
+        current = controller(s, &format!("{tag}-{i}"), &[], &[]);
+    }
+    current
+}
+
+#[tokio::test]
+async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
+    let s = setup("chaos-restart", scale(10)).await;
+    create_all(&s).await;
+    let mut first = controller(&s, "initial", &[], &[]);
+    all_running(&s, "every machine is Running").await;
+    Signal::Term.stop(&mut first.child).await;
+
+    let target = record_target(&s).await;
+    let phases = Record::start(
+        s.machines.clone(),
+        Default::default(),
+        |_| true,
+        |m: &Machine| phase(m).to_string(),
+    );
+    phases.synced().await;
+
+    // Started and stopped again at a random point of its start-up: before,
+    // during or after the caches sync and orphan collection runs.
+    for i in 0..30 {
+        let mut c = controller(&s, &format!("restart-{i}"), &[], &[]);
+        tokio::time::sleep(between(Duration::ZERO, Duration::from_millis(2500))).await;
+        Signal::random().stop(&mut c.child).await;
+    }
+    // One more that lives through a whole orphan collection pass.
+    let mut last = controller(&s, "final", &[], &[]);
+    let pass = last
+        .wait_for_line(TIMEOUT, "an orphan collection pass", |l| {
+            l.contains("orphan collection done").then(|| l.to_string())
+        })
+        .await;
+    assert!(pass.contains("deleted=0"), "{pass}");
+
+    let lost = target.pods.replaced_or_deleted();
+    assert!(
+        lost.is_empty(),
+        "VMs of live machines were deleted or replaced: {lost:?}"
+    );
+    for (name, seen) in phases.get() {
+        assert_eq!(
+            seen.history,
+            ["Running"],
+            "machine {name} left Running during the restarts"
+        );
+    }
+    assert_one_of_each(&s, &target);
+
+    support::controller::delete_all_machines(&s.machines).await;
+    Signal::Term.stop(&mut last.child).await;
+}
+
+#[tokio::test]
+async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_nothing() {
+    let s = setup("chaos-kill", scale(30)).await;
+    let target = record_target(&s).await;
+    let first = controller(&s, "create-initial", &[], &[]);
+    create_all(&s).await;
+    let mut current = kill_storm(&s, first, 8, "create").await;
+    all_running(&s, "every machine is Running after the storm").await;
+    no_tokens_left(&s, "no bootstrap token outlives its join").await;
+    assert_one_of_each(&s, &target);
+
+    // Deleted under the same storm: nothing is left.
+    s.machines
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete the machines");
+    current = kill_storm(&s, current, 8, "delete").await;
+    wait_for_list(
+        &s.machines,
+        Default::default(),
+        deadline(s.names.len()),
+        "every machine is gone",
+        |l: &[Machine]| l.is_empty(),
+    )
+    .await;
+    let t = support::target().await;
+    let selected = watcher::Config::default().labels("machine-provider=local");
+    wait_for_list(
+        &s.ns.api::<Pod>(&t),
+        selected.clone(),
+        TIMEOUT,
+        "no machine Pod is left",
+        |l: &[Pod]| l.is_empty(),
+    )
+    .await;
+    wait_for_list(
+        &s.ns.api::<Secret>(&t),
+        selected,
+        TIMEOUT,
+        "no user-data Secret is left",
+        |l: &[Secret]| l.is_empty(),
+    )
+    .await;
+    wait_for_list(
+        &s.ns.api::<Service>(&t),
+        Default::default(),
+        TIMEOUT,
+        "no machine Service is left",
+        |l: &[Service]| l.is_empty(),
+    )
+    .await;
+    let node_names: BTreeSet<String> = s.names.iter().map(|m| format!("machine-{m}")).collect();
+    wait_for_list(
+        &Api::<Node>::all(t),
+        Default::default(),
+        TIMEOUT,
+        "no machine Node is left",
+        |l: &[Node]| !l.iter().any(|n| node_names.contains(&n.name_any())),
+    )
+    .await;
+    no_tokens_left(&s, "no bootstrap token is left").await;
+    // Nothing was made twice on the way.
+    for (kind, record) in [
+        ("Pod", &target.pods),
+        ("Secret", &target.secrets),
+        ("Service", &target.services),
+        ("Node", &target.nodes),
+    ] {
+        let twice = record.replaced();
+        assert!(twice.is_empty(), "{kind}s made twice: {twice:?}");
+    }
+    Signal::Term.stop(&mut current.child).await;
+}
+
+#[tokio::test]
+async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
+    let s = setup("chaos-leader", scale(30)).await;
+    let target = record_target(&s).await;
+    let leases: Api<Lease> = s.ns.api(&support::control().await);
+    let flags = [
+        "--leader-elect=true",
+        "--leader-elect-lease-duration=4s",
+        "--leader-elect-renew-deadline=3s",
+        "--leader-elect-retry-period=1s",
+    ];
+    let pods = ["replica-a", "replica-b"];
+    let mut replicas =
+        pods.map(|pod| controller(&s, &format!("{pod}-0"), &flags, &[("POD_NAME", pod)]));
+    create_all(&s).await;
+
+    let mut previous = String::new();
+    for i in 1..=8 {
+        // A new holder each round: the replica that took over from the last one killed.
+        let lease = wait_for(
+            &leases,
+            "machine-controller",
+            TIMEOUT,
+            "a live replica holds the lease",
+            |l: &Lease| {
+                l.spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref())
+                    .is_some_and(|h| h != previous && pods.iter().any(|p| h.starts_with(p)))
+            },
+        )
+        .await;
+        let holder = lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        let leader = usize::from(holder.starts_with("replica-b"));
+        tokio::time::sleep(between(Duration::from_millis(500), Duration::from_secs(2))).await;
+        Signal::Kill.stop(&mut replicas[leader].child).await;
+        replicas[leader] = controller(
+            &s,
+            &format!("{}-{i}", pods[leader]),
+            &flags,
+            &[("POD_NAME", pods[leader])],
+        );
+        previous = holder;
+    }
+    all_running(&s, "every machine is Running after the leader kills").await;
+    let lost = target.pods.replaced_or_deleted();
+    assert!(
+        lost.is_empty(),
+        "VMs of live machines were deleted or replaced: {lost:?}"
+    );
+    assert_one_of_each(&s, &target);
+
+    support::controller::delete_all_machines(&s.machines).await;
+    for r in &mut replicas {
+        Signal::Term.stop(&mut r.child).await;
+    }
+}
