@@ -506,3 +506,83 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
     delete_all_machines(&machines).await;
     controller.stop().await;
 }
+
+/// A node template the API server refuses for the Node (an invalid taint effect)
+/// never keeps the machine from Running; it is reported on the Machine and as a
+/// Warning Event, both with the server's message naming the field.
+#[tokio::test]
+async fn a_refused_node_template_is_reported_and_the_machine_still_runs() {
+    let ns = TestNamespace::in_both("bad-template").await;
+    let control = support::control().await;
+    let machines: Api<Machine> = ns.api(&control);
+    let name = format!("tmpl-{}", &ns.name()[ns.name().len() - 6..]);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machine = format!(
+        r#"apiVersion: machine.sapcloud.io/v1alpha1
+kind: Machine
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  class:
+    kind: MachineClass
+    name: test-class
+  nodeTemplate:
+    metadata:
+      labels:
+        team: blue
+    spec:
+      taints:
+      - key: dedicated
+        value: blue
+        effect: Sometimes
+"#,
+        ns = ns.name()
+    );
+    kubectl_apply(Cluster::Control, &machine).await;
+    let controller = start(settings(&ns)).await;
+
+    // The Node's validation names the taint by its index among the Node's taints.
+    let field = "].effect: Unsupported value: \"Sometimes\"";
+    let reported = wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine is Running and its lastOperation names the refused field",
+        |m| phase(m) == "Running" && m.status.last_operation.description.contains(field),
+    )
+    .await;
+    assert_eq!(reported.status.last_operation.state, "Failed");
+    assert!(
+        reported
+            .status
+            .last_operation
+            .description
+            .starts_with(&format!(
+                "Node template could not be applied to node machine-{name}: "
+            )),
+        "{}",
+        reported.status.last_operation.description
+    );
+    let events: Api<Event> = ns.api(&control);
+    wait_for_list(
+        &events,
+        Default::default(),
+        TIMEOUT,
+        "a Warning Event names the refused field",
+        |l: &[Event]| {
+            l.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("NodeTemplateRefused")
+                    && e.message.as_deref().unwrap_or_default().contains(field)
+            })
+        },
+    )
+    .await;
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
