@@ -10,7 +10,12 @@ RUN apk add --no-cache musl-dev=~1.2
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --locked --release --bin machine-controller \
+# The workspace's other members (test tools, not built here) must be present for
+# cargo to read the workspace.
+COPY hack/kubelet-standin ./hack/kubelet-standin
+COPY hack/bench/Cargo.toml ./hack/bench/Cargo.toml
+COPY hack/bench/src ./hack/bench/src
+RUN cargo build --locked --release -p machine-controller-manager-provider-local --bin machine-controller \
  && cp target/release/machine-controller /machine-controller
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -120,8 +120,8 @@ if [[ "${SKIP_STANDIN:-}" != 1 ]]; then
   if [[ -n "${STANDIN_BIN:-}" ]]; then
     standin="$STANDIN_BIN"
   else
-    log "building the kubelet stand-in (cargo build --bin kubelet-standin)"
-    (cd "$ROOT" && cargo build --quiet --bin kubelet-standin) ||
+    log "building the kubelet stand-in (cargo build -p kubelet-standin)"
+    (cd "$ROOT" && cargo build --quiet -p kubelet-standin) ||
       die "could not build the kubelet stand-in; fix the build or run with SKIP_STANDIN=1"
     target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
     [[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"

@@ -22,7 +22,7 @@ fi
 
 # Unit and integration tests; the benchmark (`make bench`) is not a test.
 # TEST_TARGETS narrows the run (`make chaos` uses `--test chaos`).
-read -r -a targets <<<"${TEST_TARGETS:---lib --bins --tests}"
+read -r -a targets <<<"${TEST_TARGETS:---workspace --lib --bins --tests}"
 cargo test --locked "${targets[@]}" "$@"
 if [[ -n "$started" ]]; then
   echo "test: stopping the cluster this run started"

@@ -2,7 +2,7 @@
 # SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 # SPDX-License-Identifier: Apache-2.0
 #
-# `make verify`: formatting, lints (clippy, REUSE, hadolint), a server-side dry run
+# `make verify`: formatting, lints (clippy, module cycles, REUSE, hadolint), a server-side dry run
 # of every manifest against the local cluster, then every test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +13,9 @@ step() { echo "verify: $*"; }
 step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
+step "module cycles and file sizes (hack/module-cycles.py)"
+python3 hack/module-cycles.py
 
 # reuse and hadolint come from PyPI; installed here when a machine lacks them.
 command -v reuse >/dev/null || python3 -m pip install --quiet reuse

@@ -116,6 +116,14 @@ pub fn from_config(
     })
 }
 
+/// A short, single-line form of an API error for status messages and Events.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

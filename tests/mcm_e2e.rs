@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use mcm_local::api::{Machine, MachineDeployment};
+use mcm_local::api::Machine;
 use support::controller::{delete_all_machines, kubectl_apply, sample, settings, spawn_for, start};
+use support::mcm::MachineDeployment;
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
 
 /// The MCM binary `hack/tools.sh` builds (or `$MCM_BIN`).

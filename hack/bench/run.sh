@@ -6,8 +6,8 @@
 # used and left running (its kubelet stand-in's join delay is shown in the header);
 # otherwise one cluster (control = target: less CPU than two on a small machine) is
 # started with a release build of the stand-in at join delay 0, and stopped again at
-# the end. `cargo bench --bench machines` runs the release build of the controller as
-# a child process (hack/bench/main.rs lists the BENCH_* settings).
+# the end. `cargo bench -p mcm-bench --bench machines` runs the release build of the
+# controller as a child process (hack/bench/src/main.rs lists the BENCH_* settings).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,7 +15,7 @@ cd "$ROOT"
 
 # Release builds of the controller and of the kubelet stand-in (which plays every
 # machine's kubelet, so its CPU is part of what is measured).
-cargo build --locked --release --bin machine-controller --bin kubelet-standin
+cargo build --locked --release -p machine-controller-manager-provider-local --bin machine-controller -p kubelet-standin
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
 
@@ -32,4 +32,4 @@ if [[ -z "${BENCH_GIT:-}" ]] && git rev-parse --git-dir >/dev/null 2>&1; then
   BENCH_GIT="$(git rev-parse --short HEAD)"
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock || BENCH_GIT+=" with uncommitted changes in src/"
 fi
-BENCH_GIT="${BENCH_GIT:-}" cargo bench --locked --bench machines
+BENCH_GIT="${BENCH_GIT:-}" cargo bench --locked -p mcm-bench --bench machines

@@ -6,12 +6,10 @@
 
 mod machine;
 mod machine_class;
-mod machine_set;
 pub mod provider_spec;
 
 pub use machine::*;
 pub use machine_class::*;
-pub use machine_set::*;
 
 pub const GROUP: &str = "machine.sapcloud.io";
 pub const VERSION: &str = "v1alpha1";
@@ -19,6 +17,10 @@ pub const API_VERSION: &str = "machine.sapcloud.io/v1alpha1";
 
 /// Implements `kube::Resource` for a namespaced type of our group. Written by hand
 /// rather than derived because MachineClass has no `spec` and we want one shape for all.
+/// Exported for the tests, which define MCM's MachineDeployment with it (the
+/// product never reads MachineSets or MachineDeployments).
+#[doc(hidden)]
+#[macro_export]
 macro_rules! machine_resource {
     ($ty:ident, $kind:literal, $plural:literal) => {
         impl kube::Resource for $ty {
@@ -70,4 +72,4 @@ macro_rules! machine_resource {
         }
     };
 }
-pub(crate) use machine_resource;
+pub use machine_resource;

@@ -185,7 +185,7 @@ pub async fn delete_tokens(
     machine: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(target.clone(), NAMESPACE);
-    ignore_not_found(
+    super::writes::ignore_not_found(
         api.delete(&secret_name(namespace, machine), &DeleteParams::default())
             .await,
     )?;
@@ -215,13 +215,6 @@ pub async fn delete_tokens(
         }
     }
     Ok(())
-}
-
-fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        other => other.map(|_| ()),
-    }
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.meta().resource_version}});
-    let params = super::params();
+    let params = super::writes::params();
     api.patch(&obj.name_any(), &params, &Patch::Merge(&patch))
         .await?;
     Ok(())

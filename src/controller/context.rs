@@ -7,15 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::Patch;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource};
+use kube::{Client, Resource};
 
-use super::freeze::Frozen;
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
-use super::status::{self, StatusChange};
 use crate::api::{Machine, MachineClass};
 use crate::driver::SecretData;
 
@@ -35,10 +32,24 @@ pub struct Context<D> {
     pub reporter: Reporter,
     /// Our last write to each machine, to tell a stale cached copy.
     pub own_writes: Arc<OwnWrites>,
-    /// Set while an API server does not answer; see [`super::freeze`].
+    /// Set while an API server does not answer; see [`super::safety::freeze`].
     pub frozen: Frozen,
     /// True once every cache has synced; see [`SyncGate`].
     pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Whether the controller is frozen (an API server does not answer), shared by
+/// the check in [`super::safety::freeze`] and every reconcile.
+#[derive(Default)]
+pub struct Frozen(std::sync::atomic::AtomicBool);
+
+impl Frozen {
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub(crate) fn set(&self, frozen: bool) {
+        self.0.store(frozen, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Opens once every cache has its first full list *stored*.
@@ -119,37 +130,6 @@ pub enum InputError {
 }
 
 impl<D> Context<D> {
-    pub fn machine_api(&self) -> Api<Machine> {
-        Api::namespaced(self.control.clone(), &self.settings.namespace)
-    }
-
-    /// A merge patch of machine `name`, remembered as our own write.
-    pub async fn patch_machine(
-        &self,
-        name: &str,
-        patch: &serde_json::Value,
-    ) -> Result<Machine, kube::Error> {
-        let written = self
-            .machine_api()
-            .patch(name, &super::params(), &Patch::Merge(patch))
-            .await?;
-        self.own_writes.record(&written);
-        Ok(written)
-    }
-
-    /// [`status::write`], remembered as our own write.
-    pub async fn write_status(
-        &self,
-        machine: &Machine,
-        change: &StatusChange,
-    ) -> Result<Option<Machine>, kube::Error> {
-        let written = status::write(&self.machine_api(), machine, change).await?;
-        if let Some(w) = &written {
-            self.own_writes.record(w);
-        }
-        Ok(written)
-    }
-
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.as_ref()?.get(&ObjectRef::new(name))
     }

@@ -3,202 +3,40 @@
 
 //! The machine controller: one queue of machine keys, fed by watches on
 //! Machines and on everything that belongs to them.
+//!
+//! - [`watches`]: the caches, the mappings from a change to the machines it
+//!   concerns, the Controller and the background tasks; [`watches::run`] is the entry.
+//! - [`machine`]: the reconcile of one machine and its flows: [`machine::creation`],
+//!   [`machine::health`], [`machine::deletion`] (step by step, MCM's texts) and
+//!   [`machine::drain`].
+//! - [`node`]: upkeep of a machine's Node (label, finalizer, node template).
+//! - [`class`]: MachineClass and Secret finalizers.
+//! - [`bootstrap`]: bootstrap tokens and user-data placeholders.
+//! - [`safety`]: orphan VM collection and the API-server freeze.
+//! - [`context`]: what every reconcile shares (clients, caches, settings, events).
+//! - [`writes`]: every write to a Machine; [`status`]: status changes as values;
+//!   [`own_writes`]: our last write per machine.
+//! - [`settings`]: flags and per-machine overrides; [`error`]: errors and retries.
+//!
+//! Adding a deletion step: give it a text in `contract::step`, a variant of
+//! [`machine::deletion::Step`] (read from the description in MCM's order), a pure
+//! function for its outcome next to `after_vm_deletion`, and its arm in
+//! `machine::deletion::run`; the step before it ends its description with the new
+//! step's text.
 
 pub mod bootstrap;
 pub mod class;
 pub mod context;
-pub mod creation;
-pub mod deletion;
-pub mod drain;
 pub mod error;
-pub mod freeze;
-pub mod health;
+pub mod machine;
 pub mod node;
-pub mod node_template;
 pub mod own_writes;
 pub mod safety;
 pub mod settings;
 pub mod status;
 pub mod watches;
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use kube::api::PatchParams;
-use kube::runtime::controller::Action;
-use serde_json::json;
+pub mod writes;
 
 pub use context::Context;
 pub use error::Error;
-use error::retry;
-
-use crate::api::Machine;
-use kube::ResourceExt;
-
-use crate::contract::{FIELD_MANAGER, JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, phase, text};
-use crate::driver::Driver;
-use crate::duration::format_go;
-
-/// One pass over one machine.
-pub async fn reconcile<D: Driver>(
-    machine: Arc<Machine>,
-    ctx: Arc<Context<D>>,
-) -> Result<Action, Error> {
-    tracing::trace!(machine = machine.name(), "reconcile: waiting for caches");
-    ctx.wait_ready().await?;
-    tracing::debug!(
-        machine = machine.name(),
-        phase = machine.phase(),
-        "reconcile"
-    );
-    if let Some(error) = &machine.parse_error {
-        // Nothing can be decided on a machine we cannot read; it waits for a fix.
-        tracing::warn!(
-            machine = machine.name(),
-            "cannot decode the machine, skipping it: {error}"
-        );
-        let note =
-            format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
-        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note);
-        return Ok(Action::await_change());
-    }
-    if ctx.own_writes.outdate(&machine) {
-        // The watch event of our last write is on its way and brings us back.
-        tracing::debug!(
-            machine = machine.name(),
-            "cached copy predates our last write, skipping"
-        );
-        return Ok(Action::await_change());
-    }
-    if ctx.frozen.get() && !machine.is_deleting() {
-        // Thawing reconciles every machine again.
-        tracing::info!(
-            machine = machine.name(),
-            "frozen: an API server does not answer; only deletions go on"
-        );
-        return Ok(Action::await_change());
-    }
-    let mut machine = (*machine).clone();
-    let name = machine.name().to_string();
-    let api = ctx.machine_api();
-
-    if machine.is_deleting() {
-        return deletion::run(&ctx, machine).await;
-    }
-    if !machine.has_finalizer(MACHINE_FINALIZER) {
-        let mut finalizers = machine.metadata.finalizers.clone().unwrap_or_default();
-        finalizers.push(MACHINE_FINALIZER.to_string());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
-        machine = ctx.patch_machine(&name, &patch).await?;
-    }
-
-    let (class, secret) = match ctx.resolve(&machine) {
-        Ok(found) => found,
-        Err(problem) => return creation::report_input(&ctx, &machine, &problem).await,
-    };
-    class::ensure_class_finalizer(&ctx.control, &class).await?;
-
-    let mut wake = retry::LONG;
-    let mut upkeep = None;
-    if machine.node_name().is_some() && !machine.phase().is_empty() {
-        let node = machine.node_name().and_then(|n| ctx.node(n));
-        if let Some(node) = &node {
-            if node.metadata.deletion_timestamp.is_some() {
-                // Someone deletes the Node: the machine goes with it, as in MCM.
-                tracing::info!(machine = %name, "node is being deleted, deleting its machine");
-                deletion::ignore_not_found(api.delete(&name, &Default::default()).await)?;
-                return Ok(Action::await_change());
-            }
-            upkeep = Some(node::upkeep(&ctx, &machine, node).await?);
-            if let Some(node::Upkeep::Refused(why)) = &upkeep {
-                // Warnings repeat into one Event (the recorder counts them).
-                let note = text::node_template_refused(&node.name_any(), why);
-                tracing::debug!(machine = %name, "{note}");
-                ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
-            }
-        }
-        let all = ctx.machines.state();
-        let plan = health::decide(
-            &machine,
-            node.as_deref(),
-            &ctx.settings,
-            jiff::Timestamp::now(),
-            || health::may_mark_failed(&machine, &all),
-        );
-        if let Some(change) = &plan.change {
-            if let Some(took) = plan.joined_after {
-                // Before the status: a machine seen Running has its token deleted
-                // and its join time recorded, even if we crash in between.
-                machine = joined(&ctx, &machine, took).await?;
-            }
-            ctx.write_status(&machine, change).await?;
-            if change.phase.is_some_and(|p| p != machine.phase()) {
-                let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
-                let reason = change.phase.unwrap_or_default();
-                ctx.event(
-                    &machine,
-                    warning,
-                    reason,
-                    "HealthCheck",
-                    change.description.clone(),
-                );
-            }
-            return Ok(Action::requeue(retry::LONG));
-        }
-        if let (Some(node), Some(upkeep)) = (&node, &upkeep)
-            && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
-            && ctx.write_status(&machine, &change).await?.is_some()
-        {
-            tracing::warn!(machine = %name, "{}", change.description);
-            return Ok(Action::requeue(retry::LONG));
-        }
-        if let Some(after) = plan.recheck_after {
-            wake = wake.min(after);
-        }
-    }
-
-    if machine.spec.provider_id.is_empty()
-        || matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF)
-    {
-        return creation::run(&ctx, machine, &class, secret).await;
-    }
-    Ok(Action::requeue(wake))
-}
-
-/// First join: the token has done its job, and the join time is recorded.
-async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
-    if let Some(target) = &ctx.target {
-        bootstrap::delete_tokens(target, &ctx.settings.namespace, machine.name()).await?;
-    }
-    let patch = json!({"metadata": {
-        "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},
-        "resourceVersion": machine.metadata.resource_version,
-    }});
-    Ok(ctx.patch_machine(machine.name(), &patch).await?)
-}
-
-/// Every write of ours carries our field manager.
-pub(crate) fn params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    }
-}
-
-/// Requeue after a failed reconcile; the error is logged and counted.
-pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D>>) -> Action {
-    let wait = error.retry_after();
-    if error.category() == "conflict" {
-        tracing::debug!(machine = machine.name(), "conflict, retrying");
-    } else if error.category() == "not_found" && machine.is_deleting() {
-        // Its finalizer is gone and so is the machine; the cache has not seen it yet.
-        tracing::debug!(machine = machine.name(), "deleted meanwhile");
-    } else {
-        tracing::warn!(
-            machine = machine.name(),
-            category = error.category(),
-            "reconcile failed: {error}"
-        );
-    }
-    Action::requeue(wait)
-}
+pub use machine::{error_policy, reconcile};

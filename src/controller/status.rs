@@ -1,16 +1,12 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! Machine status changes: decided as values, written once through the status
-//! subresource with optimistic concurrency.
+//! Machine status changes, decided as values; [`super::writes`] writes them.
 
 use k8s_openapi::api::core::v1::NodeCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
-use kube::api::Patch;
-use serde_json::json;
 
-use crate::api::{CurrentStatus, LastOperation, Machine};
+use crate::api::Machine;
 
 /// A lastOperation/phase pair to write, with optional new conditions.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,52 +73,10 @@ pub fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
-/// Writes `change` unless it is a no-op; returns the machine as written.
-pub async fn write(
-    api: &Api<Machine>,
-    machine: &Machine,
-    change: &StatusChange,
-) -> Result<Option<Machine>, kube::Error> {
-    if change.is_noop_for(machine) {
-        return Ok(None);
-    }
-    let now = now();
-    let last_operation = LastOperation {
-        description: change.description.clone(),
-        error_code: change.error_code.clone(),
-        last_update_time: Some(now.clone()),
-        state: change.state.to_string(),
-        type_: change.op.to_string(),
-    };
-    let mut status = json!({ "lastOperation": last_operation });
-    if let Some(phase) = change.phase {
-        let current = CurrentStatus {
-            phase: phase.to_string(),
-            timeout_active: change.timeout_active,
-            last_update_time: Some(now),
-            // A phase change ends preservation, as in MCM's status writes.
-            preserve_expiry_time: None,
-        };
-        status["currentStatus"] = serde_json::to_value(current).unwrap_or_default();
-    }
-    if let Some(conditions) = &change.conditions {
-        status["conditions"] = serde_json::to_value(conditions).unwrap_or_default();
-    }
-    // The resourceVersion makes a decision taken on a stale copy fail with a conflict
-    // instead of overwriting a newer status.
-    let patch = json!({
-        "metadata": { "resourceVersion": machine.metadata.resource_version },
-        "status": status,
-    });
-    let written = api
-        .patch_status(machine.name(), &super::params(), &Patch::Merge(&patch))
-        .await?;
-    Ok(Some(written))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{CurrentStatus, LastOperation};
     use crate::contract::{op, phase, state};
 
     #[test]

@@ -26,9 +26,9 @@ use crate::admin::{Health, Telemetry};
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
 use crate::contract::local::{LABEL_MACHINE, LABEL_PROVIDER, PROVIDER, user_data_secret_name};
+use crate::driver::instrumented::InstrumentedDriver;
 use crate::driver::local::LocalDriver;
 use crate::driver::local::build::machine_of_pod;
-use crate::metrics::InstrumentedDriver;
 
 /// Drops what no decision reads, to keep the caches small.
 fn trim<K: Resource>(obj: &mut K) {
@@ -348,7 +348,11 @@ pub async fn run_with(
             });
     }
 
-    let freeze_check = tokio::spawn(super::freeze::run(ctx.clone(), metrics.clone(), thawed));
+    let freeze_check = tokio::spawn(super::safety::freeze::run(
+        ctx.clone(),
+        metrics.clone(),
+        thawed,
+    ));
     let orphan_metrics = metrics.clone();
     // Counted here rather than in `reconcile`, so that every exit of it is.
     let counted = move |machine, ctx| {
@@ -363,7 +367,7 @@ pub async fn run_with(
     };
     let shutdown = futures::FutureExt::shared(shutdown);
     // Orphan VMs are looked for at start and then every period; it ends with the process.
-    let orphans = tokio::spawn(super::safety::run(
+    let orphans = tokio::spawn(super::safety::orphans::run(
         ctx.clone(),
         classes.clone(),
         orphan_metrics,

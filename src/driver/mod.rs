@@ -4,6 +4,7 @@
 //! The driver interface of MCM (`pkg/util/provider/driver`): six calls a provider
 //! implements, and errors that carry a machine code.
 
+pub mod instrumented;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -110,6 +111,16 @@ pub struct MachineResponse {
     pub last_known_state: String,
 }
 
+/// What DeleteMachine achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// The VM is gone.
+    Gone,
+    /// Its deletion has begun and goes on. The controller writes nothing and asks
+    /// again when the driver's watch reports a change (or soon, without one).
+    Going,
+}
+
 /// providerID -> machine name.
 pub type MachineList = BTreeMap<String, String>;
 
@@ -138,11 +149,12 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         req: &MachineRequest<'_>,
     ) -> impl Future<Output = DriverResult<MachineResponse>> + Send;
-    /// Deletes the VM; `NotFound` when there is none.
+    /// Deletes the VM; `NotFound` when there is none. A driver need not block
+    /// until the VM is gone: it may answer [`Deletion::Going`] and be asked again.
     fn delete_machine(
         &self,
         req: &MachineRequest<'_>,
-    ) -> impl Future<Output = DriverResult<()>> + Send;
+    ) -> impl Future<Output = DriverResult<Deletion>> + Send;
     /// `NotFound` when the VM does not exist.
     fn get_machine_status(
         &self,
@@ -158,6 +170,12 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         specs: &[PersistentVolumeSpec],
     ) -> impl Future<Output = DriverResult<Vec<String>>> + Send;
+
+    /// Not in MCM, for orphan collection: the namespace the VMs of `class` live
+    /// in, if the provider has namespaces. `None`: the provider has none.
+    fn vm_namespace(&self, _class: &MachineClass) -> Option<String> {
+        None
+    }
 
     /// Not in MCM, for orphan collection: a live read (never a cache) of a VM
     /// that `list_machines` listed; `None` when it is gone. A driver that cannot

@@ -13,6 +13,7 @@
 //! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
 //! - [`admin`]: the binary with chosen flags, its admin endpoints, signals.
 //! - [`proxy`]: a TCP proxy to cut a client off an API server and restore it.
+//! - [`mcm`]: MCM's MachineSet and MachineDeployment types.
 //! - [`chaos`]: a record of every UID objects had, and the kill storm.
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
@@ -24,6 +25,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod controller;
 pub mod machine;
+pub mod mcm;
 pub mod namespace;
 pub mod proxy;
 pub mod wait;

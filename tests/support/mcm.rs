@@ -1,13 +1,13 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! MachineSet and MachineDeployment belong to MCM; we read only their metadata
-//! and keep the rest as JSON so that nothing is lost when tests write them.
+//! MCM's MachineSet and MachineDeployment, which the product never reads: the
+//! tests read their metadata and keep the rest as JSON, so that nothing is lost
+//! when they write them.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mcm_local::machine_resource;
 use serde::{Deserialize, Serialize};
-
-use super::machine_resource;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

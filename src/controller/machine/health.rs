@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
 
-use super::settings::Settings;
-use super::status::StatusChange;
 use crate::api::Machine;
 use crate::contract::{DEPLOYMENT_NAME_LABEL, op, phase, state, text};
+use crate::controller::settings::Settings;
+use crate::controller::status::StatusChange;
 use crate::duration::format_go;
 
 /// What the health check wants done.

@@ -15,15 +15,10 @@
 //! key runs at a time, failures are retried with backoff and the join delay is a
 //! timer per Pod.
 
-#[path = "kubelet_standin/decide.rs"]
 mod decide;
-#[path = "kubelet_standin/node.rs"]
 mod node;
-#[path = "kubelet_standin/queue.rs"]
 mod queue;
-#[path = "kubelet_standin/reconcile.rs"]
 mod reconcile;
-#[path = "kubelet_standin/token.rs"]
 mod token;
 
 use std::collections::HashSet;

@@ -9,30 +9,33 @@
 //! MCM's collector does, so a deleted machine's series disappear with it. Every
 //! other label is drawn from a small fixed set (operations, error codes,
 //! categories): no error messages, no names outside the per-machine gauges.
+//!
+//! - this module: the registry, every metric's name and labels, the recorders;
+//! - [`collector`]: the per-machine gauges, computed at scrape time;
+//! - [`lifecycle`]: which step of a machine's life a watch event completes;
+//! - the driver's calls are counted by [`crate::driver::instrumented`].
+
+pub mod collector;
+pub mod lifecycle;
 
 use std::fmt;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{Machine, MachineClass};
-use crate::contract::{NODE_LABEL, op, phase};
-use crate::driver::{
-    Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData, VmFacts,
-};
+use crate::api::Machine;
+
+use collector::MachineCollector;
+pub use collector::{info_labels, phase_value};
+pub use lifecycle::{Lifecycle, lifecycle};
 
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -240,7 +243,12 @@ impl Metrics {
         }
     }
 
-    fn driver_call(&self, provider: &'static str, operation: &'static str, outcome: Outcome) {
+    pub(crate) fn driver_call(
+        &self,
+        provider: &'static str,
+        operation: &'static str,
+        outcome: Outcome,
+    ) {
         match outcome {
             Outcome::Ok(took) => self
                 .driver_duration
@@ -262,316 +270,16 @@ impl Metrics {
     }
 }
 
-enum Outcome {
+/// How a driver call ended, for [`Metrics::driver_call`].
+pub(crate) enum Outcome {
     Ok(Duration),
     Failed(&'static str),
-}
-
-/// A step of a machine's life whose duration is observed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
-    /// Creation timestamp → the VM exists (Pending, or Available without a target).
-    Created,
-    /// Creation timestamp → first Running.
-    Joined,
-    /// Deletion timestamp → the object is gone.
-    Deleted,
-}
-
-/// What a change of a machine from `old` (as cached, if it was) to `new` completes,
-/// with how long it took. Observing transitions of the watched object, rather than
-/// hooks in the flows, counts each step once however often it is retried, and
-/// whichever controller made it.
-pub fn lifecycle(
-    old: Option<&Machine>,
-    new: &Machine,
-    deleted: bool,
-    now: jiff::Timestamp,
-) -> Vec<(Lifecycle, Duration)> {
-    let since = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-                 until: jiff::Timestamp| {
-        t.and_then(|t| Duration::try_from(until.duration_since(t.0)).ok())
-    };
-    let created = new.metadata.creation_timestamp.as_ref();
-    if deleted {
-        return since(new.metadata.deletion_timestamp.as_ref(), now)
-            .map(|d| vec![(Lifecycle::Deleted, d)])
-            .unwrap_or_default();
-    }
-    // A machine first seen (no old state) counts only if it is brand new, not
-    // one that existed before we started.
-    let old_phase = match old {
-        Some(m) => m.phase(),
-        None => "",
-    };
-    let new_phase = new.phase();
-    if old_phase == new_phase {
-        return Vec::new();
-    }
-    let at = new
-        .status
-        .current_status
-        .last_update_time
-        .as_ref()
-        .map_or(now, |t| t.0);
-    let mut out = Vec::new();
-    if matches!(old_phase, "" | phase::CRASH_LOOP_BACK_OFF)
-        && matches!(new_phase, phase::PENDING | phase::AVAILABLE)
-        && let Some(d) = since(created, at)
-    {
-        out.push((Lifecycle::Created, d));
-    }
-    // First join only: a re-join after Unknown is a HealthCheck, not a Create.
-    if new_phase == phase::RUNNING
-        && new.status.last_operation.type_ == op::CREATE
-        && let Some(d) = since(created, at)
-    {
-        out.push((Lifecycle::Joined, d));
-    }
-    out
-}
-
-/// MCM's phase codes of `mcm_machine_current_status_phase`; other phases are 0.
-pub fn phase_value(phase: &str) -> i64 {
-    match phase {
-        phase::TERMINATING => -4,
-        phase::FAILED => -3,
-        phase::CRASH_LOOP_BACK_OFF => -2,
-        phase::UNKNOWN => -1,
-        phase::RUNNING => 1,
-        _ => 0,
-    }
-}
-
-/// MCM's condition codes of `mcm_machine_status_condition`.
-fn condition_value(status: &str) -> i64 {
-    match status {
-        "True" => 1,
-        "Unknown" => 2,
-        _ => 0,
-    }
-}
-
-/// The labels of `mcm_machine_info`, in MCM's order; missing values are empty.
-pub fn info_labels(m: &Machine) -> [(&'static str, String); 8] {
-    [
-        ("name", m.name().to_string()),
-        (
-            "namespace",
-            m.metadata.namespace.clone().unwrap_or_default(),
-        ),
-        (
-            "createdAt",
-            m.metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second().to_string())
-                .unwrap_or_default(),
-        ),
-        ("spec_provider_id", m.spec.provider_id.clone()),
-        ("spec_class_api_group", m.spec.class.api_group.clone()),
-        ("spec_class_kind", m.spec.class.kind.clone()),
-        ("spec_class_name", m.spec.class.name.clone()),
-        (
-            "node_name",
-            m.label(NODE_LABEL).unwrap_or_default().to_string(),
-        ),
-    ]
-}
-
-/// Reads the machine cache at scrape time.
-#[derive(Default)]
-struct MachineCollector {
-    store: RwLock<Option<Store<Machine>>>,
-    frozen: AtomicBool,
-}
-
-impl fmt::Debug for MachineCollector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MachineCollector").finish_non_exhaustive()
-    }
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: i64,
-) -> Result<(), fmt::Error> {
-    let metric = ConstGauge::new(value);
-    let e = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(e)
-}
-
-impl Collector for MachineCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        gauge(
-            &mut encoder,
-            "mcm_machine_controller_frozen",
-            "Frozen status of the machine controller manager.",
-            i64::from(self.frozen.load(Ordering::Relaxed)),
-        )?;
-        let store = self.store.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(store) = store else {
-            return Ok(());
-        };
-        let mut machines = store.state();
-        machines.sort_by(|a, b| {
-            (&a.metadata.namespace, a.name()).cmp(&(&b.metadata.namespace, b.name()))
-        });
-        gauge(
-            &mut encoder,
-            "mcm_machine_items_total",
-            "Count of machines currently managed by the mcm.",
-            i64::try_from(machines.len()).unwrap_or(i64::MAX),
-        )?;
-
-        let mut e = encoder.encode_descriptor(
-            "mcm_machine_current_status_phase",
-            "Current status phase of the Machines currently managed by the mcm.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for m in &machines {
-            let labels = [
-                ("name", m.name()),
-                (
-                    "namespace",
-                    m.metadata.namespace.as_deref().unwrap_or_default(),
-                ),
-            ];
-            ConstGauge::new(phase_value(m.phase())).encode(e.encode_family(&labels)?)?;
-        }
-
-        let mut e = encoder.encode_descriptor(
-            "mcm_machine_info",
-            "Information of the Machines currently managed by the mcm.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for m in &machines {
-            let labels = info_labels(m);
-            ConstGauge::new(1i64).encode(e.encode_family(&labels)?)?;
-        }
-
-        let mut e = encoder.encode_descriptor(
-            "mcm_machine_status_condition",
-            "Information of the mcm managed Machines' status conditions.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for m in &machines {
-            for c in &m.status.conditions {
-                let labels = [
-                    ("name", m.name()),
-                    (
-                        "namespace",
-                        m.metadata.namespace.as_deref().unwrap_or_default(),
-                    ),
-                    ("condition", c.type_.as_str()),
-                ];
-                ConstGauge::new(condition_value(&c.status)).encode(e.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A driver whose calls are counted and timed under MCM's `mcm_cloud_api_driver_*`
-/// names; everything else is the inner driver's.
-pub struct InstrumentedDriver<D> {
-    inner: D,
-    metrics: Arc<Metrics>,
-    provider: &'static str,
-}
-
-impl<D> InstrumentedDriver<D> {
-    pub fn new(inner: D, metrics: Arc<Metrics>, provider: &'static str) -> Self {
-        InstrumentedDriver {
-            inner,
-            metrics,
-            provider,
-        }
-    }
-
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = DriverResult<T>>,
-    ) -> DriverResult<T> {
-        let start = Instant::now();
-        let result = call.await;
-        let outcome = match &result {
-            // As MCM: the duration of successful calls, the count of failed ones.
-            Ok(_) => Outcome::Ok(start.elapsed()),
-            Err(e) => Outcome::Failed(e.code.as_str()),
-        };
-        self.metrics.driver_call(self.provider, operation, outcome);
-        result
-    }
-}
-
-impl<D: Driver> Driver for InstrumentedDriver<D> {
-    async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        self.call("CreateMachine", self.inner.create_machine(req))
-            .await
-    }
-
-    async fn initialize_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        self.call("InitializeMachine", self.inner.initialize_machine(req))
-            .await
-    }
-
-    async fn delete_machine(&self, req: &MachineRequest<'_>) -> DriverResult<()> {
-        self.call("DeleteMachine", self.inner.delete_machine(req))
-            .await
-    }
-
-    async fn get_machine_status(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        self.call("GetMachineStatus", self.inner.get_machine_status(req))
-            .await
-    }
-
-    async fn list_machines(
-        &self,
-        class: &MachineClass,
-        secret: &SecretData,
-    ) -> DriverResult<MachineList> {
-        self.call("ListMachines", self.inner.list_machines(class, secret))
-            .await
-    }
-
-    async fn get_volume_ids(&self, specs: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
-        self.call("GetVolumeIDs", self.inner.get_volume_ids(specs))
-            .await
-    }
-
-    // Not MCM driver calls: passed through uncounted, so that MCM's series mean
-    // what they mean in Go.
-    async fn vm_facts(
-        &self,
-        class: &MachineClass,
-        secret: &SecretData,
-        provider_id: &str,
-    ) -> DriverResult<Option<VmFacts>> {
-        self.inner.vm_facts(class, secret, provider_id).await
-    }
-
-    async fn delete_vm(
-        &self,
-        class: &MachineClass,
-        secret: &SecretData,
-        provider_id: &str,
-        uid: &str,
-    ) -> DriverResult<()> {
-        self.inner.delete_vm(class, secret, provider_id, uid).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::{Code, MachineError};
+    use crate::driver::Code;
     use k8s_openapi::api::core::v1::NodeCondition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -715,69 +423,5 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
-    }
-
-    struct Failing;
-    impl Driver for Failing {
-        async fn create_machine(&self, _: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-            Err(MachineError::new(
-                Code::ResourceExhausted,
-                "quota: secret detail",
-            ))
-        }
-        async fn initialize_machine(
-            &self,
-            _: &MachineRequest<'_>,
-        ) -> DriverResult<MachineResponse> {
-            Err(MachineError::new(Code::Unimplemented, ""))
-        }
-        async fn delete_machine(&self, _: &MachineRequest<'_>) -> DriverResult<()> {
-            Ok(())
-        }
-        async fn get_machine_status(
-            &self,
-            _: &MachineRequest<'_>,
-        ) -> DriverResult<MachineResponse> {
-            Ok(MachineResponse::default())
-        }
-        async fn list_machines(
-            &self,
-            _: &MachineClass,
-            _: &SecretData,
-        ) -> DriverResult<MachineList> {
-            Ok(MachineList::new())
-        }
-        async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
-            Ok(Vec::new())
-        }
-    }
-
-    #[tokio::test]
-    async fn the_driver_wrapper_counts_by_code_never_by_message() {
-        let metrics = Arc::new(Metrics::new());
-        let driver = InstrumentedDriver::new(Failing, metrics.clone(), "local");
-        let (m, class, secret) = (
-            Machine::default(),
-            MachineClass::default(),
-            SecretData::new(),
-        );
-        let req = MachineRequest {
-            machine: &m,
-            class: &class,
-            secret: &secret,
-        };
-        let err = driver.create_machine(&req).await.unwrap_err();
-        assert_eq!(err.code, Code::ResourceExhausted, "errors pass through");
-        driver.delete_machine(&req).await.unwrap();
-        let text = metrics.encode().unwrap();
-        assert!(
-            text.contains("mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"CreateMachine\",error_code=\"ResourceExhausted\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"DeleteMachine\"} 1\n"),
-            "{text}"
-        );
-        assert!(!text.contains("secret detail"));
     }
 }

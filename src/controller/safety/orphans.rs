@@ -7,7 +7,7 @@
 //! Deleting a VM is the one act a user of a machine controller cannot forgive
 //! when it is wrong, so nothing here trusts a cache for the final word:
 //! - it runs only once every cache has its first list in this process
-//!   ([`super::context::SyncGate`]);
+//!   ([`crate::controller::context::SyncGate`]);
 //! - the caches only nominate candidates; each is confirmed by a live read of
 //!   its Machine and of the VM ([`judge`], a pure function);
 //! - a VM younger than `--machine-safety-orphan-vms-min-age` is left for a later pass;
@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use kube::runtime::reflector::Store;
 
-use super::context::Context;
 use crate::api::{Machine, MachineClass};
 use crate::contract::phase;
+use crate::controller::context::Context;
 use crate::driver::{Code, Driver, MachineList, VmFacts};
 use crate::metrics::Metrics;
 
@@ -137,12 +137,11 @@ pub async fn collect_once<D: Driver>(
             continue;
         };
         // VMs in a namespace other controllers may share are not ours to judge.
-        let vm_namespace = class
-            .provider_spec
-            .get("namespace")
-            .and_then(|n| n.as_str())
-            .unwrap_or_default();
-        if !vm_namespace.is_empty() && vm_namespace != ctx.settings.namespace {
+        if ctx
+            .driver
+            .vm_namespace(&class)
+            .is_some_and(|ns| ns != ctx.settings.namespace)
+        {
             continue;
         }
         let listed = match ctx.driver.list_machines(&class, &secret).await {

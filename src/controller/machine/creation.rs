@@ -9,16 +9,16 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use super::bootstrap;
-use super::context::{Context, InputError};
-use super::error::{Error, retry};
 use super::health::age;
-use super::status::StatusChange;
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
     DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, USER_DATA_KEY, op, phase,
     state, text,
 };
+use crate::controller::bootstrap;
+use crate::controller::context::{Context, InputError};
+use crate::controller::error::{Error, retry};
+use crate::controller::status::StatusChange;
 use crate::driver::{Code, Driver, MachineError, MachineRequest, MachineResponse, SecretData};
 
 /// The phase a failed creation puts the machine in.

@@ -3,6 +3,9 @@
 
 //! Deletion, step by step. The step is read from `lastOperation.description`, as
 //! MCM does, so that either controller can finish what the other started.
+//!
+//! Long because: the steps and their MCM texts read best in one place, in the
+//! order MCM runs them (drain, its own flow, is in [`super::drain`]); a fifth is tests.
 
 use std::time::Duration;
 
@@ -13,17 +16,18 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::bootstrap;
-use super::context::Context;
 use super::drain;
-use super::error::{Error, retry};
-use super::status::StatusChange;
 use crate::api::Machine;
+use crate::client::describe;
 use crate::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step,
 };
-use crate::driver::local::{describe, is_still_terminating};
-use crate::driver::{Code, Driver, MachineError, MachineRequest};
+use crate::controller::bootstrap;
+use crate::controller::context::Context;
+use crate::controller::error::{Error, retry};
+use crate::controller::status::StatusChange;
+use crate::controller::writes;
+use crate::driver::{Code, Deletion, Driver, MachineError, MachineRequest};
 
 /// The step a deleting machine is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,14 +266,13 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                 }
                 Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
             };
-            let result = result.map_err(|e| never_created(&machine, e));
-            if let Err(e) = &result
-                && is_still_terminating(e)
-            {
-                // Not a failure: the Pod is on its way out and its watch event brings
-                // us back, so nothing is written until it is gone.
-                return Ok(Action::requeue(retry::SHORT));
-            }
+            let result = match result.map_err(|e| never_created(&machine, e)) {
+                // Not a failure: the VM is on its way out and the driver's watch
+                // brings us back, so nothing is written until it is gone.
+                Ok(Deletion::Going) => return Ok(Action::requeue(retry::SHORT)),
+                Ok(Deletion::Gone) => Ok(()),
+                Err(e) => Err(e),
+            };
             // A machine that joined under us lost its token then; one that never
             // joined (or joined under the Go controller) may still have one.
             if (result.is_ok() || matches!(&result, Err(e) if e.code == Code::NotFound))
@@ -282,16 +285,10 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
         }
         Step::DeleteNode => delete_node(ctx, &machine).await?,
         Step::RemoveFinalizer => {
-            let finalizers: Vec<String> = machine
-                .finalizers()
-                .iter()
-                .filter(|f| *f != MACHINE_FINALIZER)
-                .cloned()
-                .collect();
-            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": machine.metadata.resource_version}});
             // Remembered like every write, so that a stale copy is not taken for
             // a machine still to delete; the watch's Delete event forgets it.
-            ctx.patch_machine(&name, &patch).await?;
+            ctx.set_finalizers(&machine, writes::without_finalizer(&machine))
+                .await?;
             ctx.event(
                 &machine,
                 false,
@@ -356,7 +353,7 @@ async fn delete_volume_attachments<D>(
     }
     for va in &live {
         if va.metadata.deletion_timestamp.is_none() {
-            ignore_not_found(api.delete(&va.name_any(), &DeleteParams::default()).await)?;
+            writes::ignore_not_found(api.delete(&va.name_any(), &DeleteParams::default()).await)?;
         }
     }
     let d = format!(
@@ -397,7 +394,11 @@ async fn delete_node<D>(
             .collect();
         let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": node.metadata.resource_version}});
         if let Err(e) = nodes
-            .patch(node_name, &super::params(), &Patch::Merge(&patch))
+            .patch(
+                node_name,
+                &crate::controller::writes::params(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             let d = format!(
@@ -433,14 +434,6 @@ async fn delete_node<D>(
         }
     };
     Ok((delete_op(d, state::PROCESSING), retry::SHORT))
-}
-
-pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -12,16 +12,16 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::context::Context;
-use super::error::{Error, retry};
 use super::health::age;
-use super::status::{StatusChange, now};
 use crate::api::Machine;
+use crate::client::describe;
 use crate::contract::{
     FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
     NODE_TERMINATING_REASON_UNHEALTHY, op, phase, state, step,
 };
-use crate::driver::local::describe;
+use crate::controller::context::Context;
+use crate::controller::error::{Error, retry};
+use crate::controller::status::{StatusChange, now};
 
 /// A node NotReady (or read-only) for this long is drained by force.
 const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -215,13 +215,21 @@ async fn mark_and_cordon(
         // A strategic merge keyed by type replaces just this condition.
         let patch = json!({"status": {"conditions": [condition]}});
         nodes
-            .patch_status(&name, &super::params(), &Patch::Strategic(&patch))
+            .patch_status(
+                &name,
+                &crate::controller::writes::params(),
+                &Patch::Strategic(&patch),
+            )
             .await?;
     }
     if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
         let patch = json!({"spec": {"unschedulable": true}});
         nodes
-            .patch(&name, &super::params(), &Patch::Merge(&patch))
+            .patch(
+                &name,
+                &crate::controller::writes::params(),
+                &Patch::Merge(&patch),
+            )
             .await?;
     }
     Ok(())

@@ -9,17 +9,16 @@
 //! Running (their health timeout starts afresh) and the controller thaws.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::time::Instant;
 
-use super::context::Context;
-use super::status::StatusChange;
 use crate::api::Machine;
 use crate::contract::{op, phase, state};
+use crate::controller::context::Context;
+use crate::controller::status::StatusChange;
 use crate::metrics::Metrics;
 
 /// MCM's lastOperation for a machine reset on thawing.
@@ -28,19 +27,6 @@ pub const RESET_DESCRIPTION: &str =
 
 /// A name no object has: a GET answers 404 when the API server is fine.
 const PROBE_NAME: &str = "machine-controller-apiserver-check";
-
-/// Whether the controller is frozen, shared by the check and every reconcile.
-#[derive(Default)]
-pub struct Frozen(AtomicBool);
-
-impl Frozen {
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn set(&self, frozen: bool) {
-        self.0.store(frozen, Ordering::Relaxed);
-    }
-}
 
 /// What one probe changes.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,7 +93,7 @@ where
 {
     match tokio::time::timeout(timeout, api.get_opt(PROBE_NAME)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::driver::local::describe(&e)),
+        Ok(Err(e)) => Err(crate::client::describe(&e)),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

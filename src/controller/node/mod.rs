@@ -2,20 +2,23 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! Upkeep of a machine's Node: the machine-name label and our finalizer, so that
-//! the Node outlives neither its machine's knowledge nor a deletion in flight.
+//! the Node outlives neither its machine's knowledge nor a deletion in flight,
+//! and the machine's node template ([`template`]).
+
+pub mod template;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Patch;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::context::Context;
-use super::error::Error;
-use super::status::StatusChange;
 use crate::api::Machine;
 use crate::contract::{
     NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, op, phase, state, text,
 };
+use crate::controller::context::Context;
+use crate::controller::error::Error;
+use crate::controller::status::StatusChange;
 use crate::driver::Code;
 
 /// The strategic merge patch a Node needs, if any: our label and finalizer, and
@@ -33,7 +36,7 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
         .map(String::as_str)
         == Some(machine.name());
     let has_finalizer = node.finalizers().iter().any(|f| f == NODE_FINALIZER);
-    let template = super::node_template::changes(machine, node);
+    let template = template::changes(machine, node);
     if label_ok && has_finalizer && template.is_none() {
         return None;
     }
@@ -88,7 +91,7 @@ pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Resu
         return Ok(Upkeep::Done);
     };
     let nodes: Api<Node> = Api::all(target.clone());
-    let params = super::params();
+    let params = crate::controller::writes::params();
     match nodes
         .patch(&node.name_any(), &params, &Patch::Strategic(&patch))
         .await

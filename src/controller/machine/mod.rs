@@ -1,0 +1,180 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The reconcile of one machine, in MCM's order: deletion if it is deleting;
+//! else finalizer, class, node upkeep and health, then creation while it has no
+//! VM. Each step decides in a pure function (see the modules below) and acts
+//! through the context.
+
+pub mod creation;
+pub mod deletion;
+pub mod drain;
+pub mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use super::context::Context;
+use super::error::{Error, retry};
+use super::{bootstrap, class, node, writes};
+use crate::api::Machine;
+use crate::contract::{JOIN_DURATION_ANNOTATION, phase, text};
+use crate::driver::Driver;
+use crate::duration::format_go;
+
+/// One pass over one machine.
+pub async fn reconcile<D: Driver>(
+    machine: Arc<Machine>,
+    ctx: Arc<Context<D>>,
+) -> Result<Action, Error> {
+    tracing::trace!(machine = machine.name(), "reconcile: waiting for caches");
+    ctx.wait_ready().await?;
+    tracing::debug!(
+        machine = machine.name(),
+        phase = machine.phase(),
+        "reconcile"
+    );
+    if let Some(error) = &machine.parse_error {
+        // Nothing can be decided on a machine we cannot read; it waits for a fix.
+        tracing::warn!(
+            machine = machine.name(),
+            "cannot decode the machine, skipping it: {error}"
+        );
+        let note =
+            format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
+        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note);
+        return Ok(Action::await_change());
+    }
+    if ctx.own_writes.outdate(&machine) {
+        // The watch event of our last write is on its way and brings us back.
+        tracing::debug!(
+            machine = machine.name(),
+            "cached copy predates our last write, skipping"
+        );
+        return Ok(Action::await_change());
+    }
+    if ctx.frozen.get() && !machine.is_deleting() {
+        // Thawing reconciles every machine again.
+        tracing::info!(
+            machine = machine.name(),
+            "frozen: an API server does not answer; only deletions go on"
+        );
+        return Ok(Action::await_change());
+    }
+    let mut machine = (*machine).clone();
+    let name = machine.name().to_string();
+    let api = ctx.machine_api();
+
+    if machine.is_deleting() {
+        return deletion::run(&ctx, machine).await;
+    }
+    if let Some(finalizers) = writes::with_finalizer(&machine) {
+        machine = ctx.set_finalizers(&machine, finalizers).await?;
+    }
+
+    let (class, secret) = match ctx.resolve(&machine) {
+        Ok(found) => found,
+        Err(problem) => return creation::report_input(&ctx, &machine, &problem).await,
+    };
+    class::ensure_class_finalizer(&ctx.control, &class).await?;
+
+    let mut wake = retry::LONG;
+    let mut upkeep = None;
+    if machine.node_name().is_some() && !machine.phase().is_empty() {
+        let node = machine.node_name().and_then(|n| ctx.node(n));
+        if let Some(node) = &node {
+            if node.metadata.deletion_timestamp.is_some() {
+                // Someone deletes the Node: the machine goes with it, as in MCM.
+                tracing::info!(machine = %name, "node is being deleted, deleting its machine");
+                writes::ignore_not_found(api.delete(&name, &Default::default()).await)?;
+                return Ok(Action::await_change());
+            }
+            upkeep = Some(node::upkeep(&ctx, &machine, node).await?);
+            if let Some(node::Upkeep::Refused(why)) = &upkeep {
+                // Warnings repeat into one Event (the recorder counts them).
+                let note = text::node_template_refused(&node.name_any(), why);
+                tracing::debug!(machine = %name, "{note}");
+                ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
+            }
+        }
+        let all = ctx.machines.state();
+        let plan = health::decide(
+            &machine,
+            node.as_deref(),
+            &ctx.settings,
+            jiff::Timestamp::now(),
+            || health::may_mark_failed(&machine, &all),
+        );
+        if let Some(change) = &plan.change {
+            if let Some(took) = plan.joined_after {
+                // Before the status: a machine seen Running has its token deleted
+                // and its join time recorded, even if we crash in between.
+                machine = joined(&ctx, &machine, took).await?;
+            }
+            ctx.write_status(&machine, change).await?;
+            if change.phase.is_some_and(|p| p != machine.phase()) {
+                let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
+                let reason = change.phase.unwrap_or_default();
+                ctx.event(
+                    &machine,
+                    warning,
+                    reason,
+                    "HealthCheck",
+                    change.description.clone(),
+                );
+            }
+            return Ok(Action::requeue(retry::LONG));
+        }
+        if let (Some(node), Some(upkeep)) = (&node, &upkeep)
+            && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
+            && ctx.write_status(&machine, &change).await?.is_some()
+        {
+            tracing::warn!(machine = %name, "{}", change.description);
+            return Ok(Action::requeue(retry::LONG));
+        }
+        if let Some(after) = plan.recheck_after {
+            wake = wake.min(after);
+        }
+    }
+
+    if machine.spec.provider_id.is_empty()
+        || matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF)
+    {
+        return creation::run(&ctx, machine, &class, secret).await;
+    }
+    Ok(Action::requeue(wake))
+}
+
+/// First join: the token has done its job, and the join time is recorded.
+async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
+    if let Some(target) = &ctx.target {
+        bootstrap::delete_tokens(target, &ctx.settings.namespace, machine.name()).await?;
+    }
+    let patch = json!({"metadata": {
+        "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},
+        "resourceVersion": machine.metadata.resource_version,
+    }});
+    Ok(ctx.patch_machine(machine.name(), &patch).await?)
+}
+
+/// Requeue after a failed reconcile; the error is logged and counted.
+pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D>>) -> Action {
+    let wait = error.retry_after();
+    if error.category() == "conflict" {
+        tracing::debug!(machine = machine.name(), "conflict, retrying");
+    } else if error.category() == "not_found" && machine.is_deleting() {
+        // Its finalizer is gone and so is the machine; the cache has not seen it yet.
+        tracing::debug!(machine = machine.name(), "deleted meanwhile");
+    } else {
+        tracing::warn!(
+            machine = machine.name(),
+            category = error.category(),
+            "reconcile failed: {error}"
+        );
+    }
+    Action::requeue(wait)
+}

@@ -1,0 +1,8 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The safety nets of MCM's machine controller: [`orphans`] (VMs whose Machine
+//! is gone) and [`freeze`] (API servers that do not answer).
+
+pub mod freeze;
+pub mod orphans;

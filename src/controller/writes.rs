@@ -1,0 +1,142 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! Every write of the controller to a Machine goes through here: with our field
+//! manager, guarded by the resourceVersion it was decided on, and remembered
+//! ([`super::own_writes`]) so that a reconcile of an older cached copy stops.
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::context::Context;
+use super::status::{StatusChange, now};
+use crate::api::{CurrentStatus, LastOperation, Machine};
+use crate::contract::{FIELD_MANAGER, MACHINE_FINALIZER};
+
+/// Every write of ours carries our field manager.
+pub fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A 404 is the outcome a delete wanted.
+pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// The finalizer list with ours added (`Some`), or `None` when it is there.
+pub fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {
+    if machine.has_finalizer(MACHINE_FINALIZER) {
+        return None;
+    }
+    let mut finalizers = machine.metadata.finalizers.clone().unwrap_or_default();
+    finalizers.push(MACHINE_FINALIZER.to_string());
+    Some(finalizers)
+}
+
+/// The finalizer list without ours.
+pub fn without_finalizer(machine: &Machine) -> Vec<String> {
+    machine
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != MACHINE_FINALIZER)
+        .cloned()
+        .collect()
+}
+
+impl<D> Context<D> {
+    pub fn machine_api(&self) -> Api<Machine> {
+        Api::namespaced(self.control.clone(), &self.settings.namespace)
+    }
+
+    /// A merge patch of machine `name`, remembered as our own write.
+    pub async fn patch_machine(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> Result<Machine, kube::Error> {
+        let written = self
+            .machine_api()
+            .patch(name, &params(), &Patch::Merge(patch))
+            .await?;
+        self.own_writes.record(&written);
+        Ok(written)
+    }
+
+    /// [`status::write`], remembered as our own write.
+    pub async fn write_status(
+        &self,
+        machine: &Machine,
+        change: &StatusChange,
+    ) -> Result<Option<Machine>, kube::Error> {
+        let written = write(&self.machine_api(), machine, change).await?;
+        if let Some(w) = &written {
+            self.own_writes.record(w);
+        }
+        Ok(written)
+    }
+
+    /// Sets the machine's finalizers to `finalizers`, guarded by its resourceVersion.
+    pub async fn set_finalizers(
+        &self,
+        machine: &Machine,
+        finalizers: Vec<String>,
+    ) -> Result<Machine, kube::Error> {
+        let patch = json!({"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": machine.metadata.resource_version,
+        }});
+        self.patch_machine(machine.name(), &patch).await
+    }
+}
+
+/// Writes `change` unless it is a no-op; returns the machine as written.
+pub async fn write(
+    api: &Api<Machine>,
+    machine: &Machine,
+    change: &StatusChange,
+) -> Result<Option<Machine>, kube::Error> {
+    if change.is_noop_for(machine) {
+        return Ok(None);
+    }
+    let now = now();
+    let last_operation = LastOperation {
+        description: change.description.clone(),
+        error_code: change.error_code.clone(),
+        last_update_time: Some(now.clone()),
+        state: change.state.to_string(),
+        type_: change.op.to_string(),
+    };
+    let mut status = json!({ "lastOperation": last_operation });
+    if let Some(phase) = change.phase {
+        let current = CurrentStatus {
+            phase: phase.to_string(),
+            timeout_active: change.timeout_active,
+            last_update_time: Some(now),
+            // A phase change ends preservation, as in MCM's status writes.
+            preserve_expiry_time: None,
+        };
+        status["currentStatus"] = serde_json::to_value(current).unwrap_or_default();
+    }
+    if let Some(conditions) = &change.conditions {
+        status["conditions"] = serde_json::to_value(conditions).unwrap_or_default();
+    }
+    // The resourceVersion makes a decision taken on a stale copy fail with a conflict
+    // instead of overwriting a newer status.
+    let patch = json!({
+        "metadata": { "resourceVersion": machine.metadata.resource_version },
+        "status": status,
+    });
+    let written = api
+        .patch_status(machine.name(), &params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Some(written))
+}
