@@ -88,20 +88,32 @@ impl Health {
         name: &'static str,
         item: &Result<watcher::Event<K>, watcher::Error>,
     ) {
-        let now = Instant::now();
+        match item {
+            Ok(event) => self.watch_ok(name, matches!(event, watcher::Event::InitDone)),
+            Err(_) => self.watch_failed(name),
+        }
+    }
+
+    /// Watch `name` delivered an item; `listed`: its first full list is in.
+    pub fn watch_ok(&self, name: &'static str, listed: bool) {
         self.with(|s| {
             let w = s.watches.entry(name).or_default();
-            match item {
-                Ok(event) => {
-                    w.failing_since = None;
-                    if matches!(event, watcher::Event::InitDone) {
-                        w.synced = true;
-                    }
-                }
-                Err(_) => {
-                    w.failing_since.get_or_insert(now);
-                }
+            w.failing_since = None;
+            if listed {
+                w.synced = true;
             }
+        });
+    }
+
+    /// Watch `name` failed (it retries); failing for long turns `/healthz` bad.
+    pub fn watch_failed(&self, name: &'static str) {
+        let now = Instant::now();
+        self.with(|s| {
+            s.watches
+                .entry(name)
+                .or_default()
+                .failing_since
+                .get_or_insert(now);
         });
     }
 

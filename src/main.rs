@@ -10,6 +10,7 @@ use mcm_local::admin::{self, Role, Telemetry};
 use mcm_local::cli::{LogFormat, Options};
 use mcm_local::controller::settings::Settings;
 use mcm_local::controller::watches::{self, Clients};
+use mcm_local::driver::local::LocalDriver;
 use mcm_local::leader::{self, Shutdown};
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -186,8 +187,11 @@ async fn run(opts: Options) -> Result<(), String> {
         );
         let (stop, telemetry, reporter) = (shutdown.clone(), telemetry.clone(), pod_name.clone());
         move || {
+            // The driver: the local one is the only one this binary serves.
+            let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()));
             watches::run_with(
                 clients,
+                driver,
                 settings,
                 opts.concurrent_syncs,
                 reporter,

@@ -105,7 +105,8 @@ impl SyncGate {
         )
     }
 
-    fn stored(&self, name: &'static str) {
+    /// Cache `name` holds its first list (for caches fed outside [`Self::reflect`]).
+    pub fn stored(&self, name: &'static str) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.remove(name) && pending.is_empty() {
             tracing::debug!("every cache has synced");

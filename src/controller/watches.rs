@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -25,28 +25,12 @@ use super::{error_policy, reconcile};
 use crate::admin::{Health, Telemetry};
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
-use crate::contract::local::{LABEL_MACHINE, LABEL_PROVIDER, PROVIDER, user_data_secret_name};
 use crate::driver::instrumented::InstrumentedDriver;
-use crate::driver::local::LocalDriver;
-use crate::driver::local::build::machine_of_pod;
+use crate::driver::{Driver, VmWatch, VmWatchItem};
 
 /// Drops what no decision reads, to keep the caches small.
 fn trim<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
-}
-
-/// A machine Pod is read for its identity, labels, deletion and IP; its spec is
-/// the larger part of it.
-fn trim_pod(pod: &mut Pod) {
-    trim(pod);
-    pod.spec = None;
-    pod.metadata.annotations = None;
-    pod.status = pod.status.take().map(|s| PodStatus {
-        phase: s.phase,
-        pod_ip: s.pod_ip,
-        pod_ips: s.pod_ips,
-        ..Default::default()
-    });
 }
 
 /// A Node is read for its metadata, spec (taints, unschedulable) and conditions.
@@ -84,19 +68,10 @@ fn node_fingerprint(node: &Node) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Our own user-data Secrets are no input, but share the control namespace when
-/// control and target are one cluster: they stay out of the Secret cache.
-fn is_own_user_data(secret: &Secret) -> bool {
-    let labels = secret.labels();
-    labels.get(LABEL_PROVIDER).map(String::as_str) == Some(PROVIDER)
-        && labels
-            .get(LABEL_MACHINE)
-            .is_some_and(|m| secret.metadata.name.as_deref() == Some(&user_data_secret_name(m)))
-}
-
-fn keep_secret_event(event: &watcher::Event<Secret>) -> bool {
+/// Secrets the driver made itself are no input: they stay out of the cache.
+fn keep_secret_event<D: Driver>(event: &watcher::Event<Secret>) -> bool {
     match event {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => !is_own_user_data(s),
+        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => !D::made_secret(s),
         _ => true,
     }
 }
@@ -143,9 +118,11 @@ fn watch_health<K>(
     move |item| health.watch_event(name, item)
 }
 
-/// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
-pub async fn run(
+/// Runs the controller with `driver` until `shutdown` completes; in-flight
+/// reconciles finish first.
+pub async fn run<D: Driver>(
     clients: Clients,
+    driver: D,
     settings: Settings,
     concurrency: u16,
     reporter_instance: Option<String>,
@@ -153,6 +130,7 @@ pub async fn run(
 ) {
     run_with(
         clients,
+        driver,
         settings,
         concurrency,
         reporter_instance,
@@ -164,8 +142,9 @@ pub async fn run(
 
 /// [`run`], reporting to `telemetry`: cache sync and watch failures for the
 /// probes, machine lifecycle, driver and reconcile metrics.
-pub async fn run_with(
+pub async fn run_with<D: Driver>(
     clients: Clients,
+    driver: D,
     settings: Settings,
     concurrency: u16,
     reporter_instance: Option<String>,
@@ -176,10 +155,12 @@ pub async fn run_with(
     let ns_for_classes = ns.clone();
     let cfg = watcher::Config::default();
     let Telemetry { metrics, health } = telemetry;
+    let vm_watch = driver.watch();
     let mut caches = vec!["machines", "machineclasses", "secrets"];
     if clients.target.is_some() {
-        caches.extend(["nodes", "pods"]);
+        caches.push("nodes");
     }
+    caches.extend(vm_watch.as_ref().map(|w| w.name));
     let (gate, synced) = SyncGate::new(&caches);
 
     let own_writes = Arc::new(OwnWrites::default());
@@ -238,7 +219,7 @@ pub async fn run_with(
                 Api::<Secret>::namespaced(clients.control.client.clone(), &ns),
                 cfg.clone(),
             )
-            .try_filter(|event| std::future::ready(keep_secret_event(event)))
+            .try_filter(|event| std::future::ready(keep_secret_event::<D>(event)))
             .modify(trim)
             .inspect(watch_health(&health, "secrets")),
         )
@@ -262,19 +243,7 @@ pub async fn run_with(
                 .default_backoff()
                 .touched_objects()
                 .predicate_filter(node_fingerprint, Default::default());
-            let (pods, pods_w) = reflector::store::<Pod>();
-            let pod_cfg = cfg.clone().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
-            let pod_stream = gate
-                .reflect(
-                    "pods",
-                    pods_w,
-                    watcher(Api::<Pod>::all(target), pod_cfg)
-                        .modify(trim_pod)
-                        .inspect(watch_health(&health, "pods")),
-                )
-                .default_backoff()
-                .touched_objects();
-            (nodes, node_stream, pods, pod_stream)
+            (nodes, node_stream)
         });
 
     let reporter = Reporter {
@@ -285,14 +254,7 @@ pub async fn run_with(
         control: clients.control.client.clone(),
         target: clients.target.as_ref().map(|t| t.client.clone()),
         evictor: clients.target.as_ref().map(|t| t.no_retry.clone()),
-        driver: InstrumentedDriver::new(
-            LocalDriver::new(
-                clients.target.as_ref().map(|t| t.client.clone()),
-                target_streams.as_ref().map(|t| t.2.clone()),
-            ),
-            metrics.clone(),
-            PROVIDER,
-        ),
+        driver: InstrumentedDriver::new(driver, metrics.clone()),
         machines: machines.clone(),
         classes: classes.clone(),
         secrets: secrets.clone(),
@@ -337,15 +299,36 @@ pub async fn run_with(
                 .collect::<Vec<_>>()
         });
     }
-    if let Some((_, node_stream, _, pod_stream)) = target_streams {
-        let node_ns = ns.clone();
-        controller = controller
-            .watches_stream(node_stream, move |node: Node| {
-                machine_of_node(&node).map(|m| machine_key(m, &node_ns))
-            })
-            .watches_stream(pod_stream, move |pod: Pod| {
-                machine_of_pod(&pod).map(|m| machine_key(m, &ns))
-            });
+    if let Some((_, node_stream)) = target_streams {
+        let (node_ns, machines) = (ns.clone(), machines.clone());
+        controller = controller.watches_stream(node_stream, move |node: Node| {
+            machine_of_node(&node, &machines.state()).map(|m| machine_key(m, &node_ns))
+        });
+    }
+    if let Some(VmWatch { name, items }) = vm_watch {
+        // The driver's cache counts for readiness and health like ours.
+        health.register_watch(name);
+        let (gate, health) = (gate.clone(), health.clone());
+        let changed = items.filter_map(move |item| {
+            let key = match item {
+                VmWatchItem::Listed => {
+                    gate.stored(name);
+                    health.watch_ok(name, true);
+                    None
+                }
+                VmWatchItem::Changed(machine) => {
+                    health.watch_ok(name, false);
+                    Some(machine_key(machine, &ns))
+                }
+                VmWatchItem::Other => None,
+                VmWatchItem::Failed => {
+                    health.watch_failed(name);
+                    None
+                }
+            };
+            std::future::ready(key)
+        });
+        controller = controller.reconcile_on(changed);
     }
 
     let freeze_check = tokio::spawn(super::safety::freeze::run(
@@ -391,50 +374,4 @@ pub async fn run_with(
     futures::future::join(main, classes_upkeep).await;
     orphans.abort();
     freeze_check.abort();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::driver::local::build;
-
-    #[test]
-    fn only_our_user_data_secrets_stay_out_of_the_cache() {
-        let ours = build::user_data_secret("m1", "ns", b"data");
-        assert!(!keep_secret_event(&watcher::Event::Apply(ours.clone())));
-        assert!(!keep_secret_event(&watcher::Event::InitApply(ours.clone())));
-        // A deletion is passed on, so that nothing lingers in the cache.
-        assert!(keep_secret_event(&watcher::Event::Delete(ours.clone())));
-
-        // A class secret that happens to carry the same labels is kept.
-        let mut class_secret = ours;
-        class_secret.metadata.name = Some("cloudprovider".into());
-        assert!(keep_secret_event(&watcher::Event::Apply(class_secret)));
-        assert!(keep_secret_event(&watcher::Event::Apply(Secret::default())));
-    }
-
-    #[test]
-    fn trimmed_pods_keep_what_the_driver_reads() {
-        let mut pod = build::pod(
-            "m1",
-            "ns",
-            &crate::api::provider_spec::LocalProviderSpec::parse(
-                &serde_json::json!({"image": "img"}),
-            )
-            .unwrap(),
-        );
-        pod.metadata.uid = Some("u1".into());
-        pod.status = Some(PodStatus {
-            pod_ip: Some("10.0.0.1".into()),
-            host_ip: Some("10.0.0.2".into()),
-            ..Default::default()
-        });
-        trim_pod(&mut pod);
-        assert_eq!(pod.spec, None);
-        assert_eq!(machine_of_pod(&pod).as_deref(), Some("m1"));
-        assert!(build::owner_reference(&pod).is_some());
-        let status = pod.status.unwrap();
-        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
-        assert_eq!(status.host_ip, None);
-    }
 }

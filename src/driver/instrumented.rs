@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 
 use super::{
     Deletion, Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData,
-    VmFacts,
+    VmFacts, VmWatch,
 };
 use crate::api::MachineClass;
 use crate::metrics::{Metrics, Outcome};
@@ -21,16 +21,11 @@ use crate::metrics::{Metrics, Outcome};
 pub struct InstrumentedDriver<D> {
     inner: D,
     metrics: Arc<Metrics>,
-    provider: &'static str,
 }
 
-impl<D> InstrumentedDriver<D> {
-    pub fn new(inner: D, metrics: Arc<Metrics>, provider: &'static str) -> Self {
-        InstrumentedDriver {
-            inner,
-            metrics,
-            provider,
-        }
+impl<D: Driver> InstrumentedDriver<D> {
+    pub fn new(inner: D, metrics: Arc<Metrics>) -> Self {
+        InstrumentedDriver { inner, metrics }
     }
 
     async fn call<T>(
@@ -45,12 +40,22 @@ impl<D> InstrumentedDriver<D> {
             Ok(_) => Outcome::Ok(start.elapsed()),
             Err(e) => Outcome::Failed(e.code.as_str()),
         };
-        self.metrics.driver_call(self.provider, operation, outcome);
+        self.metrics.driver_call(D::PROVIDER, operation, outcome);
         result
     }
 }
 
 impl<D: Driver> Driver for InstrumentedDriver<D> {
+    const PROVIDER: &'static str = D::PROVIDER;
+
+    fn watch(&self) -> Option<VmWatch> {
+        self.inner.watch()
+    }
+
+    fn made_secret(secret: &k8s_openapi::api::core::v1::Secret) -> bool {
+        D::made_secret(secret)
+    }
+
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
         self.call("CreateMachine", self.inner.create_machine(req))
             .await
@@ -119,6 +124,8 @@ mod tests {
 
     struct Failing;
     impl Driver for Failing {
+        const PROVIDER: &'static str = "local";
+
         async fn create_machine(&self, _: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
             Err(MachineError::new(
                 Code::ResourceExhausted,
@@ -155,7 +162,7 @@ mod tests {
     #[tokio::test]
     async fn the_driver_wrapper_counts_by_code_never_by_message() {
         let metrics = Arc::new(Metrics::new());
-        let driver = InstrumentedDriver::new(Failing, metrics.clone(), "local");
+        let driver = InstrumentedDriver::new(Failing, metrics.clone());
         let (m, class, secret) = (
             Machine::default(),
             MachineClass::default(),

@@ -121,6 +121,28 @@ pub enum Deletion {
     Going,
 }
 
+/// One item of a driver's watch ([`Driver::watch`]), as the controller needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmWatchItem {
+    /// The driver's cache holds its first full list: decisions may read it.
+    Listed,
+    /// The VM of this machine (by name) changed: the machine is looked at again.
+    Changed(String),
+    /// Nothing to act on (a change of no machine's VM).
+    Other,
+    /// The watch failed (it retries with backoff).
+    Failed,
+}
+
+/// A watch the controller runs for a driver whose calls read a cache of VMs.
+pub struct VmWatch {
+    /// Names the cache in readiness, health and logs.
+    pub name: &'static str,
+    /// Runs the watch while polled; the driver's cache is filled before each item
+    /// is yielded, so `Listed` means the cache is full.
+    pub items: futures::stream::BoxStream<'static, VmWatchItem>,
+}
+
 /// providerID -> machine name.
 pub type MachineList = BTreeMap<String, String>;
 
@@ -137,8 +159,32 @@ pub struct VmFacts {
 
 pub type DriverResult<T> = Result<T, MachineError>;
 
-/// The six calls of MCM's driver interface.
+/// The six calls of MCM's driver interface, and what the controller must know
+/// beyond them: what to watch, where VMs live, and what orphan collection reads.
+///
+/// A new driver implements this trait in a module of its own under `driver/`
+/// (see [`local`]), and `main.rs` constructs it; `controller/` needs no change.
 pub trait Driver: Send + Sync + 'static {
+    /// The provider name: the class's `provider`, and the `provider` label of
+    /// MCM's driver metrics.
+    const PROVIDER: &'static str;
+
+    /// Whether the driver made this Secret itself (say, user data in the control
+    /// namespace when control and target are one cluster): such Secrets are no
+    /// input and stay out of the controller's Secret cache.
+    fn made_secret(_secret: &k8s_openapi::api::core::v1::Secret) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// The watch whose changes wake machines; taken once, at start. `None`: the
+    /// driver reads no cache, and machines are looked at on their own events only.
+    fn watch(&self) -> Option<VmWatch> {
+        None
+    }
+
     /// Creates the VM; must be idempotent.
     fn create_machine(
         &self,

@@ -12,6 +12,7 @@ use kube::api::{DeleteParams, ListParams};
 use mcm_local::api::Machine;
 use mcm_local::controller::settings::Settings;
 use mcm_local::controller::watches::{self, Clients};
+use mcm_local::driver::local::LocalDriver;
 use tokio::sync::oneshot;
 
 use super::cluster::{Cluster, repo_root};
@@ -65,9 +66,17 @@ pub async fn start(settings: Settings) -> ControllerGuard {
         target: Some(cluster_clients(Cluster::Target).await),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(watches::run(clients, settings, 50, None, async move {
-        let _ = stopped.await;
-    }));
+    let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()));
+    let task = tokio::spawn(watches::run(
+        clients,
+        driver,
+        settings,
+        50,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     ControllerGuard {
         stop: Some(stop),
         task: Some(task),

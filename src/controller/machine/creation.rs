@@ -224,7 +224,7 @@ async fn failed<D>(
             change.description.clone(),
         );
     }
-    tracing::warn!(machine = machine.name(), code = %err.code, "creation failed: {}", err.message);
+    tracing::warn!(code = %err.code, "creation failed: {}", err.message);
     Ok(Action::requeue(failure_retry(
         err.code,
         ctx.settings.resource_exhausted_retry,

@@ -26,24 +26,19 @@ use crate::contract::{JOIN_DURATION_ANNOTATION, phase, text};
 use crate::driver::Driver;
 use crate::duration::format_go;
 
-/// One pass over one machine.
+/// One pass over one machine. Everything logged inside carries the machine's
+/// name through the span.
+#[tracing::instrument(skip_all, fields(machine = %machine.name()))]
 pub async fn reconcile<D: Driver>(
     machine: Arc<Machine>,
     ctx: Arc<Context<D>>,
 ) -> Result<Action, Error> {
-    tracing::trace!(machine = machine.name(), "reconcile: waiting for caches");
+    tracing::trace!("reconcile: waiting for caches");
     ctx.wait_ready().await?;
-    tracing::debug!(
-        machine = machine.name(),
-        phase = machine.phase(),
-        "reconcile"
-    );
+    tracing::debug!(phase = machine.phase(), "reconcile");
     if let Some(error) = &machine.parse_error {
         // Nothing can be decided on a machine we cannot read; it waits for a fix.
-        tracing::warn!(
-            machine = machine.name(),
-            "cannot decode the machine, skipping it: {error}"
-        );
+        tracing::warn!("cannot decode the machine, skipping it: {error}");
         let note =
             format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
         ctx.event(&machine, true, "InvalidMachine", "Reconcile", note);
@@ -51,18 +46,12 @@ pub async fn reconcile<D: Driver>(
     }
     if ctx.own_writes.outdate(&machine) {
         // The watch event of our last write is on its way and brings us back.
-        tracing::debug!(
-            machine = machine.name(),
-            "cached copy predates our last write, skipping"
-        );
+        tracing::debug!("cached copy predates our last write, skipping");
         return Ok(Action::await_change());
     }
     if ctx.frozen.get() && !machine.is_deleting() {
         // Thawing reconciles every machine again.
-        tracing::info!(
-            machine = machine.name(),
-            "frozen: an API server does not answer; only deletions go on"
-        );
+        tracing::info!("frozen: an API server does not answer; only deletions go on");
         return Ok(Action::await_change());
     }
     let mut machine = (*machine).clone();
@@ -89,7 +78,7 @@ pub async fn reconcile<D: Driver>(
         if let Some(node) = &node {
             if node.metadata.deletion_timestamp.is_some() {
                 // Someone deletes the Node: the machine goes with it, as in MCM.
-                tracing::info!(machine = %name, "node is being deleted, deleting its machine");
+                tracing::info!("node is being deleted, deleting its machine");
                 writes::ignore_not_found(api.delete(&name, &Default::default()).await)?;
                 return Ok(Action::await_change());
             }
@@ -97,7 +86,7 @@ pub async fn reconcile<D: Driver>(
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);
-                tracing::debug!(machine = %name, "{note}");
+                tracing::debug!("{note}");
                 ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
             }
         }
@@ -133,7 +122,7 @@ pub async fn reconcile<D: Driver>(
             && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
             && ctx.write_status(&machine, &change).await?.is_some()
         {
-            tracing::warn!(machine = %name, "{}", change.description);
+            tracing::warn!("{}", change.description);
             return Ok(Action::requeue(retry::LONG));
         }
         if let Some(after) = plan.recheck_after {
@@ -178,3 +167,6 @@ pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D
     }
     Action::requeue(wait)
 }
+
+#[cfg(test)]
+mod tests;

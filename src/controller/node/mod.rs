@@ -7,6 +7,8 @@
 
 pub mod template;
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Patch;
 use kube::{Api, ResourceExt};
@@ -63,16 +65,17 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
     Some(patch)
 }
 
-/// The machine a Node belongs to: our label, else the local driver's naming.
-pub fn machine_of_node(node: &Node) -> Option<String> {
+/// The machine a Node belongs to: our label, else the machine whose `node`
+/// label names it (a Node that just registered has no label of ours yet).
+pub fn machine_of_node(node: &Node, machines: &[Arc<Machine>]) -> Option<String> {
     if let Some(m) = node.labels().get(NODE_MACHINE_NAME_LABEL) {
         return Some(m.clone());
     }
-    node.metadata
-        .name
-        .as_deref()?
-        .strip_prefix(crate::contract::local::NAME_PREFIX)
-        .map(str::to_string)
+    let name = node.metadata.name.as_deref()?;
+    machines
+        .iter()
+        .find(|m| m.node_name() == Some(name))
+        .map(|m| m.name().to_string())
 }
 
 /// How a Node patch went: done, or refused by the API server for its content
@@ -148,7 +151,16 @@ mod tests {
             Some([(NODE_MACHINE_NAME_LABEL.to_string(), "m1".to_string())].into());
         node.metadata.finalizers = Some(vec![NODE_FINALIZER.into()]);
         assert_eq!(patch_for(&machine, &node), None);
-        assert_eq!(machine_of_node(&node).as_deref(), Some("m1"));
+        assert_eq!(machine_of_node(&node, &[]).as_deref(), Some("m1"));
+        // Before our label: found through the machine's `node` label.
+        node.metadata.labels = None;
+        let mut m = Machine::named("m2");
+        m.metadata.labels = Some([("node".to_string(), "machine-m1".to_string())].into());
+        assert_eq!(
+            machine_of_node(&node, &[Arc::new(m)]).as_deref(),
+            Some("m2")
+        );
+        assert_eq!(machine_of_node(&node, &[]), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! placement and one error mapping; the objects are built in [`build`].
 
 pub mod build;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -16,14 +17,14 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::{Api, Client};
 
 use crate::client::describe;
 
 use super::{
     Code, Deletion, Driver, DriverResult, MachineError, MachineList, MachineRequest,
-    MachineResponse, SecretData, VmFacts,
+    MachineResponse, SecretData, VmFacts, VmWatch,
 };
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::api::{Machine, MachineClass};
@@ -33,9 +34,12 @@ use crate::contract::{self, local::*};
 pub const MAX_MACHINE_NAME_LEN: usize = 63 - NAME_PREFIX.len();
 
 pub struct LocalDriver {
-    /// The target cluster, whose machine Pods are watched into `pods`.
+    /// The target cluster, whose machine Pods are watched into `pods` once the
+    /// controller runs [`Driver::watch`].
     target: Option<Client>,
     pods: Option<Store<Pod>>,
+    /// Fills `pods`; taken by [`Driver::watch`].
+    pods_writer: Mutex<Option<Writer<Pod>>>,
     /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
     foreign: Mutex<HashMap<u64, Client>>,
 }
@@ -49,10 +53,20 @@ struct Place {
 }
 
 impl LocalDriver {
-    pub fn new(target: Option<Client>, pods: Option<Store<Pod>>) -> Self {
+    /// The driver for `target` (none: every class must name its cluster by
+    /// a kubeconfig in its credentials).
+    pub fn new(target: Option<Client>) -> Self {
+        let (pods, writer) = match target {
+            Some(_) => {
+                let (store, writer) = kube::runtime::reflector::store();
+                (Some(store), Some(writer))
+            }
+            None => (None, None),
+        };
         LocalDriver {
             target,
             pods,
+            pods_writer: Mutex::new(writer),
             foreign: Mutex::new(HashMap::new()),
         }
     }
@@ -294,6 +308,26 @@ fn api_error(what: &str, e: kube::Error) -> MachineError {
 }
 
 impl Driver for LocalDriver {
+    const PROVIDER: &'static str = PROVIDER;
+
+    /// Our user-data Secrets: labelled as ours and named after their machine.
+    fn made_secret(secret: &Secret) -> bool {
+        let labels = secret.metadata.labels.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        label(LABEL_PROVIDER) == Some(PROVIDER)
+            && label(LABEL_MACHINE)
+                .is_some_and(|m| secret.metadata.name.as_deref() == Some(&user_data_secret_name(m)))
+    }
+
+    fn watch(&self) -> Option<VmWatch> {
+        let writer = self
+            .pods_writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(watch::watch(self.target.clone()?, writer))
+    }
+
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
         let (spec, place) = self.prepare(req).await?;
         let machine = req.machine.name();
@@ -539,6 +573,17 @@ mod tests {
         let err = LocalDriver::check_name(&m).unwrap_err();
         assert_eq!(err.code, Code::InvalidArgument);
         assert!(err.message.contains("at most 55"), "{err}");
+    }
+
+    #[test]
+    fn only_our_user_data_secrets_count_as_made_by_the_driver() {
+        let ours = build::user_data_secret("m1", "ns", b"data");
+        assert!(LocalDriver::made_secret(&ours));
+        // A class secret that happens to carry the same labels is not ours.
+        let mut class_secret = ours;
+        class_secret.metadata.name = Some("cloudprovider".into());
+        assert!(!LocalDriver::made_secret(&class_secret));
+        assert!(!LocalDriver::made_secret(&Secret::default()));
     }
 
     #[test]
