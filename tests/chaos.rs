@@ -76,6 +76,22 @@ async fn create_all(s: &Setup) {
     }
 }
 
+/// Deletes every machine and waits until they are gone (with a controller running).
+async fn delete_all(s: &Setup) {
+    s.machines
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete the machines");
+    wait_for_list(
+        &s.machines,
+        Default::default(),
+        deadline(s.names.len()),
+        "every machine is gone",
+        |l: &[Machine]| l.is_empty(),
+    )
+    .await;
+}
+
 async fn all_running(s: &Setup, description: &str) {
     let n = s.names.len();
     wait_for_list(
@@ -255,6 +271,7 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
         })
         .await;
     assert!(pass.contains("deleted=0"), "{pass}");
+    eprintln!("chaos: 30 restarts, {} machines: {pass}", s.names.len());
 
     let lost = target.pods.replaced_or_deleted();
     assert!(
@@ -270,7 +287,7 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
     }
     assert_one_of_each(&s, &target);
 
-    support::controller::delete_all_machines(&s.machines).await;
+    delete_all(&s).await;
     Signal::Term.stop(&mut last.child).await;
 }
 
@@ -279,13 +296,20 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     let s = setup("chaos-kill", scale(30)).await;
     let target = record_target(&s).await;
     let first = controller(&s, "create-initial", &[], &[]);
+    let start = std::time::Instant::now();
     create_all(&s).await;
     let mut current = kill_storm(&s, first, 8, "create").await;
     all_running(&s, "every machine is Running after the storm").await;
+    eprintln!(
+        "chaos: {} machines Running {:.1?} after the first create, through 8 kills",
+        s.names.len(),
+        start.elapsed()
+    );
     no_tokens_left(&s, "no bootstrap token outlives its join").await;
     assert_one_of_each(&s, &target);
 
     // Deleted under the same storm: nothing is left.
+    let start = std::time::Instant::now();
     s.machines
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
@@ -335,6 +359,11 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     )
     .await;
     no_tokens_left(&s, "no bootstrap token is left").await;
+    eprintln!(
+        "chaos: {} machines and all they had gone {:.1?} after the delete, through 8 kills",
+        s.names.len(),
+        start.elapsed()
+    );
     // Nothing was made twice on the way.
     for (kind, record) in [
         ("Pod", &target.pods),
@@ -362,6 +391,7 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
     let pods = ["replica-a", "replica-b"];
     let mut replicas =
         pods.map(|pod| controller(&s, &format!("{pod}-0"), &flags, &[("POD_NAME", pod)]));
+    let start = std::time::Instant::now();
     create_all(&s).await;
 
     let mut previous = String::new();
@@ -396,6 +426,11 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
         previous = holder;
     }
     all_running(&s, "every machine is Running after the leader kills").await;
+    eprintln!(
+        "chaos: {} machines Running {:.1?} after the first create, through 8 leader kills",
+        s.names.len(),
+        start.elapsed()
+    );
     let lost = target.pods.replaced_or_deleted();
     assert!(
         lost.is_empty(),
@@ -403,7 +438,7 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
     );
     assert_one_of_each(&s, &target);
 
-    support::controller::delete_all_machines(&s.machines).await;
+    delete_all(&s).await;
     for r in &mut replicas {
         Signal::Term.stop(&mut r.child).await;
     }

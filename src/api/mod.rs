@@ -61,14 +61,6 @@ macro_rules! machine_resource {
                 obj.metadata.name = Some(name.into());
                 obj
             }
-
-            /// The apiVersion/kind pair to put on objects we send.
-            pub fn type_meta() -> kube::core::TypeMeta {
-                kube::core::TypeMeta {
-                    api_version: $crate::api::API_VERSION.into(),
-                    kind: $kind.into(),
-                }
-            }
         }
     };
 }
