@@ -15,7 +15,7 @@ cd "$ROOT"
 
 # Release builds of the controller and of the kubelet stand-in (which plays every
 # machine's kubelet, so its CPU is part of what is measured).
-cargo build --locked --release -p machine-controller-manager-provider-local --bin machine-controller -p kubelet-standin
+cargo build --locked --release -p machine-controller-manager-provider-local -p kubelet-standin --bins
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
 

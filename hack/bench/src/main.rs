@@ -292,9 +292,12 @@ fn notes() -> Vec<String> {
 }
 
 async fn run() -> Result<()> {
+    // The repository: this package lives in hack/bench of it.
     let root = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..");
+    let root = root.canonicalize().unwrap_or(root);
     let opts = Options::from_env(&root)?;
     let env = Env::load(&root).await?;
     let header = header(&env, &opts).await;
