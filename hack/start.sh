@@ -12,11 +12,20 @@ cd "$ROOT"
 if [[ -z "${CONTROL_KUBECONFIG:-}${TARGET_KUBECONFIG:-}${CONTROL_NAMESPACE:-}" ]]; then
   hack/install-deps.sh
   hack/cluster-up.sh
-  export CONTROL_KUBECONFIG="$ROOT/.local/control.kubeconfig"
-  export TARGET_KUBECONFIG="$ROOT/.local/target.kubeconfig"
-  export CONTROL_NAMESPACE=default
+  CONTROL_KUBECONFIG="$ROOT/.local/control.kubeconfig"
+  TARGET_KUBECONFIG="$ROOT/.local/target.kubeconfig"
+  CONTROL_NAMESPACE=default
   # One replica on a laptop: no lease to wait for.
   export LEADER_ELECT="${LEADER_ELECT:-false}"
 fi
+# The kubeconfigs and the namespace go on the command line, as MCM's integration
+# framework expects to find them (`machine-controller --control-kubeconfig=...`).
+flags=()
+[[ -n "${CONTROL_KUBECONFIG:-}" ]] && flags+=("--control-kubeconfig=$CONTROL_KUBECONFIG")
+[[ -n "${TARGET_KUBECONFIG:-}" ]] && flags+=("--target-kubeconfig=$TARGET_KUBECONFIG")
+[[ -n "${CONTROL_NAMESPACE:-}" ]] && flags+=("--namespace=$CONTROL_NAMESPACE")
+cargo build --locked --release --bin machine-controller
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+[[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
 # shellcheck disable=SC2086 # ARGS is a list of flags
-exec cargo run --locked --release --bin machine-controller -- ${ARGS:-}
+exec "$target_dir/release/machine-controller" "${flags[@]}" ${ARGS:-}

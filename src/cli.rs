@@ -97,7 +97,8 @@ pub struct Options {
     #[arg(long, env = "RESOURCE_EXHAUSTED_RETRY", default_value = "10m", value_parser = duration)]
     pub resource_exhausted_retry: Duration,
     /// Only one replica acts at a time.
-    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub leader_elect: bool,
     #[arg(long, env = "LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = duration)]
     pub leader_elect_lease_duration: Duration,
@@ -105,6 +106,47 @@ pub struct Options {
     pub leader_elect_renew_deadline: Duration,
     #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = duration)]
     pub leader_elect_retry_period: Duration,
+    /// The lock leader election uses; MCM v0.62.1 knows only `leases`.
+    #[arg(long, env = "LEADER_ELECT_RESOURCE_LOCK", default_value = "leases", value_parser = ["leases"])]
+    pub leader_elect_resource_lock: String,
+
+    // MCM v0.62.1 flags without an effect here. They are accepted so that a Go
+    // command line (Gardener's, MCM's integration framework) starts this binary
+    // unchanged; each help text says why it does nothing.
+    /// Accepted, not used yet: in-place updates are not implemented.
+    #[arg(long, env = "MACHINE_INPLACE_UPDATE_TIMEOUT", default_value = "20m", value_parser = duration)]
+    pub machine_inplace_update_timeout: Duration,
+    /// Accepted, not used yet: machine preservation is not implemented.
+    #[arg(long, env = "MACHINE_PRESERVE_TIMEOUT", default_value = "96h", value_parser = duration)]
+    pub machine_preserve_timeout: Duration,
+    /// Accepted, unused: this binary serves the `local` provider only.
+    #[arg(long, env = "CLOUD_PROVIDER", default_value = "")]
+    pub cloud_provider: String,
+    /// Accepted, unused: requests are sent as JSON.
+    #[arg(
+        long,
+        env = "KUBE_API_CONTENT_TYPE",
+        default_value = "application/vnd.kubernetes.protobuf"
+    )]
+    pub kube_api_content_type: String,
+    /// Accepted, unused: there is one controller to start.
+    #[arg(long, env = "CONTROLLER_START_INTERVAL", default_value = "0s", value_parser = duration)]
+    pub controller_start_interval: Duration,
+    /// Accepted, unused: there is no pprof endpoint.
+    #[arg(long, env = "PROFILING", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub profiling: bool,
+    /// Accepted, unused: there is no pprof endpoint.
+    #[arg(long, env = "CONTENTION_PROFILING", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub contention_profiling: bool,
+    /// Accepted, unused: per-module verbosity is RUST_LOG's job here.
+    #[arg(long, env = "VMODULE", default_value = "")]
+    pub vmodule: String,
+    /// Accepted, unused: log lines are written as they come.
+    #[arg(long, env = "LOG_FLUSH_FREQUENCY", default_value = "5s", value_parser = duration)]
+    pub log_flush_frequency: Duration,
+
     /// Log verbosity as in klog (0 info, 4 debug, 6 trace); RUST_LOG wins when set.
     #[arg(long, short = 'v', env = "V", default_value_t = 0)]
     pub v: u8,
@@ -160,6 +202,65 @@ mod tests {
                 "DiskPressure",
                 "NetworkUnavailable"
             ]
+        );
+    }
+
+    /// Every flag of MCM v0.62.1's machine controller (`pkg/util/provider/app/options`,
+    /// its leader-election and klog flags), as a Go command line writes them.
+    #[test]
+    fn a_go_command_line_with_every_v0_62_1_flag_parses() {
+        let o = Options::try_parse_from([
+            "machine-controller",
+            "--address=0.0.0.0",
+            "--bootstrap-token-auth-extra-groups=system:bootstrappers:a",
+            "--cloud-provider=local",
+            "--concurrent-syncs=30",
+            "--contention-profiling",
+            "--control-kubeconfig=inClusterConfig",
+            "--controller-start-interval=0s",
+            "--kube-api-burst=30",
+            "--kube-api-content-type=application/vnd.kubernetes.protobuf",
+            "--kube-api-qps=20",
+            "--leader-elect",
+            "--leader-elect-lease-duration=15s",
+            "--leader-elect-renew-deadline=10s",
+            "--leader-elect-resource-lock=leases",
+            "--leader-elect-retry-period=2s",
+            "--log-flush-frequency=5s",
+            "--machine-creation-timeout=20m",
+            "--machine-drain-timeout=2h",
+            "--machine-health-timeout=10m",
+            "--machine-inplace-update-timeout=20m",
+            "--machine-max-evict-retries=360",
+            "--machine-preserve-timeout=96h",
+            "--machine-pv-detach-timeout=2m",
+            "--machine-pv-reattach-timeout=90s",
+            "--machine-safety-apiserver-statuscheck-period=1m",
+            "--machine-safety-apiserver-statuscheck-timeout=30s",
+            "--machine-safety-orphan-vms-period=15m",
+            "--min-resync-period=12h",
+            "--namespace=shoot--local--a",
+            "--node-conditions=ReadonlyFilesystem,KernelDeadlock,DiskPressure",
+            "--port=10259",
+            "--profiling=false",
+            "--resource-exhausted-retry=10m",
+            "--target-kubeconfig=/var/run/secrets/gardener.cloud/shoot/generic-kubeconfig/kubeconfig",
+            "--v=3",
+            "--vmodule=",
+        ])
+        .unwrap();
+        assert!(o.leader_elect, "a bare bool flag means true, as in Go");
+        assert!(o.contention_profiling && !o.profiling);
+        assert_eq!(o.concurrent_syncs, 30);
+        assert_eq!(o.namespace, "shoot--local--a");
+        assert_eq!(o.machine_preserve_timeout, Duration::from_secs(96 * 3600));
+        // Values Go would reject are refused here too.
+        assert!(
+            Options::try_parse_from([
+                "machine-controller",
+                "--leader-elect-resource-lock=configmaps"
+            ])
+            .is_err()
         );
     }
 
