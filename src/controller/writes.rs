@@ -71,7 +71,7 @@ impl<D> Context<D> {
         Ok(written)
     }
 
-    /// [`status::write`], remembered as our own write.
+    /// [`write()`], remembered as our own write.
     pub async fn write_status(
         &self,
         machine: &Machine,

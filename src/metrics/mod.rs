@@ -12,7 +12,7 @@
 //!
 //! - this module: the registry, every metric's name and labels, the recorders;
 //! - [`collector`]: the per-machine gauges, computed at scrape time;
-//! - [`lifecycle`]: which step of a machine's life a watch event completes;
+//! - [`mod@lifecycle`]: which step of a machine's life a watch event completes;
 //! - the driver's calls are counted by [`crate::driver::instrumented`].
 
 pub mod collector;
