@@ -55,6 +55,13 @@ fn fraction(value: u128, scale: u128) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
+/// How long ago `since` was at `now`; zero when unknown or in the future.
+pub fn age(since: Option<&jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
+    since
+        .and_then(|t| Duration::try_from(now.duration_since(*t)).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret, Service};
@@ -23,10 +22,12 @@ fn phase(m: &Machine) -> &str {
     &m.status.current_status.phase
 }
 
-/// Records every (phase, description) a machine shows, in order, from a watch.
-fn record_history(api: Api<Machine>, name: &str) -> Arc<Mutex<Vec<(String, String)>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let out = seen.clone();
+/// Every (phase, description) a machine shows, in order, from a watch of its own.
+type History = tokio::sync::watch::Receiver<Vec<(String, String)>>;
+
+/// Records the machine's history; [`seen_in`] waits for an entry.
+fn record_history(api: Api<Machine>, name: &str) -> History {
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(async move {
         let mut stream = watcher(api, cfg).applied_objects().boxed();
@@ -35,13 +36,32 @@ fn record_history(api: Api<Machine>, name: &str) -> Arc<Mutex<Vec<(String, Strin
                 phase(&m).to_string(),
                 m.status.last_operation.description.clone(),
             );
-            let mut seen = out.lock().unwrap();
-            if seen.last() != Some(&entry) {
-                seen.push(entry);
-            }
+            tx.send_if_modified(|seen| {
+                let new = seen.last() != Some(&entry);
+                if new {
+                    seen.push(entry);
+                }
+                new
+            });
         }
     });
-    seen
+    rx
+}
+
+/// The history once it holds an entry that `wanted` picks: the history's watch
+/// is its own and may lag behind the one that saw the state first.
+async fn seen_in(
+    history: &History,
+    wanted: impl Fn(&(String, String)) -> bool,
+) -> Vec<(String, String)> {
+    let mut rx = history.clone();
+    match tokio::time::timeout(TIMEOUT, rx.wait_for(|h| h.iter().any(&wanted))).await {
+        Ok(Ok(seen)) => seen.clone(),
+        _ => panic!(
+            "history never showed the entry; seen: {:#?}",
+            *history.borrow()
+        ),
+    }
 }
 
 #[tokio::test]
@@ -84,7 +104,7 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
         |m| phase(m) == "Running",
     )
     .await;
-    let seen = history.lock().unwrap().clone();
+    let seen = seen_in(&history, |(p, _)| p == "Running").await;
     let pending_at = seen
         .iter()
         .position(|(p, d)| p == "Pending" && d == "Creating machine on cloud provider");
@@ -193,7 +213,10 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
     )
     .await;
     wait_for_deleted(&nodes, "machine-test-machine", TIMEOUT, "the Node is gone").await;
-    let seen = history.lock().unwrap().clone();
+    let seen = seen_in(&history, |(p, d)| {
+        p == "Terminating" && d.contains("Initiate machine object finalizer removal")
+    })
+    .await;
     assert!(
         seen.iter()
             .any(|(p, d)| p == "Terminating"

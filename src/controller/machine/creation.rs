@@ -9,7 +9,6 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use super::health::age;
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
     DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, USER_DATA_KEY, op, phase,
@@ -20,6 +19,7 @@ use crate::controller::context::{Context, InputError};
 use crate::controller::error::{Error, retry};
 use crate::controller::status::StatusChange;
 use crate::driver::{Code, Driver, MachineError, MachineRequest, MachineResponse, SecretData};
+use crate::duration::age;
 
 /// The phase a failed creation puts the machine in.
 pub fn failure_phase(

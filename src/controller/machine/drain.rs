@@ -12,7 +12,6 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::health::age;
 use crate::api::Machine;
 use crate::client::describe;
 use crate::contract::{
@@ -22,6 +21,7 @@ use crate::contract::{
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
+use crate::duration::age;
 
 /// A node NotReady (or read-only) for this long is drained by force.
 const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);

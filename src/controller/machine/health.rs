@@ -12,7 +12,7 @@ use crate::api::Machine;
 use crate::contract::{DEPLOYMENT_NAME_LABEL, op, phase, state, text};
 use crate::controller::settings::Settings;
 use crate::controller::status::StatusChange;
-use crate::duration::format_go;
+use crate::duration::{age, format_go};
 
 /// What the health check wants done.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -58,12 +58,6 @@ pub fn format_conditions(conditions: &[NodeCondition]) -> String {
         })
         .collect();
     format!("[{}]", parts.join(" "))
-}
-
-pub fn age(since: Option<&jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
-    since
-        .and_then(|t| Duration::try_from(now.duration_since(*t)).ok())
-        .unwrap_or_default()
 }
 
 /// Whether this machine may be marked Failed without two machines of one
