@@ -78,10 +78,18 @@ async fn create_all(s: &Setup) {
 
 /// Deletes every machine and waits until they are gone (with a controller running).
 async fn delete_all(s: &Setup) {
+    request_deletion(s).await;
+    all_gone(s).await;
+}
+
+async fn request_deletion(s: &Setup) {
     s.machines
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .expect("delete the machines");
+}
+
+async fn all_gone(s: &Setup) {
     wait_for_list(
         &s.machines,
         Default::default(),
@@ -310,19 +318,9 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
 
     // Deleted under the same storm: nothing is left.
     let start = std::time::Instant::now();
-    s.machines
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .expect("delete the machines");
+    request_deletion(&s).await;
     current = kill_storm(&s, current, 8, "delete").await;
-    wait_for_list(
-        &s.machines,
-        Default::default(),
-        deadline(s.names.len()),
-        "every machine is gone",
-        |l: &[Machine]| l.is_empty(),
-    )
-    .await;
+    all_gone(&s).await;
     let t = support::target().await;
     let selected = watcher::Config::default().labels("machine-provider=local");
     wait_for_list(

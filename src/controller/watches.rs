@@ -375,3 +375,24 @@ pub async fn run_with<D: Driver>(
     orphans.abort();
     freeze_check.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::local::{LocalDriver, build};
+
+    #[test]
+    fn the_drivers_own_secrets_stay_out_of_the_cache_but_their_deletion_does_not() {
+        let ours = build::user_data_secret("m1", "ns", b"data");
+        let keep = keep_secret_event::<LocalDriver>;
+        assert!(!keep(&watcher::Event::Apply(ours.clone())));
+        assert!(!keep(&watcher::Event::InitApply(ours.clone())));
+        // A deletion is passed on, so that nothing lingers in the cache.
+        assert!(keep(&watcher::Event::Delete(ours.clone())));
+        // A class secret that happens to carry the same labels is kept.
+        let mut class_secret = ours;
+        class_secret.metadata.name = Some("cloudprovider".into());
+        assert!(keep(&watcher::Event::Apply(class_secret)));
+        assert!(keep(&watcher::Event::Apply(Secret::default())));
+    }
+}
