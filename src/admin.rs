@@ -3,15 +3,19 @@
 
 //! The admin server on `--address`:`--port`: `/healthz`, `/readyz`, `/metrics`.
 //!
-//! - `/healthz` fails (500) once some watch has failed without a single success
-//!   for [`WATCH_STALE_AFTER`]: the process is cut off from an API server and a
-//!   restart is the remedy the kubelet has. A transient error is not a failure.
+//! - `/healthz` is 200 while the process serves, as MCM's: Gardener's liveness
+//!   probe reads it, and a controller cut off from an API server must stay up,
+//!   frozen, not be restarted into the same outage (which would also drop its
+//!   caches and its safety state).
 //! - `/readyz` is 503 until every cache the controller reads (machines, classes,
 //!   secrets, and with a target nodes and machine Pods) has its first full list,
-//!   and 200 after. A replica waiting for the lease is ready too: readiness gates
-//!   only traffic to `/metrics`, and a standby that reported unready would make a
-//!   two-replica Deployment look permanently degraded (and block rollouts behind
-//!   `maxUnavailable`) although it is exactly as it should be.
+//!   and while a watch has failed without a single success for
+//!   [`WATCH_STALE_AFTER`]. A replica waiting for the lease is ready too:
+//!   readiness gates only traffic to `/metrics`, and a standby that reported
+//!   unready would make a two-replica Deployment look permanently degraded
+//!   (and block rollouts behind `maxUnavailable`) although it is exactly as it
+//!   should be. A replica that *cannot* take the lease (RBAC, say) is not ready,
+//!   and says why.
 //! - `/metrics`: see [`crate::metrics`].
 
 use std::collections::BTreeMap;
@@ -29,7 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::{self, Metrics};
 
-/// How long a watch may fail without a success before `/healthz` fails.
+/// How long a watch may fail without a success before `/readyz` fails.
 pub const WATCH_STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// What this replica is doing.
@@ -53,6 +57,7 @@ struct WatchState {
 #[derive(Debug, Default)]
 struct HealthState {
     role: Role,
+    lease_problem: Option<String>,
     watches: BTreeMap<&'static str, WatchState>,
 }
 
@@ -69,6 +74,11 @@ impl Health {
 
     pub fn set_role(&self, role: Role) {
         self.with(|s| s.role = role);
+    }
+
+    /// Why the lease cannot be taken (not merely: someone else holds it).
+    pub fn set_lease_problem(&self, problem: Option<String>) {
+        self.with(|s| s.lease_problem = problem);
     }
 
     pub fn role(&self) -> Role {
@@ -105,7 +115,7 @@ impl Health {
         });
     }
 
-    /// Watch `name` failed (it retries); failing for long turns `/healthz` bad.
+    /// Watch `name` failed (it retries); failing for long turns `/readyz` bad.
     pub fn watch_failed(&self, name: &'static str) {
         let now = Instant::now();
         self.with(|s| {
@@ -119,12 +129,13 @@ impl Health {
 
     /// `Ok` when ready, else why not.
     pub fn readiness(&self) -> Result<(), String> {
-        self.with(|s| readiness(s.role, &s.watches))
-    }
-
-    /// `Ok` when live, else why not.
-    pub fn liveness(&self) -> Result<(), String> {
-        self.with(|s| liveness(&s.watches, Instant::now(), WATCH_STALE_AFTER))
+        self.with(|s| {
+            if let Some(why) = &s.lease_problem {
+                return Err(why.clone());
+            }
+            readiness(s.role, &s.watches)?;
+            stale(&s.watches, Instant::now(), WATCH_STALE_AFTER)
+        })
     }
 }
 
@@ -149,7 +160,8 @@ fn readiness(role: Role, watches: &BTreeMap<&'static str, WatchState>) -> Result
     }
 }
 
-fn liveness(
+/// Watches that have failed for longer than `stale_after` without a success.
+fn stale(
     watches: &BTreeMap<&'static str, WatchState>,
     now: Instant,
     stale_after: Duration,
@@ -209,8 +221,8 @@ fn check(result: Result<(), String>, failure: StatusCode) -> Response {
     }
 }
 
-async fn healthz(State(t): State<Telemetry>) -> Response {
-    check(t.health.liveness(), StatusCode::INTERNAL_SERVER_ERROR)
+async fn healthz() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn readyz(State(t): State<Telemetry>) -> Response {
@@ -262,18 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn unhealthy_only_after_a_watch_failed_for_long() {
+    fn unready_only_after_a_watch_failed_for_long() {
         let now = Instant::now();
         let t = Duration::from_secs(120);
         let ok = watches(&[("machines", true, None)]);
-        assert!(liveness(&ok, now, t).is_ok());
+        assert!(stale(&ok, now, t).is_ok());
         let short = watches(&[("machines", true, now.checked_sub(Duration::from_secs(60)))]);
-        assert!(liveness(&short, now, t).is_ok());
+        assert!(stale(&short, now, t).is_ok());
         let long = watches(&[
             ("machines", true, None),
             ("pods", true, now.checked_sub(Duration::from_secs(121))),
         ]);
-        let err = liveness(&long, now, t).unwrap_err();
+        let err = stale(&long, now, t).unwrap_err();
         assert!(err.contains("pods (failing for 121s)"), "{err}");
     }
 
@@ -290,7 +302,8 @@ mod tests {
         h.watch_event::<Machine>("machines", &Ok(watcher::Event::InitDone));
         assert!(h.readiness().is_ok());
         assert!(h.with(|s| s.watches["machines"].failing_since.is_none()));
-        assert!(h.liveness().is_ok());
+        h.set_lease_problem(Some("forbidden".into()));
+        assert_eq!(h.readiness(), Err("forbidden".into()));
     }
 
     #[tokio::test]
