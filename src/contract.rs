@@ -147,8 +147,18 @@ pub mod local {
     pub const LABEL_MACHINE: &str = "machine";
     pub const NAME_PREFIX: &str = "machine-";
     pub const USER_DATA_SECRET_KEY: &str = "userdata";
-    pub const USER_DATA_MOUNT: &str = "/etc/machine/userdata";
+    /// The user data Secret is mounted here, so that its key `userdata` is the
+    /// file `/etc/machine/userdata` that gardener's machine image runs.
+    pub const USER_DATA_MOUNT: &str = "/etc/machine";
+    /// Mode of that file: the image runs it directly.
+    pub const USER_DATA_MODE: i32 = 0o777;
     pub const CONTAINER_NAME: &str = "node";
+    /// The port the shoot's VPN reaches the machine on (gardener's provider-local).
+    pub const VPN_PORT: i32 = 30123;
+    pub const VPN_PORT_NAME: &str = "vpn-shoot";
+    /// Ready once the machine's kubelet has registered its Node (gardener's probe).
+    pub const READINESS_COMMAND: &str =
+        "/usr/bin/kubectl --kubeconfig /var/lib/kubelet/kubeconfig-real get no $NODE_NAME";
     pub const CREDENTIALS_KUBECONFIG_KEY: &str = "kubeconfig";
     pub const IPV4_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv4pools";
     pub const IPV6_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv6pools";

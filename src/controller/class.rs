@@ -2,8 +2,18 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! MachineClass and Secret upkeep: a class keeps our finalizer while machines
-//! use it, and a secret keeps its finalizer while a class references it, so that
-//! neither disappears from under a machine that still needs it (deletion does).
+//! use it, and a secret keeps its finalizer while any class references it, so
+//! that neither disappears from under a machine that still needs it (deletion
+//! does).
+//!
+//! The secret rule is MCM's secret controller's: *any* class, deleting or not,
+//! counts. Gardener deletes a worker's classes and then their Secrets while the
+//! machines still terminate; a class that is deleting still holds its machines'
+//! secrets. Conversely a class that never had machines (and so never got our
+//! finalizer) or whose secretRef changed must release the secrets it no longer
+//! names, or shoot deletion waits for them forever. So the secret finalizers are
+//! planned over the whole namespace (every Secret against every class), on any
+//! change to either, rather than per class event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +26,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::Notify;
 
 use super::error::{Error, retry};
 use crate::api::{Machine, MachineClass};
@@ -38,7 +49,7 @@ pub fn class_finalizer(deleting: bool, has: bool, used: bool) -> Finalizer {
     }
 }
 
-/// The secret finalizer, from whether a live class references the secret.
+/// The secret finalizer, from whether any class references the secret.
 pub fn secret_finalizer(has: bool, referenced: bool) -> Finalizer {
     match (has, referenced) {
         (false, true) => Finalizer::Add,
@@ -60,7 +71,6 @@ struct ClassContext {
     control: Client,
     namespace: String,
     machines: Store<Machine>,
-    classes: Store<MachineClass>,
 }
 
 async fn patch_finalizers<K>(
@@ -89,29 +99,6 @@ async fn reconcile(class: Arc<MachineClass>, ctx: Arc<ClassContext>) -> Result<A
     let has = class.finalizers().iter().any(|f| f == MACHINE_FINALIZER);
     let change = class_finalizer(deleting, has, used);
 
-    // Secrets first: a class that goes away releases them only after it is gone.
-    let secrets: Api<Secret> = Api::namespaced(ctx.control.clone(), &ctx.namespace);
-    for r in class.secret_refs() {
-        let Some(secret_name) = r.name.as_deref() else {
-            continue;
-        };
-        let Some(secret) = secrets.get_opt(secret_name).await? else {
-            continue;
-        };
-        let referenced = ctx.classes.state().iter().any(|c| {
-            c.metadata.deletion_timestamp.is_none()
-                && c.secret_refs()
-                    .any(|r| r.name.as_deref() == Some(secret_name))
-        });
-        let has = secret.finalizers().iter().any(|f| f == SECRET_FINALIZER);
-        if let Some(f) = finalizers_after(
-            secret.finalizers(),
-            SECRET_FINALIZER,
-            secret_finalizer(has, referenced),
-        ) {
-            patch_finalizers(&secrets, &secret, f).await?;
-        }
-    }
     if let Some(f) = finalizers_after(class.finalizers(), MACHINE_FINALIZER, change) {
         let classes: Api<MachineClass> = Api::namespaced(ctx.control.clone(), &ctx.namespace);
         patch_finalizers(&classes, &class, f).await?;
@@ -122,6 +109,72 @@ async fn reconcile(class: Arc<MachineClass>, ctx: Arc<ClassContext>) -> Result<A
     } else {
         Action::requeue(Duration::from_secs(10 * 60))
     })
+}
+
+/// Whether `class` names the Secret `name` in `namespace` (a reference without a
+/// namespace means the class's own).
+fn references(class: &MachineClass, name: &str, namespace: &str) -> bool {
+    let class_ns = class.metadata.namespace.as_deref().unwrap_or_default();
+    class.secret_refs().any(|r| {
+        r.name.as_deref() == Some(name)
+            && r.namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(class_ns)
+                == namespace
+    })
+}
+
+/// The secret finalizer changes for the whole namespace: each Secret whose
+/// finalizers must change, with its new list.
+pub fn secret_plan<'a>(
+    secrets: &'a [Arc<Secret>],
+    classes: &[Arc<MachineClass>],
+) -> Vec<(&'a Secret, Vec<String>)> {
+    secrets
+        .iter()
+        .filter_map(|secret| {
+            let (name, ns) = (secret.name_any(), secret.namespace().unwrap_or_default());
+            let referenced = classes.iter().any(|c| references(c, &name, &ns));
+            let has = secret.finalizers().iter().any(|f| f == SECRET_FINALIZER);
+            let change = secret_finalizer(has, referenced);
+            // A Secret that is going and not referenced only loses ours; one that
+            // is going never gains it (the API server refuses new finalizers then).
+            if change == Finalizer::Add && secret.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            finalizers_after(secret.finalizers(), SECRET_FINALIZER, change)
+                .map(|f| (secret.as_ref(), f))
+        })
+        .collect()
+}
+
+/// Keeps the secret finalizers as [`secret_plan`] says, whenever `wake` is
+/// notified (any class or secret event) and every 10 minutes. Runs until dropped.
+pub async fn keep_secret_finalizers<D>(ctx: Arc<super::Context<D>>, wake: Arc<Notify>) {
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.control.clone(), &ctx.settings.namespace);
+    loop {
+        if ctx.wait_ready().await.is_err() {
+            return;
+        }
+        let (secrets, classes) = (ctx.secrets.state(), ctx.classes.state());
+        let mut again = Duration::from_secs(10 * 60);
+        for (secret, finalizers) in secret_plan(&secrets, &classes) {
+            match patch_finalizers(&secrets_api, secret, finalizers).await {
+                Ok(()) => {}
+                // Changed meanwhile (its event wakes us) or gone: nothing to do.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => {
+                    tracing::warn!(secret = %secret.name_any(), error = %e, "cannot update the secret's finalizers");
+                    again = retry::SHORT;
+                }
+            }
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(again) => {}
+        }
+    }
 }
 
 /// Called by a machine's reconcile: its class must not go while it exists.
@@ -154,7 +207,6 @@ pub async fn run(
         control,
         namespace: namespace.clone(),
         machines: machines.clone(),
-        classes: controller.store(),
     });
     // Machines add the class finalizer themselves (see `ensure_class_finalizer`);
     // this controller adds it to classes in use at start and removes it when a
@@ -188,6 +240,102 @@ mod tests {
         assert_eq!(secret_finalizer(false, true), Finalizer::Add);
         assert_eq!(secret_finalizer(true, false), Finalizer::Remove);
         assert_eq!(secret_finalizer(true, true), Finalizer::Keep);
+    }
+
+    fn secret(name: &str, finalizers: &[&str], deleting: bool) -> Arc<Secret> {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        if deleting {
+            s.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        Arc::new(s)
+    }
+
+    fn class(
+        name: &str,
+        secret: &str,
+        credentials: Option<&str>,
+        deleting: bool,
+    ) -> Arc<MachineClass> {
+        let mut c: MachineClass = serde_json::from_value(serde_json::json!({
+            "apiVersion": "machine.sapcloud.io/v1alpha1",
+            "kind": "MachineClass",
+            "metadata": {"name": name, "namespace": "ns"},
+            "providerSpec": {},
+            "provider": "local",
+            "secretRef": {"name": secret},
+        }))
+        .unwrap();
+        c.credentials_secret_ref =
+            credentials.map(|n| k8s_openapi::api::core::v1::SecretReference {
+                name: Some(n.into()),
+                namespace: Some("ns".into()),
+            });
+        if deleting {
+            c.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        Arc::new(c)
+    }
+
+    fn plan_of(
+        secrets: &[Arc<Secret>],
+        classes: &[Arc<MachineClass>],
+    ) -> Vec<(String, Vec<String>)> {
+        secret_plan(secrets, classes)
+            .into_iter()
+            .map(|(s, f)| (s.name_any(), f))
+            .collect()
+    }
+
+    #[test]
+    fn a_deleting_class_still_holds_its_secrets() {
+        let secrets = [secret("user-data", &[SECRET_FINALIZER], true)];
+        let classes = [class("c", "user-data", None, true)];
+        assert!(plan_of(&secrets, &classes).is_empty());
+        // Once the class is gone, the secret is released.
+        assert_eq!(plan_of(&secrets, &[]), [("user-data".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn every_referenced_secret_gets_the_finalizer_used_or_not() {
+        let secrets = [
+            secret("user-data", &["other"], false),
+            secret("creds", &[], false),
+        ];
+        let classes = [class("never-used", "user-data", Some("creds"), false)];
+        assert_eq!(
+            plan_of(&secrets, &classes),
+            [
+                (
+                    "user-data".to_string(),
+                    vec!["other".to_string(), SECRET_FINALIZER.to_string()]
+                ),
+                ("creds".to_string(), vec![SECRET_FINALIZER.to_string()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_secret_ref_releases_the_old_secret() {
+        let secrets = [
+            secret("old", &[SECRET_FINALIZER], false),
+            secret("new", &[SECRET_FINALIZER], false),
+        ];
+        let classes = [class("c", "new", None, false)];
+        assert_eq!(plan_of(&secrets, &classes), [("old".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn a_deleting_unreferenced_secret_never_gains_it() {
+        let secrets = [secret("s", &[], true)];
+        assert!(plan_of(&secrets, &[class("c", "s", None, false)]).is_empty());
+        assert!(plan_of(&secrets, &[]).is_empty());
     }
 
     #[test]

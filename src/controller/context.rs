@@ -152,6 +152,24 @@ impl<D> Context<D> {
         &self,
         machine: &Machine,
     ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
+        self.resolve_with(machine, false)
+    }
+
+    /// [`Self::resolve`] for taking a VM down: a Secret that is gone (Gardener
+    /// deletes a worker's class Secrets while its machines still terminate) is
+    /// read as empty, as MCM does, and never blocks the deletion.
+    pub fn resolve_for_deletion(
+        &self,
+        machine: &Machine,
+    ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
+        self.resolve_with(machine, true)
+    }
+
+    fn resolve_with(
+        &self,
+        machine: &Machine,
+        missing_secrets_ok: bool,
+    ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
         let ns = &self.settings.namespace;
         let class_ref = &machine.spec.class;
         if !class_ref.kind.is_empty() && class_ref.kind != "MachineClass" {
@@ -171,12 +189,16 @@ impl<D> Context<D> {
                 .clone()
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| ns.clone());
-            let secret = self
-                .secrets
-                .get(&ObjectRef::new(&name).within(&secret_ns))
-                .ok_or_else(|| {
-                    InputError::SecretNotFound(format!("{secret_ns}/{name}"), class_name.clone())
-                })?;
+            let Some(secret) = self.secrets.get(&ObjectRef::new(&name).within(&secret_ns)) else {
+                if missing_secrets_ok {
+                    found = true;
+                    continue;
+                }
+                return Err(InputError::SecretNotFound(
+                    format!("{secret_ns}/{name}"),
+                    class_name.clone(),
+                ));
+            };
             found = true;
             for (k, v) in secret.data.clone().unwrap_or_default() {
                 data.insert(k, v.0);

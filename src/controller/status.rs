@@ -3,7 +3,7 @@
 
 //! Machine status changes, decided as values; [`super::writes`] writes them.
 
-use k8s_openapi::api::core::v1::NodeCondition;
+use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::Machine;
@@ -19,6 +19,8 @@ pub struct StatusChange {
     pub phase: Option<&'static str>,
     pub timeout_active: bool,
     pub conditions: Option<Vec<NodeCondition>>,
+    /// Written only without a target cluster, where no Node reports them.
+    pub addresses: Option<Vec<NodeAddress>>,
 }
 
 impl StatusChange {
@@ -31,6 +33,7 @@ impl StatusChange {
             phase: None,
             timeout_active: false,
             conditions: None,
+            addresses: None,
         }
     }
     pub fn phase(mut self, phase: &'static str) -> Self {
@@ -43,6 +46,10 @@ impl StatusChange {
     }
     pub fn timeout_active(mut self) -> Self {
         self.timeout_active = true;
+        self
+    }
+    pub fn addresses(mut self, addresses: Vec<NodeAddress>) -> Self {
+        self.addresses = Some(addresses);
         self
     }
     pub fn conditions(mut self, conditions: Vec<NodeCondition>) -> Self {
@@ -66,6 +73,10 @@ impl StatusChange {
                 .conditions
                 .as_ref()
                 .is_none_or(|c| *c == machine.status.conditions)
+            && self
+                .addresses
+                .as_ref()
+                .is_none_or(|a| *a == machine.status.addresses)
     }
 }
 

@@ -195,6 +195,8 @@ pub async fn run_with<D: Driver>(
         .default_backoff()
         .applied_objects();
 
+    // Any class or secret event wakes the secret finalizer upkeep.
+    let secrets_changed = Arc::new(tokio::sync::Notify::new());
     let (classes, classes_w) = reflector::store::<MachineClass>();
     let class_stream = gate
         .reflect(
@@ -208,7 +210,11 @@ pub async fn run_with<D: Driver>(
             .inspect(watch_health(&health, "machineclasses")),
         )
         .default_backoff()
-        .touched_objects();
+        .touched_objects()
+        .inspect({
+            let wake = secrets_changed.clone();
+            move |_| wake.notify_one()
+        });
 
     let (secrets, secrets_w) = reflector::store::<Secret>();
     let secret_stream = gate
@@ -224,7 +230,11 @@ pub async fn run_with<D: Driver>(
             .inspect(watch_health(&health, "secrets")),
         )
         .default_backoff()
-        .touched_objects();
+        .touched_objects()
+        .inspect({
+            let wake = secrets_changed.clone();
+            move |_| wake.notify_one()
+        });
 
     let target_streams = clients
         .target
@@ -356,6 +366,10 @@ pub async fn run_with<D: Driver>(
         orphan_metrics,
         ctx.settings.orphan_vms_period,
     ));
+    let secret_upkeep = tokio::spawn(super::class::keep_secret_finalizers(
+        ctx.clone(),
+        secrets_changed,
+    ));
     let classes_upkeep = super::class::run(
         clients.control.client.clone(),
         ns_for_classes,
@@ -373,6 +387,7 @@ pub async fn run_with<D: Driver>(
         });
     futures::future::join(main, classes_upkeep).await;
     orphans.abort();
+    secret_upkeep.abort();
     freeze_check.abort();
 }
 

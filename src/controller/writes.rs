@@ -129,6 +129,9 @@ pub async fn write(
     if let Some(conditions) = &change.conditions {
         status["conditions"] = serde_json::to_value(conditions).unwrap_or_default();
     }
+    if let Some(addresses) = &change.addresses {
+        status["addresses"] = serde_json::to_value(addresses).unwrap_or_default();
+    }
     // The resourceVersion makes a decision taken on a stale copy fail with a conflict
     // instead of overwriting a newer status.
     let patch = json!({

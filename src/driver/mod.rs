@@ -217,6 +217,18 @@ pub trait Driver: Send + Sync + 'static {
         specs: &[PersistentVolumeSpec],
     ) -> impl Future<Output = DriverResult<Vec<String>>> + Send;
 
+    /// Not in MCM: why the VM of a machine that is being created cannot run
+    /// (say, its image cannot be pulled), from what the driver can read
+    /// cheaply; `None` when nothing is wrong or the driver cannot tell. The
+    /// machine then shows it as a creation failure (CrashLoopBackOff, Failed
+    /// after the creation timeout) instead of waiting for a Node that never joins.
+    fn vm_trouble(
+        &self,
+        _req: &MachineRequest<'_>,
+    ) -> impl Future<Output = Option<MachineError>> + Send {
+        async { None }
+    }
+
     /// Not in MCM, for orphan collection: the namespace the VMs of `class` live
     /// in, if the provider has namespaces. `None`: the provider has none.
     fn vm_namespace(&self, _class: &MachineClass) -> Option<String> {

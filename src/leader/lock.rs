@@ -148,7 +148,8 @@ pub async fn try_acquire_or_renew(
                 Step::Take => held(identity, duration, now, now, transitions.saturating_add(1)),
             });
             // `replace` sends the resourceVersion read above: the fence.
-            api.replace(LEASE_NAME, &PostParams::default(), &lease).await
+            api.replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await
         }
     };
     match written {
@@ -239,10 +240,7 @@ mod tests {
             decide(&lease(Some(""), None), "me", &mut o, t, D),
             Step::Take
         );
-        assert_eq!(
-            decide(&lease(None, None), "me", &mut o, t, D),
-            Step::Take
-        );
+        assert_eq!(decide(&lease(None, None), "me", &mut o, t, D), Step::Take);
     }
 
     #[test]
@@ -262,9 +260,6 @@ mod tests {
         // A renewal restarts the clock.
         let renewed = lease(Some("you"), Some("2020-01-01T00:00:02Z"));
         assert_eq!(decide(&renewed, "me", &mut o, t0 + D, D), wait);
-        assert_eq!(
-            decide(&renewed, "me", &mut o, t0 + D + D, D),
-            Step::Take
-        );
+        assert_eq!(decide(&renewed, "me", &mut o, t0 + D + D, D), Step::Take);
     }
 }

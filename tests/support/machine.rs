@@ -24,12 +24,16 @@ pub const HOST_ROLE_LABEL: &str = "node-role.kubernetes.io/host";
 pub const REGISTERED_BY_ANNOTATION: &str = "local.machine.sapcloud.io/registered-by";
 /// kwok keeps Nodes with this label (value `fake`) Ready.
 pub const KWOK_LABEL: &str = "kwok.x-k8s.io/node";
-/// Where a machine Pod mounts its user data.
-pub const USERDATA_MOUNT_PATH: &str = "/etc/machine/userdata";
+/// Where a machine Pod mounts its user data Secret: its key `userdata` becomes the
+/// file `/etc/machine/userdata` that gardener's machine image runs.
+pub const USERDATA_MOUNT_PATH: &str = "/etc/machine";
 
-/// The Pod of machine `machine`: `machine-<machine>`, labelled, privileged, its
-/// user data from Secret `machine-<machine>-userdata` at `/etc/machine/userdata`,
-/// scheduled to a host node.
+/// The Pod of machine `machine` as gardener's provider-local builds it
+/// (`pkg/provider-local/machine-provider/local/create_machine.go`, gardener
+/// v1.150.0), written out here independently of our driver's builder:
+/// `machine-<machine>`, labelled, privileged, its user data from Secret
+/// `machine-<machine>-userdata` at `/etc/machine` with mode 0777, scheduled to a
+/// host node.
 pub fn machine_pod(machine: &str) -> Pod {
     let name = format!("machine-{machine}");
     let labels = BTreeMap::from([
@@ -73,9 +77,10 @@ pub fn machine_pod(machine: &str) -> Pod {
                     ..Default::default()
                 }),
                 volume_mounts: Some(vec![
-                    mount("userdata", USERDATA_MOUNT_PATH, true),
+                    mount("userdata", USERDATA_MOUNT_PATH, false),
                     mount("containerd", "/var/lib/containerd", false),
                     mount("run", "/run", false),
+                    mount("docker-socket", "/var/run/docker.sock", false),
                     mount("modules", "/lib/modules", true),
                 ]),
                 ..Default::default()
@@ -84,6 +89,7 @@ pub fn machine_pod(machine: &str) -> Pod {
                 Volume {
                     secret: Some(SecretVolumeSource {
                         secret_name: Some(userdata_secret_name(machine)),
+                        default_mode: Some(0o777),
                         ..Default::default()
                     }),
                     ..volume("userdata")
@@ -98,6 +104,13 @@ pub fn machine_pod(machine: &str) -> Pod {
                         ..Default::default()
                     }),
                     ..volume("run")
+                },
+                Volume {
+                    host_path: Some(HostPathVolumeSource {
+                        path: "/var/run/docker.sock".into(),
+                        type_: Some("Socket".into()),
+                    }),
+                    ..volume("docker-socket")
                 },
                 Volume {
                     host_path: Some(HostPathVolumeSource {

@@ -163,37 +163,69 @@ pub fn not_ready_status_patch(now: jiff::Timestamp) -> Value {
     })
 }
 
-/// Where the machine Pod mounts its user data.
-pub const USERDATA_MOUNT_PATH: &str = "/etc/machine/userdata";
-/// The key of the user data in its Secret.
-pub const USERDATA_KEY: &str = "userdata";
+/// The file gardener's machine image runs at boot: it runs it only if it is a
+/// file (`[[ -f ]]`), and runs it directly, so it must be executable.
+pub const USERDATA_FILE: &str = "/etc/machine/userdata";
+/// The directory the user data Secret is mounted at, so that the file appears.
+const USERDATA_DIR: &str = "/etc/machine";
+/// A Secret volume's default file mode, when the Pod sets none.
+const SECRET_DEFAULT_MODE: i32 = 0o644;
 
-/// The Secret whose volume the Pod mounts at [`USERDATA_MOUNT_PATH`].
-pub fn userdata_secret_name(pod: &Pod) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    let volume_name = spec
+/// Where the file [`USERDATA_FILE`] comes from: a key of a Secret.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserDataSource {
+    pub secret: String,
+    pub key: String,
+}
+
+/// What the machine image would find at [`USERDATA_FILE`], as the kubelet lays
+/// out a Secret volume: the Secret mounted at `/etc/machine`, its key `userdata`
+/// (or the item whose path is `userdata`), with an executable mode.
+pub fn userdata_source(pod: &Pod) -> Result<UserDataSource, String> {
+    let missing = || format!("the pod has no file {USERDATA_FILE}");
+    let spec = pod.spec.as_ref().ok_or_else(missing)?;
+    let mount = spec
         .containers
         .iter()
-        .chain(spec.init_containers.iter().flatten())
         .flat_map(|c| c.volume_mounts.iter().flatten())
-        .find(|m| m.mount_path.trim_end_matches('/') == USERDATA_MOUNT_PATH)?
-        .name
-        .as_str();
-    spec.volumes
+        .find(|m| m.mount_path.trim_end_matches('/') == USERDATA_DIR)
+        .ok_or_else(|| format!("the pod mounts nothing at {USERDATA_DIR}, so {}", missing()))?;
+    let secret = spec
+        .volumes
         .iter()
         .flatten()
-        .find(|v| v.name == volume_name)?
-        .secret
-        .as_ref()?
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.as_ref())
+        .ok_or_else(|| format!("the volume at {USERDATA_DIR} is not a Secret"))?;
+    let name = secret
         .secret_name
         .clone()
+        .ok_or_else(|| format!("the volume at {USERDATA_DIR} names no Secret"))?;
+    let (key, mode) = match &secret.items {
+        Some(items) => {
+            let item = items
+                .iter()
+                .find(|i| i.path == "userdata")
+                .ok_or_else(missing)?;
+            (item.key.clone(), item.mode.or(secret.default_mode))
+        }
+        None => ("userdata".to_string(), secret.default_mode),
+    };
+    let mode = mode.unwrap_or(SECRET_DEFAULT_MODE);
+    if mode & 0o111 == 0 {
+        return Err(format!(
+            "{USERDATA_FILE} has mode {mode:o}: the machine image cannot run it"
+        ));
+    }
+    Ok(UserDataSource { secret: name, key })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, NodeCondition, NodeStatus, PodSpec, SecretVolumeSource, Volume, VolumeMount,
+        Container, KeyToPath, NodeCondition, NodeStatus, PodSpec, SecretVolumeSource, Volume,
+        VolumeMount,
     };
 
     fn key() -> PodKey {
@@ -292,7 +324,7 @@ mod tests {
         );
     }
 
-    fn pod_with(mount_path: &str, secret: Option<&str>) -> Pod {
+    fn pod_with(mount_path: &str, secret: Option<&str>, mode: Option<i32>) -> Pod {
         Pod {
             spec: Some(PodSpec {
                 containers: vec![Container {
@@ -306,7 +338,6 @@ mod tests {
                         VolumeMount {
                             name: "userdata".into(),
                             mount_path: mount_path.into(),
-                            read_only: Some(true),
                             ..Default::default()
                         },
                     ]),
@@ -316,6 +347,7 @@ mod tests {
                     name: "userdata".into(),
                     secret: secret.map(|s| SecretVolumeSource {
                         secret_name: Some(s.into()),
+                        default_mode: mode,
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -327,25 +359,43 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_userdata_secret() {
-        let pod = pod_with("/etc/machine/userdata", Some("machine-a-userdata"));
+    fn the_userdata_file_is_an_executable_key_of_the_secret_at_etc_machine() {
+        let found = |secret: &str| {
+            Ok(UserDataSource {
+                secret: secret.into(),
+                key: "userdata".into(),
+            })
+        };
+        let pod = pod_with("/etc/machine", Some("machine-a-userdata"), Some(0o777));
+        assert_eq!(userdata_source(&pod), found("machine-a-userdata"));
+        let pod = pod_with("/etc/machine/", Some("machine-a-userdata"), Some(0o755));
+        assert_eq!(userdata_source(&pod), found("machine-a-userdata"));
+        // Mounted as a directory named userdata: the image finds no file.
+        let err = userdata_source(&pod_with("/etc/machine/userdata", Some("x"), Some(0o777)))
+            .unwrap_err();
+        assert!(err.contains("mounts nothing at /etc/machine"), "{err}");
+        // The Secret volume's default mode (0644) cannot be run.
+        let err = userdata_source(&pod_with("/etc/machine", Some("x"), None)).unwrap_err();
+        assert!(err.contains("mode 644"), "{err}");
+        assert!(userdata_source(&pod_with("/etc/machine", None, Some(0o777))).is_err());
+        assert!(userdata_source(&Pod::default()).is_err());
+    }
+
+    #[test]
+    fn an_item_can_map_another_key_to_the_file() {
+        let mut pod = pod_with("/etc/machine", Some("s"), None);
+        let volume = &mut pod.spec.as_mut().unwrap().volumes.as_mut().unwrap()[0];
+        volume.secret.as_mut().unwrap().items = Some(vec![KeyToPath {
+            key: "script".into(),
+            path: "userdata".into(),
+            mode: Some(0o700),
+        }]);
         assert_eq!(
-            userdata_secret_name(&pod).as_deref(),
-            Some("machine-a-userdata")
+            userdata_source(&pod),
+            Ok(UserDataSource {
+                secret: "s".into(),
+                key: "script".into()
+            })
         );
-        let pod = pod_with("/etc/machine/userdata/", Some("machine-a-userdata"));
-        assert_eq!(
-            userdata_secret_name(&pod).as_deref(),
-            Some("machine-a-userdata")
-        );
-        assert_eq!(
-            userdata_secret_name(&pod_with("/etc/other", Some("x"))),
-            None
-        );
-        assert_eq!(
-            userdata_secret_name(&pod_with("/etc/machine/userdata", None)),
-            None
-        );
-        assert_eq!(userdata_secret_name(&Pod::default()), None);
     }
 }

@@ -245,12 +245,8 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
 /// server accepts it, the way a kubelet's TLS bootstrap would.
 async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let Some(secret_name) = node::userdata_secret_name(pod) else {
-        return Err(Error::Refused(format!(
-            "the pod mounts no Secret at {}",
-            node::USERDATA_MOUNT_PATH
-        )));
-    };
+    let source = node::userdata_source(pod).map_err(Error::Refused)?;
+    let secret_name = source.secret;
     let secrets: Api<Secret> = Api::namespaced(ctx.admin.clone(), namespace);
     let secret = secrets
         .get_opt(&secret_name)
@@ -264,11 +260,11 @@ async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error>
     let userdata = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(node::USERDATA_KEY))
+        .and_then(|d| d.get(&source.key))
         .ok_or_else(|| {
             Error::Refused(format!(
                 "user data Secret {namespace}/{secret_name} has no key {:?}",
-                node::USERDATA_KEY
+                source.key
             ))
         })?;
     let token = token::find_token(&userdata.0).map_err(|e| Error::Refused(e.to_string()))?;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::NodeAddress;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -159,7 +160,7 @@ pub async fn run<D: Driver>(
             }
         }
     };
-    let (node_name, provider_id) = (vm.node_name, vm.provider_id);
+    let (node_name, provider_id, addresses) = (vm.node_name, vm.provider_id, vm.addresses);
 
     if provider_id.is_empty() || (ctx.target.is_some() && node_name.is_empty()) {
         let e = MachineError::new(
@@ -181,13 +182,21 @@ pub async fn run<D: Driver>(
                 .phase(phase::PENDING)
                 .timeout_active()
         } else {
-            // Without a target cluster no Node will ever join: the VM is all there is.
+            // Without a target cluster no Node will ever join: the VM is all there
+            // is, and its addresses are how one reaches it (`gardenadm bootstrap`
+            // connects to them). A VM without an IP yet is looked at again when
+            // its watch reports one, as gardener's provider-local waits for the
+            // Pod to run before it answers.
+            if !has_ip(&addresses) {
+                return Ok(Action::requeue(retry::SHORT));
+            }
             StatusChange::new(
                 "Created machine on cloud provider",
                 state::SUCCESSFUL,
                 op::CREATE,
             )
             .phase(phase::AVAILABLE)
+            .addresses(address_status(addresses, &node_name))
         };
         // No Event: the "Created" one just before says as much, and every Event
         // costs the API server a write per machine.
@@ -196,8 +205,26 @@ pub async fn run<D: Driver>(
     Ok(Action::requeue(retry::LONG))
 }
 
+fn has_ip(addresses: &[NodeAddress]) -> bool {
+    addresses.iter().any(|a| a.type_ != "Hostname")
+}
+
+/// MCM's `buildAddressStatus`: the VM's addresses and the node name as
+/// Hostname, without repeats, sorted by type and address.
+pub fn address_status(mut addresses: Vec<NodeAddress>, node_name: &str) -> Vec<NodeAddress> {
+    if !node_name.is_empty() {
+        addresses.push(NodeAddress {
+            type_: "Hostname".into(),
+            address: node_name.into(),
+        });
+    }
+    addresses.sort_by_cached_key(|a| format!("{}{}", a.type_, a.address));
+    addresses.dedup();
+    addresses
+}
+
 /// Records a provider failure as MCM does: CrashLoopBackOff, or Failed past the creation timeout.
-async fn failed<D>(
+pub async fn failed<D>(
     ctx: &Context<D>,
     machine: &Machine,
     err: MachineError,
@@ -263,6 +290,30 @@ pub async fn report_input<D>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_as_mcm_builds_them() {
+        let a = |t: &str, v: &str| NodeAddress {
+            type_: t.into(),
+            address: v.into(),
+        };
+        assert_eq!(
+            address_status(
+                vec![
+                    a("InternalIP", "10.0.0.2"),
+                    a("InternalIP", "fd00::2"),
+                    a("Hostname", "machine-a")
+                ],
+                "machine-a"
+            ),
+            [
+                a("Hostname", "machine-a"),
+                a("InternalIP", "10.0.0.2"),
+                a("InternalIP", "fd00::2")
+            ]
+        );
+        assert!(!has_ip(&[a("Hostname", "machine-a")]));
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn machine() -> Machine {

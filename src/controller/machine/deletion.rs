@@ -217,7 +217,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                     retry::SHORT,
                 )
             } else {
-                let result = match ctx.resolve(&machine) {
+                let result = match ctx.resolve_for_deletion(&machine) {
                     Ok((class, secret)) => {
                         let req = MachineRequest {
                             machine: &machine,
@@ -252,7 +252,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
         },
         Step::DeleteVolumeAttachments => delete_volume_attachments(ctx, &machine).await?,
         Step::DeleteVm => {
-            let result = match ctx.resolve(&machine) {
+            let result = match ctx.resolve_for_deletion(&machine) {
                 Ok((class, secret)) => {
                     let req = MachineRequest {
                         machine: &machine,

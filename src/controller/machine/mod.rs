@@ -71,6 +71,22 @@ pub async fn reconcile<D: Driver>(
     };
     class::ensure_class_finalizer(&ctx.control, &class).await?;
 
+    if matches!(
+        machine.phase(),
+        "" | phase::PENDING | phase::CRASH_LOOP_BACK_OFF
+    ) && !machine.spec.provider_id.is_empty()
+    {
+        let req = crate::driver::MachineRequest {
+            machine: &machine,
+            class: &class,
+            secret: &secret,
+        };
+        if let Some(trouble) = ctx.driver.vm_trouble(&req).await {
+            // The VM cannot run: a creation failure, whatever the Node does.
+            return creation::failed(&ctx, &machine, trouble).await;
+        }
+    }
+
     let mut wake = retry::LONG;
     let mut upkeep = None;
     if machine.node_name().is_some() && !machine.phase().is_empty() {

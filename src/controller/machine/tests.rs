@@ -48,6 +48,10 @@ impl Driver for Arc<FakeCloud> {
         Ok(MachineResponse {
             provider_id: id,
             node_name: format!("node-{}", req.machine.name()),
+            addresses: vec![k8s_openapi::api::core::v1::NodeAddress {
+                type_: "InternalIP".into(),
+                address: "10.0.0.7".into(),
+            }],
             ..Default::default()
         })
     }
@@ -228,6 +232,14 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
     assert_eq!(
         stored["status"]["lastOperation"]["description"],
         "Created machine on cloud provider"
+    );
+    // The addresses are how one reaches it: the VM's IP, and the node name.
+    assert_eq!(
+        stored["status"]["addresses"],
+        json!([
+            {"type": "Hostname", "address": "node-m1"},
+            {"type": "InternalIP", "address": "10.0.0.7"},
+        ])
     );
     // No label `node`: without a target there is no Node to name.
     assert!(stored["metadata"]["labels"].get("node").is_none());

@@ -133,7 +133,7 @@ pub async fn collect_once<D: Driver>(
         let mut probe = Machine::named("orphan-collection");
         probe.metadata.namespace = Some(ctx.settings.namespace.clone());
         probe.spec.class.name = class.metadata.name.clone().unwrap_or_default();
-        let Ok((class, secret)) = ctx.resolve(&probe) else {
+        let Ok((class, secret)) = ctx.resolve_for_deletion(&probe) else {
             continue;
         };
         // VMs in a namespace other controllers may share are not ours to judge.

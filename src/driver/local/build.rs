@@ -1,24 +1,22 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! Pure builders for the objects that make up one local machine.
+//! Pure builders for the objects that make up one local machine, field for field
+//! as gardener's provider-local builds them (`create_machine.go` at gardener
+//! v1.150.0), so that gardener's own machine image boots in our Pods unchanged.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource,
-    ObjectFieldSelector, Pod, PodSpec, Probe, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    HostPathVolumeSource, ObjectFieldSelector, Pod, PodSpec, Probe, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::contract::local::*;
-
-/// The user data Secret is mounted here (the contract's path); the file inside is `userdata`.
-const USER_DATA_DIR: &str = USER_DATA_MOUNT;
 
 /// Labels shared by the Pod, its Secret and its Service.
 pub fn labels(machine: &str) -> BTreeMap<String, String> {
@@ -58,6 +56,14 @@ pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
         read_only: read_only.then_some(true),
         ..Default::default()
     };
+    let host_path = |name: &str, path: &str, kind: Option<&str>| Volume {
+        name: name.to_string(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.to_string(),
+            type_: kind.map(str::to_string),
+        }),
+        ..Default::default()
+    };
     let empty_dir = |name: &str, medium: Option<&str>| Volume {
         name: name.to_string(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -72,6 +78,9 @@ pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
             containers: vec![Container {
                 name: CONTAINER_NAME.to_string(),
                 image: Some(spec.image.clone()),
+                // Never pull what the node already has: kind-loaded `:latest` images
+                // exist on no registry.
+                image_pull_policy: Some("IfNotPresent".to_string()),
                 security_context: Some(SecurityContext {
                     privileged: Some(true),
                     ..Default::default()
@@ -87,24 +96,29 @@ pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
                     }),
                     ..Default::default()
                 }]),
-                // The machine is ready once its kubelet has registered the Node.
+                volume_mounts: Some(vec![
+                    mount("userdata", USER_DATA_MOUNT, false),
+                    mount("containerd", "/var/lib/containerd", false),
+                    mount("run", "/run", false),
+                    mount("docker-socket", "/var/run/docker.sock", false),
+                    mount("modules", "/lib/modules", true),
+                ]),
                 readiness_probe: Some(Probe {
                     exec: Some(ExecAction {
                         command: Some(vec![
                             "sh".to_string(),
                             "-c".to_string(),
-                            "kubectl --kubeconfig /var/lib/kubelet/kubeconfig-real get node \"$NODE_NAME\"".to_string(),
+                            READINESS_COMMAND.to_string(),
                         ]),
                     }),
-                    period_seconds: Some(10),
                     ..Default::default()
                 }),
-                volume_mounts: Some(vec![
-                    mount("userdata", USER_DATA_DIR, true),
-                    mount("containerd", "/var/lib/containerd", false),
-                    mount("run", "/run", false),
-                    mount("modules", "/lib/modules", true),
-                ]),
+                ports: Some(vec![ContainerPort {
+                    container_port: VPN_PORT,
+                    name: Some(VPN_PORT_NAME.to_string()),
+                    protocol: Some("TCP".to_string()),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }],
             volumes: Some(vec![
@@ -112,20 +126,15 @@ pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
                     name: "userdata".to_string(),
                     secret: Some(SecretVolumeSource {
                         secret_name: Some(user_data_secret_name(machine)),
+                        default_mode: Some(USER_DATA_MODE),
                         ..Default::default()
                     }),
                     ..Default::default()
                 },
                 empty_dir("containerd", None),
                 empty_dir("run", Some("Memory")),
-                Volume {
-                    name: "modules".to_string(),
-                    host_path: Some(HostPathVolumeSource {
-                        path: "/lib/modules".to_string(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
+                host_path("docker-socket", "/var/run/docker.sock", Some("Socket")),
+                host_path("modules", "/lib/modules", None),
             ]),
             dns_policy: Some("Default".to_string()),
             ..Default::default()
@@ -150,21 +159,22 @@ pub fn user_data_secret(
     }
 }
 
-/// Headless Service that gives the machine a stable DNS name (for ssh).
+/// Headless Service that gives the machine a stable DNS name (for ssh). Its
+/// addresses are published before the Pod is ready, because that happens only
+/// when the Node joins (or never, with `gardenadm bootstrap`).
 pub fn service(machine: &str, namespace: &str) -> Service {
-    let mut selector = labels(machine);
-    selector.remove(LABEL_PROVIDER);
     Service {
         metadata: meta(pod_name(machine), namespace, machine),
         spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
             cluster_ip: Some("None".to_string()),
-            selector: Some(selector),
+            selector: Some(labels(machine)),
             publish_not_ready_addresses: Some(true),
             ports: Some(vec![ServicePort {
                 name: Some("ssh".to_string()),
                 port: 22,
-                target_port: Some(IntOrString::Int(22)),
                 protocol: Some("TCP".to_string()),
+                app_protocol: Some("ssh".to_string()),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -173,14 +183,16 @@ pub fn service(machine: &str, namespace: &str) -> Service {
     }
 }
 
-/// Makes the Pod own a Secret or Service so that the garbage collector removes them with it.
+/// Makes the Pod the controller of a Secret or Service so that the garbage
+/// collector removes them with it (gardener's `SetControllerReference`).
 pub fn owner_reference(pod: &Pod) -> Option<OwnerReference> {
     Some(OwnerReference {
         api_version: "v1".to_string(),
         kind: "Pod".to_string(),
         name: pod.metadata.name.clone()?,
         uid: pod.metadata.uid.clone()?,
-        ..Default::default()
+        controller: Some(true),
+        block_owner_deletion: Some(true),
     })
 }
 
@@ -227,6 +239,24 @@ mod tests {
         let c = &spec.containers[0];
         assert_eq!(c.name, "node");
         assert_eq!(c.image.as_deref(), Some("node:1"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        let port = &c.ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (port.container_port, port.name.as_deref()),
+            (30123, Some("vpn-shoot"))
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .exec
+                .as_ref()
+                .unwrap()
+                .command
+                .as_ref()
+                .unwrap()[2],
+            "/usr/bin/kubectl --kubeconfig /var/lib/kubelet/kubeconfig-real get no $NODE_NAME"
+        );
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
         let env = &c.env.as_ref().unwrap()[0];
         assert_eq!(env.name, "NODE_NAME");
@@ -240,22 +270,30 @@ mod tests {
         assert_eq!(
             mounts,
             [
-                "/etc/machine/userdata",
+                "/etc/machine",
                 "/var/lib/containerd",
                 "/run",
+                "/var/run/docker.sock",
                 "/lib/modules"
             ]
         );
         let volumes = spec.volumes.unwrap();
+        let user_data = volumes[0].secret.as_ref().unwrap();
         assert_eq!(
-            volumes[0].secret.as_ref().unwrap().secret_name.as_deref(),
+            user_data.secret_name.as_deref(),
             Some("machine-m1-userdata")
         );
+        assert_eq!(user_data.default_mode, Some(0o777));
         assert_eq!(
             volumes[2].empty_dir.as_ref().unwrap().medium.as_deref(),
             Some("Memory")
         );
-        assert_eq!(volumes[3].host_path.as_ref().unwrap().path, "/lib/modules");
+        let socket = volumes[3].host_path.as_ref().unwrap();
+        assert_eq!(
+            (socket.path.as_str(), socket.type_.as_deref()),
+            ("/var/run/docker.sock", Some("Socket"))
+        );
+        assert_eq!(volumes[4].host_path.as_ref().unwrap().path, "/lib/modules");
     }
 
     #[test]
@@ -268,7 +306,10 @@ mod tests {
         assert_eq!(svc.metadata.name.as_deref(), Some("machine-m1"));
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
-        assert_eq!(spec.ports.unwrap()[0].name.as_deref(), Some("ssh"));
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!(port.name.as_deref(), Some("ssh"));
+        assert_eq!(port.app_protocol.as_deref(), Some("ssh"));
+        assert_eq!(spec.selector.unwrap(), labels("m1"));
     }
 
     #[test]

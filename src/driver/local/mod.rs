@@ -9,6 +9,7 @@
 //! placement and one error mapping; the objects are built in [`build`].
 
 pub mod build;
+pub mod trouble;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -189,21 +190,30 @@ impl LocalDriver {
             .map_err(|e| api_error(&format!("get Pod {}/{name}", place.namespace), e))
     }
 
+    /// providerID and node name are the Pod's name; the addresses are every Pod
+    /// IP (as gardener's provider-local reports them) and the Hostname.
     fn response(pod: &Pod) -> MachineResponse {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let mut addresses = vec![NodeAddress {
+        let status = pod.status.as_ref();
+        let mut ips: Vec<String> = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .map(|ips| ips.iter().map(|ip| ip.ip.clone()).collect())
+            .unwrap_or_default();
+        if ips.is_empty() {
+            ips.extend(status.and_then(|s| s.pod_ip.clone()));
+        }
+        let mut addresses: Vec<NodeAddress> = ips
+            .into_iter()
+            .filter(|ip| !ip.is_empty())
+            .map(|address| NodeAddress {
+                type_: "InternalIP".to_string(),
+                address,
+            })
+            .collect();
+        addresses.push(NodeAddress {
             type_: "Hostname".to_string(),
             address: name.clone(),
-        }];
-        if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
-            addresses.insert(
-                0,
-                NodeAddress {
-                    type_: "InternalIP".to_string(),
-                    address: ip,
-                },
-            );
-        }
+        });
         MachineResponse {
             provider_id: name.clone(),
             node_name: name,
@@ -478,6 +488,12 @@ impl Driver for LocalDriver {
 
     async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
         Ok(Vec::new())
+    }
+
+    async fn vm_trouble(&self, req: &MachineRequest<'_>) -> Option<MachineError> {
+        let (_, place) = self.prepare(req).await.ok()?;
+        let pod = self.find_pod(&place, req.machine.name()).await.ok()??;
+        trouble::pod_trouble(&pod).map(|why| MachineError::new(Code::Unavailable, why))
     }
 
     fn vm_namespace(&self, class: &MachineClass) -> Option<String> {
