@@ -153,6 +153,11 @@ pub mod local {
     /// Mode of that file: the image runs it directly.
     pub const USER_DATA_MODE: i32 = 0o777;
     pub const CONTAINER_NAME: &str = "node";
+    /// Ours, not gardener's: the control namespace whose machine the Pod plays.
+    /// Where classes put Pods in a namespace of their own (`infra-<id>`), it is
+    /// the only sign of whose VM a Pod is; orphan collection deletes there only
+    /// Pods that carry ours.
+    pub const CONTROL_NAMESPACE_ANNOTATION: &str = "local.machine.sapcloud.io/control-namespace";
     /// The port the shoot's VPN reaches the machine on (gardener's provider-local).
     pub const VPN_PORT: i32 = 30123;
     pub const VPN_PORT_NAME: &str = "vpn-shoot";

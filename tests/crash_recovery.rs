@@ -70,7 +70,10 @@ async fn a_pod_created_before_a_crash_is_adopted_not_doubled() {
         ..Default::default()
     };
     let before = pods
-        .create(&PostParams::default(), &build::pod(&name, ns.name(), &spec))
+        .create(
+            &PostParams::default(),
+            &build::pod(&name, ns.name(), ns.name(), &spec),
+        )
         .await
         .unwrap();
 
@@ -149,9 +152,12 @@ async fn an_orphan_vm_is_deleted() {
         image: "localhost/machine-image:latest".into(),
         ..Default::default()
     };
-    pods.create(&PostParams::default(), &build::pod(&name, ns.name(), &spec))
-        .await
-        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &build::pod(&name, ns.name(), ns.name(), &spec),
+    )
+    .await
+    .unwrap();
     let kept = format!("kept-{}", &ns.name()[ns.name().len() - 6..]);
     ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{kept}"));
     machines

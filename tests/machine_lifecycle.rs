@@ -95,6 +95,28 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
         pod.labels().get("machine").map(String::as_str),
         Some("test-machine")
     );
+    // Gardener's machine image runs the file /etc/machine/userdata: the Secret is
+    // mounted at /etc/machine, executable; the stand-in joins only through it.
+    let spec = pod.spec.as_ref().expect("a Pod spec");
+    let node = &spec.containers[0];
+    let mount = node
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/etc/machine")
+        .expect("a mount at /etc/machine");
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.secret.as_ref())
+        .expect("a Secret volume at /etc/machine");
+    assert_eq!(
+        (volume.secret_name.as_deref(), volume.default_mode),
+        (Some("machine-test-machine-userdata"), Some(0o777))
+    );
+    assert_eq!(node.image_pull_policy.as_deref(), Some("IfNotPresent"));
 
     let running = wait_for(
         &machines,
@@ -424,6 +446,71 @@ async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
     );
 
     delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
+/// A Pod that cannot start says why on its Machine within seconds, in the
+/// kubelet's words, instead of a "failed to join" after the creation timeout;
+/// the machine is still deleted cleanly.
+#[tokio::test]
+async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
+    let ns = TestNamespace::in_both("pull-fails").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let n = ns.name();
+    let machines: Api<Machine> = ns.api(&control);
+    let pp = PostParams::default();
+    ns.api::<Secret>(&control)
+        .create(&pp, &user_data_secret("user-data", "userData"))
+        .await
+        .unwrap();
+    // hack/kwok/pod-image-pull-failure.yaml plays a kubelet that cannot pull it.
+    let image = serde_json::json!({"image": "registry.invalid/unpullable:1"});
+    ns.api::<MachineClass>(&control)
+        .create(&pp, &class("unpullable", "local", image, "user-data", n))
+        .await
+        .unwrap();
+    let name = format!("pull-{}", &n[n.len() - 6..]);
+    machines
+        .create(&pp, &machine(&name, "unpullable"))
+        .await
+        .unwrap();
+    let controller = start(settings(&ns)).await;
+
+    let why = "ImagePullBackOff: Back-off pulling image \"registry.invalid/unpullable:1\"";
+    let m = wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine names the image pull failure",
+        |m| phase(m) == "CrashLoopBackOff" && m.status.last_operation.description.contains(why),
+    )
+    .await;
+    assert_eq!(m.status.last_operation.state, "Failed");
+    assert_eq!(m.status.last_operation.type_, "Create");
+    let events: Api<Event> = ns.api(&control);
+    wait_for_list(
+        &events,
+        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        TIMEOUT,
+        "a Warning Event names the image pull failure",
+        |l: &[Event]| {
+            l.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.message.as_deref().unwrap_or_default().contains(why)
+            })
+        },
+    )
+    .await;
+
+    delete_all_machines(&machines).await;
+    let pods: Api<Pod> = ns.api(&target);
+    wait_for_deleted(
+        &pods,
+        &format!("machine-{name}"),
+        TIMEOUT,
+        "the Pod is deleted",
+    )
+    .await;
     controller.stop().await;
 }
 

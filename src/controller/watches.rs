@@ -164,11 +164,13 @@ pub async fn run_with<D: Driver>(
     let (gate, synced) = SyncGate::new(&caches);
 
     let own_writes = Arc::new(OwnWrites::default());
+    let machine_deleted = Arc::new(tokio::sync::Notify::new());
     let forget_deleted = {
-        let own_writes = own_writes.clone();
+        let (own_writes, deleted) = (own_writes.clone(), machine_deleted.clone());
         move |item: &Result<watcher::Event<Machine>, watcher::Error>| {
             if let Ok(watcher::Event::Delete(m)) = item {
                 own_writes.forget(m.name());
+                deleted.notify_one();
             }
         }
     };
@@ -365,6 +367,7 @@ pub async fn run_with<D: Driver>(
         classes.clone(),
         orphan_metrics,
         ctx.settings.orphan_vms_period,
+        machine_deleted,
     ));
     let secret_upkeep = tokio::spawn(super::class::keep_secret_finalizers(
         ctx.clone(),

@@ -155,6 +155,8 @@ pub struct VmFacts {
     pub created: Option<jiff::Timestamp>,
     /// Deletion has begun.
     pub deleting: bool,
+    /// The control namespace the VM says it was made for, if it says.
+    pub control_namespace: Option<String>,
 }
 
 pub type DriverResult<T> = Result<T, MachineError>;

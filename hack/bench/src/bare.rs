@@ -129,7 +129,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
             );
             async move {
                 let pp = PostParams::default();
-                let mut pod = build::pod(m, &ns, &spec);
+                let mut pod = build::pod(m, &ns, &ns, &spec);
                 // Not a machine Pod: the kubelet stand-in must not try to join it.
                 pod.metadata.labels = Some(
                     [

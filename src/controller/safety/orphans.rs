@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! Orphan collection: VMs whose Machine is gone (say, its finalizer was removed
-//! by hand) are deleted at start and every `--machine-safety-orphan-vms-period`.
+//! by hand) are deleted at start, every `--machine-safety-orphan-vms-period`,
+//! and shortly after a Machine is deleted.
 //!
 //! Deleting a VM is the one act a user of a machine controller cannot forgive
 //! when it is wrong, so nothing here trusts a cache for the final word:
@@ -11,6 +12,10 @@
 //! - the caches only nominate candidates; each is confirmed by a live read of
 //!   its Machine and of the VM ([`judge`], a pure function);
 //! - a VM younger than `--machine-safety-orphan-vms-min-age` is left for a later pass;
+//! - where VMs live in a namespace of their own (Gardener's `infra-<id>`), which
+//!   other control namespaces' controllers may share, only a VM that says it was
+//!   made for this control namespace is ours to judge; a VM that does not say
+//!   (made by another controller, or before we marked them) is left alone;
 //! - the deletion carries the VM's UID as a precondition, so that a VM made anew
 //!   under the same name since the read is never hit;
 //! - every deletion is logged with its reason and counted
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::reflector::Store;
+use tokio::sync::Notify;
 
 use crate::api::{Machine, MachineClass};
 use crate::contract::phase;
@@ -76,18 +82,33 @@ pub enum Verdict {
     Delete { uid: String, reason: Reason },
 }
 
+/// Whose VMs a class's listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing<'a> {
+    /// Only this control namespace's (its VMs live in the control namespace).
+    Ours,
+    /// A namespace others may share: only VMs marked for this one are ours.
+    Shared { control_namespace: &'a str },
+}
+
 /// Decides on one candidate from live reads: `machine` is the Machine of the
 /// VM's name as the API server has it now, `vm` the VM as the provider has it.
 pub fn judge(
     provider_id: &str,
     machine: Option<&Machine>,
     vm: Option<&VmFacts>,
+    listing: Listing<'_>,
     now: jiff::Timestamp,
     min_age: Duration,
 ) -> Verdict {
     let Some(vm) = vm else {
         return Verdict::Keep("the VM is gone");
     };
+    if let Listing::Shared { control_namespace } = listing
+        && vm.control_namespace.as_deref() != Some(control_namespace)
+    {
+        return Verdict::Keep("the VM was not made for this control namespace");
+    }
     if vm.deleting {
         return Verdict::Keep("the VM is already being deleted");
     }
@@ -136,14 +157,11 @@ pub async fn collect_once<D: Driver>(
         let Ok((class, secret)) = ctx.resolve_for_deletion(&probe) else {
             continue;
         };
-        // VMs in a namespace other controllers may share are not ours to judge.
-        if ctx
-            .driver
-            .vm_namespace(&class)
-            .is_some_and(|ns| ns != ctx.settings.namespace)
-        {
-            continue;
-        }
+        let control_namespace = ctx.settings.namespace.as_str();
+        let listing = match ctx.driver.vm_namespace(&class) {
+            Some(ns) if ns != control_namespace => Listing::Shared { control_namespace },
+            _ => Listing::Ours,
+        };
         let listed = match ctx.driver.list_machines(&class, &secret).await {
             Ok(listed) => listed,
             Err(e) => {
@@ -173,6 +191,7 @@ pub async fn collect_once<D: Driver>(
                 &provider_id,
                 machine.as_ref(),
                 vm.as_ref(),
+                listing,
                 jiff::Timestamp::now(),
                 ctx.settings.orphan_vms_min_age,
             );
@@ -217,14 +236,25 @@ pub async fn run<D: Driver>(
     classes: Store<MachineClass>,
     metrics: Arc<Metrics>,
     period: Duration,
+    machine_deleted: Arc<Notify>,
 ) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            // As MCM: a deleted Machine may have left its VM behind. Deletions
+            // come in bursts; one pass after the burst settles serves them all.
+            () = machine_deleted.notified() => {
+                tokio::time::sleep(AFTER_DELETIONS).await;
+            }
+        }
         collect_once(&ctx, &classes, &metrics).await;
     }
 }
+
+/// How long a pass waits after a Machine deletion, for more to come.
+const AFTER_DELETIONS: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -265,11 +295,47 @@ mod tests {
             uid: "uid-1".into(),
             created: Some(created.parse().unwrap()),
             deleting: false,
+            control_namespace: Some("shoot--a".into()),
         }
     }
 
     fn judged(machine: Option<&Machine>, vm: Option<&VmFacts>) -> Verdict {
-        judge("machine-a", machine, vm, NOW.parse().unwrap(), MIN_AGE)
+        judge(
+            "machine-a",
+            machine,
+            vm,
+            Listing::Ours,
+            NOW.parse().unwrap(),
+            MIN_AGE,
+        )
+    }
+
+    #[test]
+    fn in_a_shared_namespace_only_vms_marked_for_us_are_judged() {
+        let now = NOW.parse().unwrap();
+        let ours = Listing::Shared {
+            control_namespace: "shoot--a",
+        };
+        let old = vm("2026-01-01T00:00:00Z");
+        assert!(matches!(
+            judge("machine-a", None, Some(&old), ours, now, MIN_AGE),
+            Verdict::Delete { .. }
+        ));
+        let theirs = Listing::Shared {
+            control_namespace: "shoot--b",
+        };
+        assert_eq!(
+            judge("machine-a", None, Some(&old), theirs, now, MIN_AGE),
+            Verdict::Keep("the VM was not made for this control namespace")
+        );
+        let unmarked = VmFacts {
+            control_namespace: None,
+            ..old.clone()
+        };
+        assert_eq!(
+            judge("machine-a", None, Some(&unmarked), ours, now, MIN_AGE),
+            Verdict::Keep("the VM was not made for this control namespace")
+        );
     }
 
     #[test]

@@ -36,10 +36,19 @@ fn meta(name: String, namespace: &str, machine: &str) -> ObjectMeta {
     }
 }
 
-/// The Pod that plays the machine's VM. Its name is the node name and the providerID.
-pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
+/// The Pod that plays the machine's VM. Its name is the node name and the
+/// providerID; `control_namespace` is where its Machine lives.
+pub fn pod(
+    machine: &str,
+    control_namespace: &str,
+    namespace: &str,
+    spec: &LocalProviderSpec,
+) -> Pod {
     let mut metadata = meta(pod_name(machine), namespace, machine);
-    let mut annotations = BTreeMap::new();
+    let mut annotations = BTreeMap::from([(
+        CONTROL_NAMESPACE_ANNOTATION.to_string(),
+        control_namespace.to_string(),
+    )]);
     // Calico reads the pool names as a JSON list.
     if let Some(pool) = &spec.ip_pool_name_v4 {
         annotations.insert(IPV4_POOLS_ANNOTATION.to_string(), format!("[\"{pool}\"]"));
@@ -47,9 +56,7 @@ pub fn pod(machine: &str, namespace: &str, spec: &LocalProviderSpec) -> Pod {
     if let Some(pool) = &spec.ip_pool_name_v6 {
         annotations.insert(IPV6_POOLS_ANNOTATION.to_string(), format!("[\"{pool}\"]"));
     }
-    if !annotations.is_empty() {
-        metadata.annotations = Some(annotations);
-    }
+    metadata.annotations = Some(annotations);
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -227,13 +234,12 @@ mod tests {
 
     #[test]
     fn pod_matches_the_contract() {
-        let pod = pod("m1", "ns", &spec());
+        let pod = pod("m1", "shoot--a", "ns", &spec());
         assert_eq!(pod.metadata.name.as_deref(), Some("machine-m1"));
         assert_eq!(pod.metadata.labels.as_ref().unwrap(), &labels("m1"));
-        assert_eq!(
-            pod.metadata.annotations.unwrap()[IPV4_POOLS_ANNOTATION],
-            "[\"pool4\"]"
-        );
+        let annotations = pod.metadata.annotations.unwrap();
+        assert_eq!(annotations[IPV4_POOLS_ANNOTATION], "[\"pool4\"]");
+        assert_eq!(annotations[CONTROL_NAMESPACE_ANNOTATION], "shoot--a");
         let spec = pod.spec.unwrap();
         assert_eq!(spec.dns_policy.as_deref(), Some("Default"));
         let c = &spec.containers[0];
@@ -314,7 +320,7 @@ mod tests {
 
     #[test]
     fn finds_the_machine_of_a_pod() {
-        let mut p = pod("m1", "ns", &spec());
+        let mut p = pod("m1", "ns", "ns", &spec());
         assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));
         p.metadata.labels = None;
         assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));

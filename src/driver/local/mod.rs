@@ -285,15 +285,15 @@ impl LocalDriver {
     async fn prepare(&self, req: &MachineRequest<'_>) -> DriverResult<(LocalProviderSpec, Place)> {
         Self::check_name(req.machine)?;
         let spec = Self::validate(req.class)?;
-        let machine_ns = req
-            .machine
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or("default");
-        let place = self.place(&spec, machine_ns, req.secret).await?;
+        let place = self
+            .place(&spec, machine_ns(req.machine), req.secret)
+            .await?;
         Ok((spec, place))
     }
+}
+
+fn machine_ns(machine: &Machine) -> &str {
+    machine.metadata.namespace.as_deref().unwrap_or("default")
 }
 
 fn apply_params() -> PatchParams {
@@ -355,7 +355,7 @@ impl Driver for LocalDriver {
             .patch(
                 &name,
                 &apply_params(),
-                &Patch::Apply(&build::pod(machine, ns, &spec)),
+                &Patch::Apply(&build::pod(machine, machine_ns(req.machine), ns, &spec)),
             )
             .await
             .map_err(|e| api_error(&format!("apply Pod {ns}/{name}"), e))?;
@@ -478,6 +478,8 @@ impl Driver for LocalDriver {
         };
         Ok(pods
             .iter()
+            // Pods on their way out are no orphans to collect.
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter_map(|p| {
                 let name = p.metadata.name.clone()?;
                 let machine = name.strip_prefix(NAME_PREFIX)?.to_string();
@@ -515,6 +517,11 @@ impl Driver for LocalDriver {
             .await
             .map_err(|e| api_error(&format!("get Pod {ns}/{provider_id}"), e))?;
         Ok(pod.map(|p| VmFacts {
+            control_namespace: p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CONTROL_NAMESPACE_ANNOTATION).cloned()),
             uid: p.metadata.uid.unwrap_or_default(),
             created: p.metadata.creation_timestamp.map(|t| t.0),
             deleting: p.metadata.deletion_timestamp.is_some(),

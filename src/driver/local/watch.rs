@@ -5,7 +5,7 @@
 //! controller ([`crate::driver::Driver::watch`]) and read by the driver's calls.
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -17,17 +17,39 @@ use crate::driver::{VmWatch, VmWatchItem};
 /// Cache name of the machine Pods.
 pub const NAME: &str = "pods";
 
-/// A machine Pod is read for its identity, labels, deletion and IP; its spec is
-/// the larger part of it.
+/// A machine Pod is read for its identity, labels, deletion, IPs and what
+/// [`super::trouble`] reads; its spec is the larger part of it.
 pub fn trim_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.spec = None;
     pod.metadata.annotations = None;
-    pod.status = pod.status.take().map(|s| PodStatus {
-        phase: s.phase,
-        pod_ip: s.pod_ip,
-        pod_ips: s.pod_ips,
-        ..Default::default()
+    pod.status = pod.status.take().map(|s| {
+        let states = |statuses: Option<Vec<ContainerStatus>>| {
+            statuses.map(|all| {
+                all.into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        state: c.state,
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+        };
+        PodStatus {
+            phase: s.phase,
+            reason: s.reason,
+            message: s.message,
+            pod_ip: s.pod_ip,
+            pod_ips: s.pod_ips,
+            conditions: s.conditions.map(|all| {
+                all.into_iter()
+                    .filter(|c| c.type_ == "PodScheduled")
+                    .collect()
+            }),
+            container_statuses: states(s.container_statuses),
+            init_container_statuses: states(s.init_container_statuses),
+            ..Default::default()
+        }
     });
 }
 
@@ -70,18 +92,31 @@ mod tests {
         let mut pod = build::pod(
             "m1",
             "ns",
+            "ns",
             &crate::api::provider_spec::LocalProviderSpec::parse(
                 &serde_json::json!({"image": "img"}),
             )
             .unwrap(),
         );
         pod.metadata.uid = Some("u1".into());
-        pod.status = Some(PodStatus {
-            pod_ip: Some("10.0.0.1".into()),
-            host_ip: Some("10.0.0.2".into()),
-            ..Default::default()
-        });
+        pod.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "podIP": "10.0.0.1",
+                "hostIP": "10.0.0.2",
+                "phase": "Pending",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{
+                    "name": "node", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": "no"}},
+                }],
+            }))
+            .unwrap(),
+        );
+        let trouble = super::super::trouble::pod_trouble(&pod);
         trim_pod(&mut pod);
+        // What the driver reads of a Pod survives the trim.
+        assert_eq!(super::super::trouble::pod_trouble(&pod), trouble);
+        assert!(trouble.is_some());
         assert_eq!(pod.spec, None);
         assert_eq!(machine_of_pod(&pod).as_deref(), Some("m1"));
         assert!(build::owner_reference(&pod).is_some());
@@ -94,6 +129,7 @@ mod tests {
     fn events_name_the_machine_whose_pod_changed() {
         let pod = build::pod(
             "m1",
+            "ns",
             "ns",
             &crate::api::provider_spec::LocalProviderSpec::parse(
                 &serde_json::json!({"image": "img"}),
