@@ -13,7 +13,8 @@
 //! - [`class`]: MachineClass and Secret finalizers.
 //! - [`bootstrap`]: bootstrap tokens and user-data placeholders.
 //! - [`safety`]: orphan VM collection and the API-server freeze.
-//! - [`context`]: what every reconcile shares (clients, caches, settings, events).
+//! - [`context`]: what every reconcile shares (clients, caches, settings);
+//!   [`events`]: core Events on Machines.
 //! - [`writes`]: every write to a Machine; [`status`]: status changes as values;
 //!   [`own_writes`]: our last write per machine.
 //! - [`settings`]: flags and per-machine overrides; [`error`]: errors and retries.
@@ -28,6 +29,7 @@ pub mod bootstrap;
 pub mod class;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod machine;
 pub mod node;
 pub mod own_writes;

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -258,10 +257,6 @@ pub async fn run_with<D: Driver>(
             (nodes, node_stream)
         });
 
-    let reporter = Reporter {
-        controller: crate::contract::LEASE_NAME.to_string(),
-        instance: reporter_instance,
-    };
     let ctx = Arc::new(Context {
         control: clients.control.client.clone(),
         target: clients.target.as_ref().map(|t| t.client.clone()),
@@ -272,8 +267,11 @@ pub async fn run_with<D: Driver>(
         secrets: secrets.clone(),
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
         synced,
-        recorder: Recorder::new(clients.control.client.clone(), reporter.clone()),
-        reporter,
+        events: super::events::Events::new(
+            clients.control.client.clone(),
+            crate::contract::LEASE_NAME,
+            reporter_instance.as_deref(),
+        ),
         own_writes,
         frozen: Default::default(),
         settings,

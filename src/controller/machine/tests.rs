@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
@@ -189,10 +188,6 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
     secrets_w.apply_watcher_event(&Event::Apply(secret));
 
     let cloud = Arc::new(FakeCloud::default());
-    let reporter = Reporter {
-        controller: "test".into(),
-        instance: None,
-    };
     let (_, synced) = tokio::sync::watch::channel(true);
     let ctx = Arc::new(Context {
         control: client.clone(),
@@ -207,8 +202,7 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
         classes,
         secrets,
         nodes: None,
-        recorder: Recorder::new(client.clone(), reporter.clone()),
-        reporter,
+        events: crate::controller::events::Events::new(client.clone(), "test", None),
         own_writes: Arc::new(OwnWrites::default()),
         frozen: Default::default(),
         synced,
