@@ -7,34 +7,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mcm_local::api::Machine;
 use support::controller::{delete_all_machines, kubectl_apply, sample, settings, spawn_for, start};
-use support::mcm::MachineDeployment;
+use support::mcm::{MachineDeployment, free_port, mcm_binary};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
-
-/// The MCM binary `hack/tools.sh` builds (or `$MCM_BIN`).
-fn mcm_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MCM_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    cache.join("mcm-provider-local/tools/current/machine-controller-manager")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn phase(m: &Machine) -> &str {
     &m.status.current_status.phase

@@ -167,8 +167,8 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
         assert!(info[0].contains(&label), "{label} in {}", info[0]);
     }
     for line in [
-        "mcm_machine_create_duration_seconds_count 1",
-        "mcm_machine_join_duration_seconds_count 1",
+        "machine_controller_machine_create_duration_seconds_count 1",
+        "machine_controller_machine_join_duration_seconds_count 1",
         "mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"CreateMachine\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
@@ -183,6 +183,26 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
         "{metrics}"
     );
     assert!(metrics.contains("machine_controller_reconcile_duration_seconds_bucket"));
+    // What Gardener's ServiceMonitor keeps of client-go's queue and the process.
+    for family in [
+        "mcm_workqueue_depth{name=\"machine\"}",
+        "mcm_workqueue_unfinished_work_seconds{name=\"machine\"}",
+        "mcm_workqueue_longest_running_processor_seconds{name=\"machine\"}",
+        "mcm_workqueue_retries_total{name=\"machine\"}",
+        "mcm_workqueue_queue_duration_seconds_bucket{",
+        "mcm_workqueue_work_duration_seconds_count{name=\"machine\"}",
+        "process_open_fds ",
+        "process_max_fds ",
+    ] {
+        assert!(metrics.contains(family), "{family} in\n{metrics}");
+    }
+    let adds = samples(&metrics, "mcm_workqueue_adds_total");
+    let added: f64 = adds
+        .first()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(added >= 1.0, "the machine was added to the queue: {adds:?}");
 
     // Deleted machines leave the per-machine series; the deletion is timed.
     machines
@@ -202,7 +222,7 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
     assert!(
         metrics
             .lines()
-            .any(|l| l == "mcm_machine_delete_duration_seconds_count 1"),
+            .any(|l| l == "machine_controller_machine_delete_duration_seconds_count 1"),
         "{metrics}"
     );
 

@@ -26,6 +26,7 @@ use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
 use crate::driver::instrumented::InstrumentedDriver;
 use crate::driver::{Driver, VmWatch, VmWatchItem};
+use crate::metrics::workqueue::WorkQueue;
 
 /// Drops what no decision reads, to keep the caches small.
 fn trim<K: Resource>(obj: &mut K) {
@@ -86,6 +87,18 @@ fn resync_ticks(period: Duration) -> futures::stream::BoxStream<'static, ()> {
         Some(((), ()))
     })
     .boxed()
+}
+
+/// Counts the machines a change maps to as adds to the queue (see
+/// [`crate::metrics::workqueue`]).
+fn counted_adds<I: IntoIterator<Item = ObjectRef<Machine>>>(
+    queue: &WorkQueue,
+    keys: I,
+) -> Vec<ObjectRef<Machine>> {
+    let now = Instant::now();
+    keys.into_iter()
+        .inspect(|k| queue.added(&k.name, now))
+        .collect()
 }
 
 fn machine_key(name: String, namespace: &str) -> ObjectRef<Machine> {
@@ -194,7 +207,15 @@ pub async fn run_with<D: Driver>(
             .inspect(forget_deleted),
         )
         .default_backoff()
-        .applied_objects();
+        .applied_objects()
+        .inspect({
+            let queue = metrics.queue.clone();
+            move |m: &Result<Machine, _>| {
+                if let Ok(m) = m {
+                    queue.added(m.name(), Instant::now());
+                }
+            }
+        });
 
     // Any class or secret event wakes the secret finalizer upkeep.
     let secrets_changed = Arc::new(tokio::sync::Notify::new());
@@ -280,21 +301,30 @@ pub async fn run_with<D: Driver>(
     let (thawed, on_thaw) = futures::channel::mpsc::unbounded();
     let mut controller = Controller::for_stream(machine_stream, machines.clone())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .reconcile_all_on(futures::stream::select(
-            on_thaw,
-            resync_ticks(ctx.settings.resync_period),
-        ));
+        .reconcile_all_on(
+            futures::stream::select(on_thaw, resync_ticks(ctx.settings.resync_period)).inspect({
+                let (queue, machines) = (metrics.queue.clone(), machines.clone());
+                move |_| {
+                    let now = Instant::now();
+                    for m in machines.state() {
+                        queue.added(m.name(), now);
+                    }
+                }
+            }),
+        );
     {
         let machines = machines.clone();
+        let queue = metrics.queue.clone();
         controller = controller.watches_stream(class_stream, move |class: MachineClass| {
-            machines_of_class(&machines, &class.name_any())
+            counted_adds(&queue, machines_of_class(&machines, &class.name_any()))
         });
     }
     {
         let (machines, classes) = (machines.clone(), classes.clone());
+        let queue = metrics.queue.clone();
         controller = controller.watches_stream(secret_stream, move |secret: Secret| {
             let (name, secret_ns) = (secret.name_any(), secret.namespace().unwrap_or_default());
-            classes
+            let keys = classes
                 .state()
                 .iter()
                 .filter(|c| {
@@ -306,19 +336,22 @@ pub async fn run_with<D: Driver>(
                     })
                 })
                 .flat_map(|c| machines_of_class(&machines, &c.name_any()))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            counted_adds(&queue, keys)
         });
     }
     if let Some((_, node_stream)) = target_streams {
         let (node_ns, machines) = (ns.clone(), machines.clone());
+        let queue = metrics.queue.clone();
         controller = controller.watches_stream(node_stream, move |node: Node| {
-            machine_of_node(&node, &machines.state()).map(|m| machine_key(m, &node_ns))
+            let key = machine_of_node(&node, &machines.state()).map(|m| machine_key(m, &node_ns));
+            counted_adds(&queue, key)
         });
     }
     if let Some(VmWatch { name, items }) = vm_watch {
         // The driver's cache counts for readiness and health like ours.
         health.register_watch(name);
-        let (gate, health) = (gate.clone(), health.clone());
+        let (gate, health, queue) = (gate.clone(), health.clone(), metrics.queue.clone());
         let changed = items.filter_map(move |item| {
             let key = match item {
                 VmWatchItem::Listed => {
@@ -328,6 +361,7 @@ pub async fn run_with<D: Driver>(
                 }
                 VmWatchItem::Changed(machine) => {
                     health.watch_ok(name, false);
+                    queue.added(&machine, Instant::now());
                     Some(machine_key(machine, &ns))
                 }
                 VmWatchItem::Other => None,
@@ -347,12 +381,22 @@ pub async fn run_with<D: Driver>(
         thawed,
     ));
     let orphan_metrics = metrics.clone();
+    // An error requeue is a retry to the queue's metrics.
+    let retried = {
+        let queue = metrics.queue.clone();
+        move |machine: Arc<Machine>, error: &super::Error, ctx| {
+            queue.retried(machine.name(), error.retry_after());
+            error_policy(machine, error, ctx)
+        }
+    };
     // Counted here rather than in `reconcile`, so that every exit of it is.
-    let counted = move |machine, ctx| {
+    let counted = move |machine: Arc<Machine>, ctx| {
         let metrics = metrics.clone();
         async move {
             let start = Instant::now();
+            let work = metrics.queue.started(machine.name(), start);
             let result = reconcile(machine, ctx).await;
+            metrics.queue.done(work, Instant::now());
             let category = result.as_ref().err().map(super::Error::category);
             metrics.reconciled(category, start.elapsed());
             result
@@ -379,7 +423,7 @@ pub async fn run_with<D: Driver>(
     );
     let main = controller
         .graceful_shutdown_on(shutdown)
-        .run(counted, error_policy, ctx)
+        .run(counted, retried, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((machine, _)) => tracing::trace!(machine = %machine.name, "reconciled"),

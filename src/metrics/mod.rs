@@ -13,10 +13,13 @@
 //! - this module: the registry, every metric's name and labels, the recorders;
 //! - [`collector`]: the per-machine gauges, computed at scrape time;
 //! - [`mod@lifecycle`]: which step of a machine's life a watch event completes;
+//! - [`workqueue`]: `mcm_workqueue_*` of the machine queue; [`process`]: `process_*`;
 //! - the driver's calls are counted by [`crate::driver::instrumented`].
 
 pub mod collector;
 pub mod lifecycle;
+pub mod process;
+pub mod workqueue;
 
 use std::fmt;
 use std::sync::Arc;
@@ -80,6 +83,8 @@ fn lifecycle_buckets() -> impl Iterator<Item = f64> {
 pub struct Metrics {
     registry: Registry,
     machines: Arc<MachineCollector>,
+    /// The machine queue, as client-go's workqueue metrics see one.
+    pub queue: Arc<workqueue::WorkQueue>,
     driver_duration: HistogramFamily<DriverLabels>,
     driver_failed: Family<DriverFailureLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
@@ -107,6 +112,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let machines = Arc::new(MachineCollector::default());
         registry.register_collector(Box::new(machines.clone()));
+        let queue = Arc::new(workqueue::WorkQueue::default());
+        registry.register_collector(Box::new(queue.clone()));
+        registry.register_collector(Box::new(process::ProcessCollector));
 
         let driver_duration: HistogramFamily<DriverLabels> =
             Family::new_with_constructor(driver_histogram);
@@ -141,26 +149,29 @@ impl Metrics {
             reconcile_duration.clone(),
         );
         let create_duration = Histogram::new(lifecycle_buckets());
+        // Not MCM master's `mcm_machine_*_duration_seconds`, which are gauges with
+        // other labels: ours are histograms, under our own prefix.
         registry.register(
-            "mcm_machine_create_duration_seconds",
+            "machine_controller_machine_create_duration_seconds",
             "Duration in seconds from a Machine's creation until its VM is created (Pending)",
             create_duration.clone(),
         );
         let join_duration = Histogram::new(lifecycle_buckets());
         registry.register(
-            "mcm_machine_join_duration_seconds",
+            "machine_controller_machine_join_duration_seconds",
             "Duration in seconds from a Machine's creation until its Node joins (Running)",
             join_duration.clone(),
         );
         let delete_duration = Histogram::new(lifecycle_buckets());
         registry.register(
-            "mcm_machine_delete_duration_seconds",
+            "machine_controller_machine_delete_duration_seconds",
             "Duration in seconds from a Machine's deletion timestamp until it is gone",
             delete_duration.clone(),
         );
         Metrics {
             registry,
             machines,
+            queue,
             driver_duration,
             driver_failed,
             reconciles,
@@ -416,9 +427,9 @@ mod tests {
             "machine_controller_reconcile_duration_seconds_count 2\n",
             "mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"CreateMachine\"} 1\n",
             "mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"GetMachineStatus\",error_code=\"NotFound\"} 1\n",
-            "mcm_machine_create_duration_seconds_count 0\n",
-            "mcm_machine_join_duration_seconds_count 0\n",
-            "mcm_machine_delete_duration_seconds_count 0\n",
+            "machine_controller_machine_create_duration_seconds_count 0\n",
+            "machine_controller_machine_join_duration_seconds_count 0\n",
+            "machine_controller_machine_delete_duration_seconds_count 0\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

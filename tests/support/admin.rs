@@ -98,6 +98,29 @@ impl Binary {
         }
     }
 
+    /// Waits until the whole log so far satisfies `done`; panics with the log
+    /// after `timeout`.
+    pub async fn wait_for_log(
+        &self,
+        timeout: Duration,
+        description: &str,
+        done: impl Fn(&str) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if done(&text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log shows no {description} in {} after {timeout:?}:\n{text}",
+                self.log.display()
+            );
+            sleep(POLL).await;
+        }
+    }
+
     /// Sends SIGTERM, as the kubelet does to stop a Pod.
     pub fn terminate(&self) {
         let pid = self.child.id().expect("the controller is running");

@@ -5,6 +5,8 @@
 //! tests read their metadata and keep the rest as JSON, so that nothing is lost
 //! when they write them.
 
+use std::path::PathBuf;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mcm_local::machine_resource;
 use serde::{Deserialize, Serialize};
@@ -40,3 +42,23 @@ pub struct MachineDeployment {
     pub status: serde_json::Value,
 }
 machine_resource!(MachineDeployment, "MachineDeployment", "machinedeployments");
+
+/// The MCM binary `hack/tools.sh` builds (or `$MCM_BIN`).
+pub fn mcm_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MCM_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME");
+    cache.join("mcm-provider-local/tools/current/machine-controller-manager")
+}
+
+/// A port nobody listens on now, for MCM's metrics server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
