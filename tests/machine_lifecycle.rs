@@ -514,6 +514,96 @@ async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
     controller.stop().await;
 }
 
+/// Without a target cluster (`gardenadm bootstrap`), no Node joins: the machine is
+/// Available once its VM runs, and its addresses say how to reach it.
+#[tokio::test]
+async fn without_a_target_the_machine_is_available_with_its_addresses() {
+    let ns = TestNamespace::in_both("no-target").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let n = ns.name();
+    let pp = PostParams::default();
+    let secrets: Api<Secret> = ns.api(&control);
+    secrets
+        .create(&pp, &user_data_secret("user-data", "userData"))
+        .await
+        .unwrap();
+    // The Pods' cluster comes from the class credentials, as in gardener's setup.
+    let mut credentials = Secret {
+        string_data: Some(BTreeMap::from([(
+            "kubeconfig".to_string(),
+            std::fs::read_to_string(Cluster::Target.kubeconfig()).unwrap(),
+        )])),
+        ..Default::default()
+    };
+    credentials.metadata.name = Some("cloudprovider".into());
+    secrets.create(&pp, &credentials).await.unwrap();
+    let mut c = class(
+        "pool",
+        "local",
+        serde_json::json!({"image": "localhost/machine-image:1"}),
+        "user-data",
+        n,
+    );
+    c.credentials_secret_ref = Some(k8s_openapi::api::core::v1::SecretReference {
+        name: Some("cloudprovider".into()),
+        namespace: Some(n.into()),
+    });
+    ns.api::<MachineClass>(&control)
+        .create(&pp, &c)
+        .await
+        .unwrap();
+    let name = format!("bare-{}", &n[n.len() - 6..]);
+    let machines: Api<Machine> = ns.api(&control);
+    machines.create(&pp, &machine(&name, "pool")).await.unwrap();
+    let controller = support::admin::Binary::spawn(
+        n,
+        &format!("{n}-controller.log"),
+        &[
+            "--target-kubeconfig=none".into(),
+            "--leader-elect=false".into(),
+        ],
+        &[],
+    );
+
+    let available = wait_for(&machines, &name, TIMEOUT, "the machine is Available", |m| {
+        phase(m) == "Available"
+    })
+    .await;
+    assert_eq!(
+        available.status.last_operation.description,
+        "Created machine on cloud provider"
+    );
+    let pods: Api<Pod> = ns.api(&target);
+    let pod = pods.get(&format!("machine-{name}")).await.unwrap();
+    let ip = pod
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("the Pod has an IP");
+    let addresses: Vec<(String, String)> = available
+        .status
+        .addresses
+        .iter()
+        .map(|a| (a.type_.clone(), a.address.clone()))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("Hostname".to_string(), format!("machine-{name}")),
+            ("InternalIP".to_string(), ip),
+        ]
+    );
+
+    delete_all_machines(&machines).await;
+    wait_for_deleted(
+        &pods,
+        &format!("machine-{name}"),
+        TIMEOUT,
+        "the Pod is deleted",
+    )
+    .await;
+    drop(controller);
+}
+
 #[tokio::test]
 async fn twenty_machines_created_at_once_all_run() {
     let ns = TestNamespace::in_both("twenty").await;
