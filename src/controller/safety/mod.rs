@@ -2,7 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! The safety nets of MCM's machine controller: [`orphans`] (VMs whose Machine
-//! is gone) and [`freeze`] (API servers that do not answer).
+//! is gone), [`orphan_nodes`] (Nodes no Machine claims) and [`freeze`] (API
+//! servers that do not answer).
 
 pub mod freeze;
+pub mod orphan_nodes;
 pub mod orphans;

@@ -221,10 +221,12 @@ pub async fn collect_once<D: Driver>(
             }
         }
     }
+    let nodes_released = super::orphan_nodes::release(ctx).await;
     tracing::info!(
         vms = listed_vms,
         candidates = nominated,
         deleted,
+        nodes_released,
         "orphan collection done"
     );
     deleted
