@@ -289,7 +289,7 @@ spec:
     assert!(
         class_secret
             .finalizers()
-            .contains(&"machine.sapcloud.io/machine-controller-manager".to_string()),
+            .contains(&"machine.sapcloud.io/machine-controller".to_string()),
         "the class Secret is held while its class exists"
     );
 
