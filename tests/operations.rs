@@ -61,6 +61,48 @@ async fn apply_machine(ns: &TestNamespace, name: &str) {
     .await;
 }
 
+/// A replica whose identity may not touch the Lease never leads, and says so:
+/// an error in its log and a `/readyz` that names the Lease, not a quiet standby.
+#[tokio::test]
+async fn a_replica_that_cannot_take_the_lease_is_not_ready_and_says_why() {
+    let ns = TestNamespace::in_both("ops-no-lease").await;
+    let user = format!("e2e-nobody-{}", ns.name());
+    let kubeconfig = RemoveOnDrop(impersonating_kubeconfig(
+        Cluster::Control,
+        &user,
+        &format!("{}-nobody.kubeconfig", ns.name()),
+    ));
+    let binary = Binary::spawn(
+        ns.name(),
+        &format!("{}.log", ns.name()),
+        &[
+            format!("--control-kubeconfig={}", kubeconfig.0.display()),
+            "--leader-elect=true".into(),
+        ],
+        &[],
+    );
+    let admin = binary.admin_address(TIMEOUT).await;
+    let (_, why) = wait_for_http(
+        admin,
+        "/readyz",
+        TIMEOUT,
+        "/readyz names the Lease",
+        |code, body| code == 503 && body.contains("cannot take the leader lease"),
+    )
+    .await;
+    assert!(why.contains("forbidden"), "{why}");
+    binary
+        .wait_for_log(TIMEOUT, "an error about the Lease", |text| {
+            text.lines()
+                .any(|l| l.contains("ERROR") && l.contains("cannot take the leader lease"))
+        })
+        .await;
+    assert!(
+        !binary.log_text().contains("acquired the leader lease"),
+        "it never leads"
+    );
+}
+
 #[tokio::test]
 async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
     let ns = TestNamespace::in_both("ops-admin").await;
