@@ -11,6 +11,10 @@ pub const MACHINE_FINALIZER: &str = "machine.sapcloud.io/machine-controller-mana
 pub const SECRET_FINALIZER: &str = "machine.sapcloud.io/machine-controller";
 /// Finalizer on Nodes that belong to a Machine.
 pub const NODE_FINALIZER: &str = "node.machine.sapcloud.io/machine-controller";
+/// gardener-resource-manager keeps this NoSchedule taint on a Node until its
+/// critical components (CNI, CSI …) run; MCM keeps the machine Pending meanwhile.
+pub const CRITICAL_COMPONENTS_NOT_READY_TAINT: &str =
+    "node.gardener.cloud/critical-components-not-ready";
 
 /// Machine label holding the node name.
 pub const NODE_LABEL: &str = "node";

@@ -9,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
 
 use crate::api::Machine;
-use crate::contract::{DEPLOYMENT_NAME_LABEL, op, phase, state, text};
+use crate::contract::{
+    CRITICAL_COMPONENTS_NOT_READY_TAINT, DEPLOYMENT_NAME_LABEL, op, phase, state, text,
+};
 use crate::controller::settings::Settings;
 use crate::controller::status::StatusChange;
 use crate::duration::{age, format_go};
@@ -30,6 +32,19 @@ pub fn is_healthy(conditions: &[NodeCondition], watched: &[String]) -> bool {
         && conditions.iter().all(|c| {
             (c.type_ != "Ready" || c.status == "True")
                 && (!watched.contains(&c.type_) || c.status == "False")
+        })
+}
+
+/// The Node still waits for its critical components (MCM's
+/// `criticalComponentsNotReadyTaintPresent`: the taint with effect NoSchedule).
+pub fn critical_components_not_ready(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|taints| {
+            taints
+                .iter()
+                .any(|t| t.key == CRITICAL_COMPONENTS_NOT_READY_TAINT && t.effect == "NoSchedule")
         })
 }
 
@@ -115,10 +130,14 @@ pub fn decide(
                 return plan;
             }
         }
-        Some(_) => {
+        Some(node) => {
             let changed = conditions_changed(&machine.status.conditions, &node_conditions);
             let healthy = is_healthy(&node_conditions, &settings.node_conditions(machine));
-            if healthy && current != phase::RUNNING {
+            // A Pending machine whose Node is healthy but still waits for its
+            // critical components stays Pending, as in MCM: a rollout must not
+            // count it available before CNI and CSI run.
+            let gated = current == phase::PENDING && critical_components_not_ready(node);
+            if healthy && current != phase::RUNNING && !gated {
                 let lo = &machine.status.last_operation;
                 let first_join = lo.type_ == op::CREATE && lo.state != state::SUCCESSFUL;
                 let change = if first_join {
@@ -160,8 +179,11 @@ pub fn decide(
                 )
                 .code(lo.error_code.clone())
                 .conditions(node_conditions);
-                change.phase = static_phase(current);
-                change.timeout_active = machine.status.current_status.timeout_active;
+                // The current status stays untouched, its time included: the
+                // health and creation timers run from the last *phase* change,
+                // so a Node whose conditions flap cannot keep an Unknown
+                // machine from ever timing out.
+                change.phase = None;
                 plan.change = Some(change);
                 return plan;
             }
@@ -307,6 +329,61 @@ mod tests {
 
     fn decide_at(m: &Machine, n: Option<&Node>, at: &str) -> HealthPlan {
         decide(m, n, &Settings::default(), ts(at), || true)
+    }
+
+    fn tainted(mut n: Node, effect: &str) -> Node {
+        n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            taints: Some(vec![k8s_openapi::api::core::v1::Taint {
+                key: CRITICAL_COMPONENTS_NOT_READY_TAINT.into(),
+                effect: effect.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn a_pending_machine_waits_for_its_critical_components() {
+        let m = machine("Pending", "Create", "Processing");
+        let ready = node(vec![cond("Ready", "True")]);
+        let gated = tainted(ready.clone(), "NoSchedule");
+        let plan = decide_at(&m, Some(&gated), "2026-01-01T00:01:00Z");
+        // Only the conditions are recorded; the phase stays Pending.
+        let change = plan.change.unwrap();
+        assert_eq!(change.phase, None);
+        assert_eq!(change.conditions, Some(vec![cond("Ready", "True")]));
+        assert_eq!(plan.joined_after, None);
+        // Another effect is not MCM's gate; the taint gone, the machine runs.
+        for n in [tainted(ready.clone(), "NoExecute"), ready] {
+            let change = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z")
+                .change
+                .unwrap();
+            assert_eq!(change.phase, Some("Running"));
+        }
+        // A Running machine is not sent back for it.
+        let mut running = machine("Running", "Create", "Successful");
+        running.status.conditions = vec![cond("Ready", "True")];
+        let plan = decide_at(&running, Some(&gated), "2026-01-01T00:01:00Z");
+        assert_eq!(plan.change, None);
+    }
+
+    #[test]
+    fn flapping_conditions_never_restart_the_health_timer() {
+        let mut m = machine("Unknown", "HealthCheck", "Processing");
+        m.status.conditions = vec![cond("Ready", "False"), cond("DiskPressure", "False")];
+        let flapped = node(vec![cond("Ready", "False"), cond("DiskPressure", "True")]);
+        let change = decide_at(&m, Some(&flapped), "2026-01-01T00:05:00Z")
+            .change
+            .unwrap();
+        assert_eq!(change.phase, None, "the current status, and its time, stay");
+        // Past the health timeout (10m from the phase change), it fails, however
+        // often the conditions changed in between.
+        m.status.conditions = vec![cond("Ready", "False"), cond("DiskPressure", "True")];
+        let change = decide_at(&m, Some(&flapped), "2026-01-01T00:10:01Z")
+            .change
+            .unwrap();
+        assert_eq!(change.phase, Some("Failed"));
     }
 
     #[test]
