@@ -42,8 +42,53 @@ impl Applied {
     pub fn of_node(node: &Node) -> Self {
         node.annotations()
             .get(LAST_APPLIED_ALT_ANNOTATION)
-            .and_then(|a| serde_json::from_str(a).ok())
+            .and_then(|a| Self::parse(a))
             .unwrap_or_default()
+    }
+
+    /// Reads the annotation in Go's form (MCM writes the machine's whole
+    /// `NodeTemplateSpec`: `{"metadata":{"labels",…},"spec":{"taints",…}}`) or
+    /// in the flat form this controller wrote before, so that a switch from
+    /// either controller still removes what the template dropped.
+    pub fn parse(text: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        if value.get("metadata").is_none() && value.get("spec").is_none() {
+            return serde_json::from_value(value).ok();
+        }
+        let field = |path: &[&str]| {
+            path.iter()
+                .try_fold(&value, |v, k| v.get(k))
+                .filter(|v| !v.is_null())
+                .cloned()
+        };
+        Some(Applied {
+            labels: field(&["metadata", "labels"])
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            annotations: field(&["metadata", "annotations"])
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            taints: field(&["spec", "taints"])
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The annotation in Go's form, as MCM v0.62.1 marshals a NodeTemplateSpec
+    /// (empty fields omitted, `creationTimestamp` null).
+    pub fn to_go_json(&self) -> String {
+        let mut metadata = json!({"creationTimestamp": null});
+        if !self.labels.is_empty() {
+            metadata["labels"] = json!(self.labels);
+        }
+        if !self.annotations.is_empty() {
+            metadata["annotations"] = json!(self.annotations);
+        }
+        let mut spec = json!({});
+        if !self.taints.is_empty() {
+            spec["taints"] = json!(self.taints);
+        }
+        json!({"metadata": metadata, "spec": spec}).to_string()
     }
 }
 
@@ -106,7 +151,7 @@ pub fn changes(machine: &Machine, node: &Node) -> Option<(Map<String, Value>, Op
     }
     annotations.insert(
         LAST_APPLIED_ALT_ANNOTATION.to_string(),
-        Value::String(serde_json::to_string(&desired).unwrap_or_default()),
+        Value::String(desired.to_go_json()),
     );
     let mut metadata = Map::new();
     if !labels.is_empty() {
@@ -119,6 +164,37 @@ pub fn changes(machine: &Machine, node: &Node) -> Option<(Map<String, Value>, Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_go_and_flat_annotations_and_writes_gos() {
+        let go = r#"{"metadata":{"creationTimestamp":null,"labels":{"pool":"a"}},"spec":{"taints":[{"key":"k","value":"v","effect":"NoSchedule"}]}}"#;
+        let applied = Applied::parse(go).unwrap();
+        assert_eq!(
+            applied.labels,
+            BTreeMap::from([("pool".into(), "a".into())])
+        );
+        assert_eq!(applied.taints, vec![taint("k", "v")]);
+        assert!(applied.annotations.is_empty());
+        let flat = r#"{"labels":{"pool":"a"},"annotations":{},"taints":[{"key":"k","value":"v","effect":"NoSchedule"}]}"#;
+        assert_eq!(Applied::parse(flat), Some(applied.clone()));
+        // What we write, Go's json.Unmarshal into a NodeTemplateSpec reads back.
+        let written: Value = serde_json::from_str(&applied.to_go_json()).unwrap();
+        assert_eq!(written, serde_json::from_str::<Value>(go).unwrap());
+        assert_eq!(Applied::parse("not json"), None);
+    }
+
+    #[test]
+    fn a_label_the_go_controller_applied_is_removed_when_the_template_drops_it() {
+        let mut node = Node::default();
+        node.metadata.labels = Some(BTreeMap::from([("old".into(), "x".into())]));
+        node.metadata.annotations = Some(BTreeMap::from([(
+            LAST_APPLIED_ALT_ANNOTATION.to_string(),
+            r#"{"metadata":{"creationTimestamp":null,"labels":{"old":"x"}},"spec":{}}"#.to_string(),
+        )]));
+        let machine = Machine::default();
+        let (metadata, _) = changes(&machine, &node).unwrap();
+        assert_eq!(metadata["labels"]["old"], Value::Null);
+    }
     use crate::api::NodeTemplateSpec;
     use k8s_openapi::api::core::v1::NodeSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
