@@ -89,6 +89,41 @@ fn resync_ticks(period: Duration) -> futures::stream::BoxStream<'static, ()> {
     .boxed()
 }
 
+/// MCM's `deleteNode`: a Node that is deleted (say, without our finalizer, so
+/// the machine never saw it going) takes its Machine with it, unless the Node
+/// is not MCM's or the Machine is already going.
+fn on_node_deleted(
+    api: Api<Machine>,
+    machines: Store<Machine>,
+) -> impl Fn(&Result<watcher::Event<Node>, watcher::Error>) {
+    move |event| {
+        let Ok(watcher::Event::Delete(node)) = event else {
+            return;
+        };
+        if node
+            .annotations()
+            .contains_key(crate::contract::NOT_MANAGED_BY_MCM_ANNOTATION)
+        {
+            return;
+        }
+        let Some(machine) = machine_of_node(node, &machines.state())
+            .and_then(|m| machines.state().into_iter().find(|x| x.name() == m))
+        else {
+            return;
+        };
+        if machine.is_deleting() {
+            return;
+        }
+        let (api, name, node) = (api.clone(), machine.name().to_string(), node.name_any());
+        tokio::spawn(async move {
+            tracing::info!(%node, machine = %name, "the node was deleted, deleting its machine");
+            if let Err(e) = api.delete(&name, &Default::default()).await {
+                tracing::warn!(machine = %name, "could not delete the machine of a deleted node: {e}");
+            }
+        });
+    }
+}
+
 /// Counts the machines a change maps to as adds to the queue (see
 /// [`crate::metrics::workqueue`]).
 fn counted_adds<I: IntoIterator<Item = ObjectRef<Machine>>>(
@@ -270,7 +305,11 @@ pub async fn run_with<D: Driver>(
                     nodes_w,
                     watcher(Api::<Node>::all(target.clone()), cfg.clone())
                         .modify(trim_node)
-                        .inspect(watch_health(&health, "nodes")),
+                        .inspect(watch_health(&health, "nodes"))
+                        .inspect(on_node_deleted(
+                            Api::namespaced(clients.control.client.clone(), &ns),
+                            machines.clone(),
+                        )),
                 )
                 .default_backoff()
                 .touched_objects()
