@@ -31,6 +31,9 @@ pub const EFFECTIVE_CREATION_TIMEOUT_ANNOTATION: &str =
 
 /// Node label naming its Machine.
 pub const NODE_MACHINE_NAME_LABEL: &str = "node.gardener.cloud/machine-name";
+/// MCM's record of the class's virtual capacity last put on a Node.
+pub const LAST_APPLIED_VIRTUAL_CAPACITY_ANNOTATION: &str =
+    "node.machine.sapcloud.io/last-applied-virtual-capacity";
 pub const LAST_APPLIED_ALT_ANNOTATION: &str =
     "node.machine.sapcloud.io/last-applied-anno-labels-taints";
 pub const NOT_MANAGED_BY_MCM_ANNOTATION: &str = "node.machine.sapcloud.io/not-managed-by-mcm";

@@ -604,6 +604,80 @@ async fn without_a_target_the_machine_is_available_with_its_addresses() {
     drop(controller);
 }
 
+/// The class's `nodeTemplate.virtualCapacity` reaches the Node's capacity and
+/// leaves it when the class drops it, as MCM's SyncVirtualCapacity does.
+#[tokio::test]
+async fn the_class_virtual_capacity_reaches_the_node_and_leaves_it() {
+    let ns = TestNamespace::in_both("virtual-cap").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let n = ns.name();
+    kubectl_apply(Cluster::Control, &sample("secret.yaml", n, &[])).await;
+    let class = |virtual_capacity: &str| {
+        format!(
+            r#"apiVersion: machine.sapcloud.io/v1alpha1
+kind: MachineClass
+metadata:
+  name: test-class
+  namespace: {n}
+provider: local
+providerSpec:
+  image: localhost/machine-image:latest
+secretRef:
+  name: test-secret
+  namespace: {n}
+nodeTemplate:
+  capacity: {{cpu: "2", memory: 4Gi}}
+  instanceType: local
+  region: local
+  zone: local{virtual_capacity}
+"#
+        )
+    };
+    kubectl_apply(
+        Cluster::Control,
+        &class("\n  virtualCapacity: {example.com/virtual: \"3\"}"),
+    )
+    .await;
+    let name = format!("cap-{}", &n[n.len() - 6..]);
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let machines: Api<Machine> = ns.api(&control);
+    machines
+        .create(&PostParams::default(), &machine(&name, "test-class"))
+        .await
+        .unwrap();
+    let controller = start(settings(&ns)).await;
+
+    let nodes: Api<Node> = Api::all(target);
+    let has = |node: &Node| {
+        node.status
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .and_then(|c| c.get("example.com/virtual"))
+            .map(|q| q.0.clone())
+    };
+    wait_for(
+        &nodes,
+        &node_name,
+        TIMEOUT,
+        "the Node has the virtual capacity",
+        |node| has(node).as_deref() == Some("3"),
+    )
+    .await;
+    kubectl_apply(Cluster::Control, &class("")).await;
+    wait_for(
+        &nodes,
+        &node_name,
+        TIMEOUT,
+        "the Node lost the virtual capacity",
+        |node| has(node).is_none(),
+    )
+    .await;
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
 #[tokio::test]
 async fn twenty_machines_created_at_once_all_run() {
     let ns = TestNamespace::in_both("twenty").await;

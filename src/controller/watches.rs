@@ -33,11 +33,13 @@ fn trim<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
-/// A Node is read for its metadata, spec (taints, unschedulable) and conditions.
+/// A Node is read for its metadata, spec (taints, unschedulable), conditions and
+/// capacity (for the class's virtual capacity).
 fn trim_node(node: &mut Node) {
     trim(node);
     node.status = node.status.take().map(|s| NodeStatus {
         conditions: s.conditions,
+        capacity: s.capacity,
         ..Default::default()
     });
 }
@@ -56,6 +58,22 @@ fn node_fingerprint(node: &Node) -> Option<u64> {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .hash(&mut h);
+    // Taints: the critical-components gate opens when its taint goes.
+    for t in node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        (&t.key, &t.effect).hash(&mut h);
+    }
+    // Capacity: the class's virtual capacity is put back if it goes.
+    if let Some(capacity) = node.status.as_ref().and_then(|s| s.capacity.as_ref()) {
+        for (k, v) in capacity {
+            (k, &v.0).hash(&mut h);
+        }
+    }
     for c in node
         .status
         .as_ref()

@@ -98,7 +98,7 @@ pub async fn reconcile<D: Driver>(
                 writes::ignore_not_found(api.delete(&name, &Default::default()).await)?;
                 return Ok(Action::await_change());
             }
-            upkeep = Some(node::upkeep(&ctx, &machine, node).await?);
+            upkeep = Some(node::upkeep(&ctx, &machine, &class, node).await?);
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);

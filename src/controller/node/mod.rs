@@ -3,8 +3,10 @@
 
 //! Upkeep of a machine's Node: the machine-name label and our finalizer, so that
 //! the Node outlives neither its machine's knowledge nor a deletion in flight,
-//! and the machine's node template ([`template`]).
+//! and the machine's node template ([`template`]) and its class's virtual
+//! capacity ([`capacity`]).
 
+pub mod capacity;
 pub mod template;
 
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use kube::api::Patch;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::api::Machine;
+use crate::api::{Machine, MachineClass};
 use crate::contract::{
     NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, op, phase, state, text,
 };
@@ -89,16 +91,32 @@ pub enum Upkeep {
 /// Writes what [`patch_for`] finds missing. A refusal is no error of the
 /// reconcile: a node template the server will never take must not keep the
 /// machine from Running; it is reported instead ([`template_report`]).
-pub async fn upkeep<D>(ctx: &Context<D>, machine: &Machine, node: &Node) -> Result<Upkeep, Error> {
-    let (Some(patch), Some(target)) = (patch_for(machine, node), &ctx.target) else {
+pub async fn upkeep<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+    class: &MachineClass,
+    node: &Node,
+) -> Result<Upkeep, Error> {
+    let Some(target) = &ctx.target else {
         return Ok(Upkeep::Done);
     };
     let nodes: Api<Node> = Api::all(target.clone());
     let params = crate::controller::writes::params();
-    match nodes
-        .patch(&node.name_any(), &params, &Patch::Strategic(&patch))
-        .await
-    {
+    let name = node.name_any();
+    if let Some(p) = capacity::plan(class, node) {
+        // Capacity lives in the status; the annotation records it afterwards,
+        // so that a crash in between repeats the status write, never skips it.
+        nodes
+            .patch_status(&name, &params, &Patch::Merge(&p.status))
+            .await?;
+        nodes
+            .patch(&name, &params, &Patch::Merge(&p.metadata))
+            .await?;
+    }
+    let Some(patch) = patch_for(machine, node) else {
+        return Ok(Upkeep::Done);
+    };
+    match nodes.patch(&name, &params, &Patch::Strategic(&patch)).await {
         Ok(_) => Ok(Upkeep::Done),
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
             Ok(Upkeep::Refused(s.message))
