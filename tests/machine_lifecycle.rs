@@ -781,6 +781,96 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
     controller.stop().await;
 }
 
+/// Meltdown protection, serialised: six machines of one MachineDeployment lose
+/// their VMs at once and time out together, yet only one at a time is marked
+/// Failed; each next one only after the Failed one was replaced (deleted here,
+/// as MCM's MachineSet would).
+#[tokio::test]
+async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let ns = TestNamespace::in_both("meltdown").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let deployment = format!("md-{}", &ns.name()[ns.name().len() - 6..]);
+    let names: Vec<String> = (0..6).map(|_| support::unique_name("melt")).collect();
+    for name in &names {
+        ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+        let mut m = machine(name, "test-class");
+        m.metadata.labels = Some(BTreeMap::from([("name".to_string(), deployment.clone())]));
+        machines.create(&PostParams::default(), &m).await.unwrap();
+    }
+    let mut s = settings(&ns);
+    s.health_timeout = std::time::Duration::from_secs(2);
+    let controller = start(s).await;
+    wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT,
+        "all six machines run",
+        |l: &[Machine]| l.len() == 6 && l.iter().all(|m| phase(m) == "Running"),
+    )
+    .await;
+
+    // Every phase change is seen; the most machines Failed at one moment is kept.
+    let most_failed = Arc::new(AtomicUsize::new(0));
+    let watching = {
+        let (api, most) = (machines.clone(), most_failed.clone());
+        tokio::spawn(async move {
+            let mut phases = BTreeMap::<String, String>::new();
+            let mut events = watcher(api, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(m)) = events.next().await {
+                phases.insert(m.name_any(), phase(&m).to_string());
+                let failed = phases.values().filter(|p| *p == "Failed").count();
+                most.fetch_max(failed, Ordering::SeqCst);
+            }
+        })
+    };
+
+    let pods: Api<Pod> = ns.api(&target);
+    for name in &names {
+        pods.delete(&format!("machine-{name}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for round in 0..names.len() {
+        let listed = wait_for_list(
+            &machines,
+            Default::default(),
+            TIMEOUT,
+            &format!("a machine is Failed (round {round})"),
+            |l: &[Machine]| l.iter().any(|m| phase(m) == "Failed"),
+        )
+        .await;
+        let failed: Vec<&Machine> = listed.iter().filter(|m| phase(m) == "Failed").collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "one at a time: {:?}",
+            failed.iter().map(|m| m.name_any()).collect::<Vec<_>>()
+        );
+        let gone = failed[0].name_any();
+        machines
+            .delete(&gone, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for_deleted(&machines, &gone, TIMEOUT, "the Failed machine is replaced").await;
+    }
+    watching.abort();
+    assert_eq!(
+        most_failed.load(Ordering::SeqCst),
+        1,
+        "never two machines of the deployment Failed at once"
+    );
+    controller.stop().await;
+}
+
 /// A node template the API server refuses for the Node (an invalid taint effect)
 /// never keeps the machine from Running; it is reported on the Machine and as a
 /// Warning Event, both with the server's message naming the field.

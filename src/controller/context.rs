@@ -32,6 +32,8 @@ pub struct Context<D> {
     pub own_writes: Arc<OwnWrites>,
     /// Set while an API server does not answer; see [`super::safety::freeze`].
     pub frozen: Frozen,
+    /// One machine at a time per deployment may be marked Failed.
+    pub meltdown: super::machine::meltdown::Permits,
     /// True once every cache has synced; see [`SyncGate`].
     pub synced: tokio::sync::watch::Receiver<bool>,
 }
@@ -143,6 +145,30 @@ impl<D> Context<D> {
             .await
             .map(|_| ())
             .map_err(|_| super::Error::NotReady)
+    }
+
+    /// Waits until the machine cache shows `name` in `phase` (or it is gone),
+    /// for at most `timeout`; says whether it did.
+    pub async fn wait_for_cached_phase(
+        &self,
+        name: &str,
+        phase: &str,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let key = ObjectRef::new(name).within(&self.settings.namespace);
+        let seen = || self.machines.get(&key).is_none_or(|m| m.phase() == phase);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !seen() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    machine = name,
+                    "the cache did not show the {phase} phase in time"
+                );
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
     }
 
     /// The machine's class and the merged data of its secrets (credentials win).

@@ -352,6 +352,7 @@ pub async fn run_with<D: Driver>(
         ),
         own_writes,
         frozen: Default::default(),
+        meltdown: Default::default(),
         settings,
     });
 

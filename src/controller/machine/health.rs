@@ -243,8 +243,9 @@ pub fn decide(
                 .phase(phase::FAILED),
             );
         } else {
-            // Another machine of the deployment is being replaced: look again later.
-            plan.recheck_after = Some(Duration::from_secs(60));
+            // Another machine of the deployment is being replaced: look again
+            // soon, as MCM retries short (`tryMarkingMachineFailed`).
+            plan.recheck_after = Some(crate::controller::error::retry::SHORT);
         }
     }
     plan

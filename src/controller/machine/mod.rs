@@ -10,6 +10,7 @@ pub mod creation;
 pub mod deletion;
 pub mod drain;
 pub mod health;
+pub mod meltdown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,14 +107,33 @@ pub async fn reconcile<D: Driver>(
                 ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
             }
         }
-        let all = ctx.machines.state();
-        let plan = health::decide(
-            &machine,
-            node.as_deref(),
-            &ctx.settings,
-            jiff::Timestamp::now(),
-            || health::may_mark_failed(&machine, &all),
-        );
+        let decide = |all: &[Arc<Machine>]| {
+            health::decide(
+                &machine,
+                node.as_deref(),
+                &ctx.settings,
+                jiff::Timestamp::now(),
+                || health::may_mark_failed(&machine, all),
+            )
+        };
+        let mut plan = decide(&ctx.machines.state());
+        let deployment = machine
+            .label(crate::contract::DEPLOYMENT_NAME_LABEL)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
+        let mut _permit = None;
+        if let (Some(change), Some(deployment)) = (&plan.change, &deployment)
+            && change.phase == Some(phase::FAILED)
+            && machine.phase() == phase::UNKNOWN
+        {
+            // One Failed at a time per deployment: decide again under its permit.
+            let Some(permit) = ctx.meltdown.take(deployment).await else {
+                tracing::debug!("another machine of the deployment is being marked Failed");
+                return Ok(Action::requeue(retry::SHORT));
+            };
+            _permit = Some(permit);
+            plan = decide(&ctx.machines.state());
+        }
         if let Some(change) = &plan.change {
             if let Some(took) = plan.joined_after {
                 // Before the status: a machine seen Running has its token deleted
@@ -121,6 +141,11 @@ pub async fn reconcile<D: Driver>(
                 machine = joined(&ctx, &machine, took).await?;
             }
             ctx.write_status(&machine, change).await?;
+            if _permit.is_some() && change.phase == Some(phase::FAILED) {
+                // The next holder must count this machine as Failed.
+                ctx.wait_for_cached_phase(&name, phase::FAILED, meltdown::CACHE_TIMEOUT)
+                    .await;
+            }
             if change.phase.is_some_and(|p| p != machine.phase()) {
                 let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
                 let reason = change.phase.unwrap_or_default();
