@@ -124,15 +124,21 @@ fn on_node_deleted(
         {
             return;
         }
-        let Some(machine) = machine_of_node(node, &machines.state())
-            .and_then(|m| machines.state().into_iter().find(|x| x.name() == m))
-        else {
+        // The Machine that names this Node: in a target shared by several
+        // control namespaces, a machine of the same name elsewhere is not it.
+        let node_name = node.name_any();
+        let Some(machine) = machine_of_node(node, &machines.state()).and_then(|m| {
+            machines
+                .state()
+                .into_iter()
+                .find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
+        }) else {
             return;
         };
         if machine.is_deleting() {
             return;
         }
-        let (api, name, node) = (api.clone(), machine.name().to_string(), node.name_any());
+        let (api, name, node) = (api.clone(), machine.name().to_string(), node_name);
         tokio::spawn(async move {
             tracing::info!(%node, machine = %name, "the node was deleted, deleting its machine");
             if let Err(e) = api.delete(&name, &Default::default()).await {
@@ -232,9 +238,11 @@ pub async fn run_with<D: Driver>(
     let machine_deleted = Arc::new(tokio::sync::Notify::new());
     let forget_deleted = {
         let (own_writes, deleted) = (own_writes.clone(), machine_deleted.clone());
+        let queue = metrics.queue.clone();
         move |item: &Result<watcher::Event<Machine>, watcher::Error>| {
             if let Ok(watcher::Event::Delete(m)) = item {
                 own_writes.forget(m.name());
+                queue.forget(m.name());
                 deleted.notify_one();
             }
         }

@@ -83,6 +83,11 @@ impl WorkQueue {
         });
     }
 
+    /// `machine` is gone: whatever waited for it will not run.
+    pub fn forget(&self, machine: &str) {
+        self.with(|s| s.waiting.remove(machine));
+    }
+
     /// An error requeue of `machine` after `wait`: a retry, and an add when due.
     pub fn retried(&self, machine: &str, wait: Duration) {
         self.retries.inc();
@@ -212,5 +217,9 @@ mod tests {
         assert_eq!(q.adds.get(), 3);
         q.retried("a", Duration::from_secs(5));
         assert_eq!(q.retries.get(), 1);
+        // A deleted machine's pending add leaves the depth.
+        q.added("c", t0);
+        q.forget("c");
+        assert_eq!(q.now(t0 + Duration::from_secs(120)).0, 2, "a (retried) and b");
     }
 }
