@@ -781,6 +781,80 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
     controller.stop().await;
 }
 
+/// MCM's critical-components gate: a Node registered with
+/// `node.gardener.cloud/critical-components-not-ready` keeps its machine Pending,
+/// though Ready, until the taint goes (gardener-resource-manager removes it once
+/// CNI and CSI run; the test does here).
+#[tokio::test]
+async fn a_node_waiting_for_critical_components_keeps_its_machine_pending() {
+    let ns = TestNamespace::in_both("critical").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let n = ns.name();
+    let pp = PostParams::default();
+    let taint = "node.gardener.cloud/critical-components-not-ready";
+    let mut user_data = Secret {
+        string_data: Some(BTreeMap::from([(
+            "userData".to_string(),
+            format!(
+                "#!/bin/sh\ntoken=<<BOOTSTRAP_TOKEN>>\nexec kubelet --register-with-taints={taint}:NoSchedule\n"
+            ),
+        )])),
+        ..Default::default()
+    };
+    user_data.metadata.name = Some("user-data".into());
+    ns.api::<Secret>(&control)
+        .create(&pp, &user_data)
+        .await
+        .unwrap();
+    let image = serde_json::json!({"image": "localhost/machine-image:1"});
+    ns.api::<MachineClass>(&control)
+        .create(&pp, &class("pool", "local", image, "user-data", n))
+        .await
+        .unwrap();
+    let name = format!("crit-{}", &n[n.len() - 6..]);
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let machines: Api<Machine> = ns.api(&control);
+    machines.create(&pp, &machine(&name, "pool")).await.unwrap();
+    let controller = start(settings(&ns)).await;
+
+    let ready = |m: &Machine| {
+        m.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    let gated = wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine records its Ready Node and stays Pending",
+        |m| ready(m),
+    )
+    .await;
+    assert_eq!(phase(&gated), "Pending", "{:?}", gated.status);
+
+    let nodes: Api<Node> = Api::all(target);
+    let mut node = nodes.get(&node_name).await.unwrap();
+    let spec = node.spec.get_or_insert_with(Default::default);
+    spec.taints = spec
+        .taints
+        .take()
+        .map(|t| t.into_iter().filter(|t| t.key != taint).collect());
+    nodes.replace(&node_name, &pp, &node).await.unwrap();
+    wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "the machine runs once the taint is gone",
+        |m| phase(m) == "Running",
+    )
+    .await;
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
 /// Meltdown protection, serialised: six machines of one MachineDeployment lose
 /// their VMs at once and time out together, yet only one at a time is marked
 /// Failed; each next one only after the Failed one was replaced (deleted here,

@@ -220,6 +220,10 @@ mod tests {
         // A deleted machine's pending add leaves the depth.
         q.added("c", t0);
         q.forget("c");
-        assert_eq!(q.now(t0 + Duration::from_secs(120)).0, 2, "a (retried) and b");
+        assert_eq!(
+            q.now(t0 + Duration::from_secs(120)).0,
+            2,
+            "a (retried) and b"
+        );
     }
 }

@@ -95,10 +95,42 @@ fn boot_annotations(key: &PodKey, uid: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The taints a kubelet started by this user data registers with: the value of
+/// its `--register-with-taints` flag (`key[=value]:Effect`, comma-separated), as
+/// Gardener's user data passes `node.gardener.cloud/critical-components-not-ready`.
+/// Malformed entries are skipped, as nothing here may fail on user input.
+pub fn register_with_taints(userdata: &[u8]) -> Vec<Taint> {
+    let text = String::from_utf8_lossy(userdata);
+    let Some(rest) = text.split("--register-with-taints=").nth(1) else {
+        return Vec::new();
+    };
+    let value = rest
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .next()
+        .unwrap_or_default();
+    value
+        .split(',')
+        .filter_map(|entry| {
+            let (key_value, effect) = entry.rsplit_once(':')?;
+            let (key, value) = match key_value.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_owned())),
+                None => (key_value, None),
+            };
+            (!key.is_empty() && ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect))
+                .then(|| Taint {
+                    key: key.to_owned(),
+                    value,
+                    effect: effect.to_owned(),
+                    ..Default::default()
+                })
+        })
+        .collect()
+}
+
 /// The Node a kubelet in machine Pod `key` (uid `uid`) registers: named after the
-/// Pod, providerID = name, kubelet-style labels, kwok and stand-in annotations.
-/// Its status is left to kwok.
-pub fn build_node(key: &PodKey, uid: &str) -> Node {
+/// Pod, providerID = name, kubelet-style labels, kwok and stand-in annotations,
+/// and `taints` besides our own. Its status is left to kwok.
+pub fn build_node(key: &PodKey, uid: &str, taints: Vec<Taint>) -> Node {
     let name = key.name.clone();
     Node {
         metadata: ObjectMeta {
@@ -117,12 +149,16 @@ pub fn build_node(key: &PodKey, uid: &str) -> Node {
             // In the local cluster the machine Pods and the Nodes they register share
             // one cluster: without this taint the scheduler would put machine Pods on
             // machine Nodes, and draining one machine would evict the VMs of others.
-            taints: Some(vec![Taint {
-                key: MACHINE_NODE_TAINT.to_owned(),
-                value: Some("true".to_owned()),
-                effect: "NoSchedule".to_owned(),
-                ..Default::default()
-            }]),
+            taints: Some(
+                std::iter::once(Taint {
+                    key: MACHINE_NODE_TAINT.to_owned(),
+                    value: Some("true".to_owned()),
+                    effect: "NoSchedule".to_owned(),
+                    ..Default::default()
+                })
+                .chain(taints)
+                .collect(),
+            ),
             ..Default::default()
         }),
         status: None,
@@ -237,7 +273,7 @@ mod tests {
 
     #[test]
     fn builds_a_kubelet_style_node() {
-        let node = build_node(&key(), "uid-1");
+        let node = build_node(&key(), "uid-1", Vec::new());
         let v = serde_json::to_value(&node).unwrap();
         assert_eq!(
             v,
@@ -273,7 +309,7 @@ mod tests {
 
     #[test]
     fn foreign_nodes_are_not_ours() {
-        let mut node = build_node(&key(), "uid-1");
+        let mut node = build_node(&key(), "uid-1", Vec::new());
         node.metadata
             .annotations
             .as_mut()
@@ -286,7 +322,7 @@ mod tests {
 
     #[test]
     fn recognises_a_stopped_status() {
-        let mut node = build_node(&key(), "uid-1");
+        let mut node = build_node(&key(), "uid-1", Vec::new());
         let ready = |status: &str, reason: &str| NodeCondition {
             type_: "Ready".into(),
             status: status.into(),
@@ -356,6 +392,30 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn taints_come_from_the_kubelet_flag_in_the_user_data() {
+        let userdata = b"#!/bin/bash\nkubelet --node-ip=1.2.3.4 --register-with-taints=node.gardener.cloud/critical-components-not-ready:NoSchedule,a=b:NoExecute,bad,c:Sometimes --v=2\n";
+        let taints = register_with_taints(userdata);
+        let pairs: Vec<(&str, Option<&str>, &str)> = taints
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_deref(), t.effect.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "node.gardener.cloud/critical-components-not-ready",
+                    None,
+                    "NoSchedule"
+                ),
+                ("a", Some("b"), "NoExecute"),
+            ]
+        );
+        assert!(register_with_taints(b"kubelet --v=2").is_empty());
+        let node = build_node(&key(), "uid-1", taints);
+        assert_eq!(node.spec.unwrap().taints.unwrap().len(), 3);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Taint};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -177,8 +177,8 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
             let (Some(pod), PodState::Running { uid }) = (pod.as_deref(), state) else {
                 return Ok(None);
             };
-            let token = match authenticate(&ctx, pod).await {
-                Ok(token) => token,
+            let (token, taints) = match authenticate(&ctx, pod).await {
+                Ok(found) => found,
                 Err(Error::Refused(why)) => {
                     ctx.publish(pod, EventType::Warning, "JoinRefused", why.clone())
                         .await;
@@ -191,7 +191,10 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 ..Default::default()
             };
             if plan == Plan::Register {
-                match nodes.create(&params, &node::build_node(&key, uid)).await {
+                match nodes
+                    .create(&params, &node::build_node(&key, uid, taints))
+                    .await
+                {
                     Ok(_) => {}
                     // Someone registered it meanwhile: decide again on the next event.
                     Err(kube::Error::Api(s)) if s.code == 409 => return Ok(None),
@@ -242,8 +245,9 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
 }
 
 /// Reads the Pod's user data, takes its bootstrap token and proves that the API
-/// server accepts it, the way a kubelet's TLS bootstrap would.
-async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error> {
+/// server accepts it, the way a kubelet's TLS bootstrap would; also returns the
+/// taints the user data's kubelet registers with.
+async fn authenticate(ctx: &Context, pod: &Pod) -> Result<(BootstrapToken, Vec<Taint>), Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let source = node::userdata_source(pod).map_err(Error::Refused)?;
     let secret_name = source.secret;
@@ -268,6 +272,7 @@ async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error>
             ))
         })?;
     let token = token::find_token(&userdata.0).map_err(|e| Error::Refused(e.to_string()))?;
+    let taints = node::register_with_taints(&userdata.0);
 
     let client = token_client(&ctx.admin_config, &token)
         .map_err(|e| Error::Kube("building a client for the bootstrap token", e))?;
@@ -283,7 +288,7 @@ async fn authenticate(ctx: &Context, pod: &Pod) -> Result<BootstrapToken, Error>
                 .and_then(|u| u.username)
                 .unwrap_or_default();
             if username == token.username() {
-                Ok(token)
+                Ok((token, taints))
             } else {
                 Err(Error::Refused(format!(
                     "{token} authenticates as {username:?}, not {}",
