@@ -26,7 +26,9 @@ use mcm_local::controller::bootstrap;
 use support::admin::Binary;
 use support::chaos::{Record, Signal, between, machines as scale};
 use support::controller::{kubectl_apply, sample};
-use support::{Cluster, TIMEOUT, TestNamespace, unique_name, wait_for, wait_for_list};
+use support::{
+    Cluster, TIMEOUT, TestNamespace, unique_name, wait_for, wait_for_list, wait_for_none,
+};
 
 const ORPHANS_AT_ONCE: &str = "--machine-safety-orphan-vms-min-age=0s";
 
@@ -90,12 +92,11 @@ async fn request_deletion(s: &Setup) {
 }
 
 async fn all_gone(s: &Setup) {
-    wait_for_list(
+    wait_for_none(
         &s.machines,
         Default::default(),
         deadline(s.names.len()),
         "every machine is gone",
-        |l: &[Machine]| l.is_empty(),
     )
     .await;
 }
@@ -323,28 +324,25 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     all_gone(&s).await;
     let t = support::target().await;
     let selected = watcher::Config::default().labels("machine-provider=local");
-    wait_for_list(
+    wait_for_none(
         &s.ns.api::<Pod>(&t),
         selected.clone(),
         TIMEOUT,
         "no machine Pod is left",
-        |l: &[Pod]| l.is_empty(),
     )
     .await;
-    wait_for_list(
+    wait_for_none(
         &s.ns.api::<Secret>(&t),
         selected,
         TIMEOUT,
         "no user-data Secret is left",
-        |l: &[Secret]| l.is_empty(),
     )
     .await;
-    wait_for_list(
+    wait_for_none(
         &s.ns.api::<Service>(&t),
         Default::default(),
         TIMEOUT,
         "no machine Service is left",
-        |l: &[Service]| l.is_empty(),
     )
     .await;
     let node_names: BTreeSet<String> = s.names.iter().map(|m| format!("machine-{m}")).collect();

@@ -23,7 +23,9 @@ use mcm_local::driver::local::build;
 use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig};
 use support::controller::{kubectl_apply, spawn_for};
 use support::mcm::{MachineDeployment, MachineSet, free_port, mcm_binary};
-use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
+use support::{
+    Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list, wait_for_none,
+};
 
 /// The seed-side ClusterRole Gardener binds MCM's ServiceAccount to
 /// (`system:machine-controller-manager-runtime`, gardener v1.150.0,
@@ -302,23 +304,15 @@ spec:
     secrets.delete(pool, &Default::default()).await.unwrap();
 
     let deadline = TIMEOUT * 3;
-    wait_for_list(
+    wait_for_none(
         &machines,
         Default::default(),
         deadline,
         "no Machine is left",
-        |l: &[Machine]| l.is_empty(),
     )
     .await;
     let sets: Api<MachineSet> = ns.api(&control);
-    wait_for_list(
-        &sets,
-        Default::default(),
-        deadline,
-        "no MachineSet is left",
-        |l: &[MachineSet]| l.is_empty(),
-    )
-    .await;
+    wait_for_none(&sets, Default::default(), deadline, "no MachineSet is left").await;
     wait_for_deleted(
         &deployments,
         pool,
@@ -328,21 +322,19 @@ spec:
     .await;
     wait_for_deleted(&classes, pool, deadline, "the MachineClass is gone").await;
     wait_for_deleted(&secrets, pool, deadline, "the class Secret is gone").await;
-    wait_for_list(
+    wait_for_none(
         &pods,
         Default::default(),
         deadline,
         "no machine Pod is left",
-        |l: &[Pod]| l.is_empty(),
     )
     .await;
     let services: Api<Service> = infra.api(&target);
-    wait_for_list(
+    wait_for_none(
         &services,
         Default::default(),
         deadline,
         "no machine Service is left",
-        |l: &[Service]| l.is_empty(),
     )
     .await;
     let infra_secrets: Api<Secret> = infra.api(&target);

@@ -127,10 +127,9 @@ fn on_node_deleted(
         // The Machine that names this Node: in a target shared by several
         // control namespaces, a machine of the same name elsewhere is not it.
         let node_name = node.name_any();
-        let Some(machine) = machine_of_node(node, &machines.state()).and_then(|m| {
-            machines
-                .state()
-                .into_iter()
+        let all = machines.state();
+        let Some(machine) = machine_of_node(node, &all).and_then(|m| {
+            all.into_iter()
                 .find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
         }) else {
             return;

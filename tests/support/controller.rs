@@ -174,12 +174,11 @@ pub async fn delete_all_machines(machines: &Api<Machine>) {
     let _ = machines
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await;
-    super::wait_for_list(
+    super::wait_for_none(
         machines,
         Default::default(),
         super::TIMEOUT,
         "every machine is deleted",
-        |l: &[Machine]| l.is_empty(),
     )
     .await;
 }

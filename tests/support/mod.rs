@@ -32,7 +32,7 @@ pub mod wait;
 
 pub use cluster::{Cluster, control, kubectl, target, two_clusters};
 pub use namespace::{TestNamespace, unique_name};
-pub use wait::{wait_for, wait_for_deleted, wait_for_list};
+pub use wait::{wait_for, wait_for_deleted, wait_for_list, wait_for_none};
 
 use std::time::Duration;
 

@@ -79,6 +79,18 @@ pub async fn wait_for_deleted<K: Watchable>(
     watch_object(api, name, timeout, description, |obj| obj.is_none()).await;
 }
 
+/// Waits until `config` selects no object in `api` (every one is gone).
+///
+/// Panics after `timeout` with `description` and the objects as last seen.
+pub async fn wait_for_none<K: Watchable>(
+    api: &Api<K>,
+    config: watcher::Config,
+    timeout: Duration,
+    description: &str,
+) {
+    wait_for_list(api, config, timeout, description, |l: &[K]| l.is_empty()).await;
+}
+
 /// Waits until `predicate` holds for the objects that `config` selects (labels,
 /// fields) in `api`; returns them.
 ///

@@ -121,17 +121,17 @@ pub async fn reconcile<D: Driver>(
             .label(crate::contract::DEPLOYMENT_NAME_LABEL)
             .filter(|d| !d.is_empty())
             .map(str::to_string);
-        let mut _permit = None;
+        let mut permit = None;
         if let (Some(change), Some(deployment)) = (&plan.change, &deployment)
             && change.phase == Some(phase::FAILED)
             && machine.phase() == phase::UNKNOWN
         {
             // One Failed at a time per deployment: decide again under its permit.
-            let Some(permit) = ctx.meltdown.take(deployment).await else {
+            let Some(taken) = ctx.meltdown.take(deployment).await else {
                 tracing::debug!("another machine of the deployment is being marked Failed");
                 return Ok(Action::requeue(retry::SHORT));
             };
-            _permit = Some(permit);
+            permit = Some(taken);
             plan = decide(&ctx.machines.state());
         }
         if let Some(change) = &plan.change {
@@ -141,7 +141,7 @@ pub async fn reconcile<D: Driver>(
                 machine = joined(&ctx, &machine, took).await?;
             }
             ctx.write_status(&machine, change).await?;
-            if _permit.is_some() && change.phase == Some(phase::FAILED) {
+            if permit.is_some() && change.phase == Some(phase::FAILED) {
                 // The next holder must count this machine as Failed.
                 ctx.wait_for_cached_phase(&name, phase::FAILED, meltdown::CACHE_TIMEOUT)
                     .await;
