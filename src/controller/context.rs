@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
@@ -26,6 +26,8 @@ pub struct Context<D> {
     pub classes: Store<MachineClass>,
     pub secrets: Store<Secret>,
     pub nodes: Option<Store<Node>>,
+    /// Every Pod of the target, trimmed to what a drain reads.
+    pub pods: Option<Store<Pod>>,
     /// Core Events on Machines; repeated warnings are counted into one.
     pub events: super::events::Events,
     /// Our last write to each machine, to tell a stale cached copy.

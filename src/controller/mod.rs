@@ -2,10 +2,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! The machine controller: one queue of machine keys, fed by watches on
-//! Machines and on everything that belongs to them.
+//! Machines and on everything that belongs to them, worked by two pools.
 //!
 //! - [`watches`]: the caches, the mappings from a change to the machines it
 //!   concerns, the Controller and the background tasks; [`watches::run`] is the entry.
+//! - [`workers`]: the worker pools, one for deleting machines (MCM's termination
+//!   queue) and one for the others.
 //! - [`machine`]: the reconcile of one machine and its flows: [`machine::creation`],
 //!   [`machine::health`], [`machine::deletion`] (step by step, MCM's texts) and
 //!   [`machine::drain`].
@@ -37,6 +39,7 @@ pub mod safety;
 pub mod settings;
 pub mod status;
 pub mod watches;
+pub mod workers;
 pub mod writes;
 
 pub use context::Context;

@@ -4,174 +4,35 @@
 //! Wiring: caches for everything a reconcile reads, and the mappings that turn
 //! a change of a class, secret, Pod or Node into the keys of the machines it concerns.
 
+mod mapping;
+
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::context::{Context, SyncGate};
+use super::machine::drain;
 use super::node::machine_of_node;
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
+use super::workers::WorkerPools;
 use super::{error_policy, reconcile};
 use crate::admin::{Health, Telemetry};
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
 use crate::driver::instrumented::InstrumentedDriver;
 use crate::driver::{Driver, VmWatch, VmWatchItem};
-use crate::metrics::workqueue::WorkQueue;
-
-/// Drops what no decision reads, to keep the caches small.
-fn trim<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
-}
-
-/// A Node is read for its metadata, spec (taints, unschedulable), conditions and
-/// capacity (for the class's virtual capacity).
-fn trim_node(node: &mut Node) {
-    trim(node);
-    node.status = node.status.take().map(|s| NodeStatus {
-        conditions: s.conditions,
-        capacity: s.capacity,
-        ..Default::default()
-    });
-}
-
-/// Node heartbeats change nothing we decide on; only these fields wake a machine.
-fn node_fingerprint(node: &Node) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    node.labels().hash(&mut h);
-    node.finalizers().hash(&mut h);
-    node.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
-    node.spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .hash(&mut h);
-    // Taints: the critical-components gate opens when its taint goes.
-    for t in node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        (&t.key, &t.effect).hash(&mut h);
-    }
-    // Capacity: the class's virtual capacity is put back if it goes.
-    if let Some(capacity) = node.status.as_ref().and_then(|s| s.capacity.as_ref()) {
-        for (k, v) in capacity {
-            (k, &v.0).hash(&mut h);
-        }
-    }
-    for c in node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        (&c.type_, &c.status).hash(&mut h);
-    }
-    Some(h.finish())
-}
-
-/// Secrets the driver made itself are no input: they stay out of the cache.
-fn keep_secret_event<D: Driver>(event: &watcher::Event<Secret>) -> bool {
-    match event {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => !D::made_secret(s),
-        _ => true,
-    }
-}
-
-/// Every `period`, as an informer's resync in MCM: each cached machine is
-/// reconciled again. A zero period turns it off.
-fn resync_ticks(period: Duration) -> futures::stream::BoxStream<'static, ()> {
-    if period.is_zero() {
-        return futures::stream::pending().boxed();
-    }
-    futures::stream::unfold((), move |()| async move {
-        tokio::time::sleep(period).await;
-        Some(((), ()))
-    })
-    .boxed()
-}
-
-/// MCM's `deleteNode`: a Node that is deleted (say, without our finalizer, so
-/// the machine never saw it going) takes its Machine with it, unless the Node
-/// is not MCM's or the Machine is already going.
-fn on_node_deleted(
-    api: Api<Machine>,
-    machines: Store<Machine>,
-) -> impl Fn(&Result<watcher::Event<Node>, watcher::Error>) {
-    move |event| {
-        let Ok(watcher::Event::Delete(node)) = event else {
-            return;
-        };
-        if node
-            .annotations()
-            .contains_key(crate::contract::NOT_MANAGED_BY_MCM_ANNOTATION)
-        {
-            return;
-        }
-        // The Machine that names this Node: in a target shared by several
-        // control namespaces, a machine of the same name elsewhere is not it.
-        let node_name = node.name_any();
-        let all = machines.state();
-        let Some(machine) = machine_of_node(node, &all).and_then(|m| {
-            all.into_iter()
-                .find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
-        }) else {
-            return;
-        };
-        if machine.is_deleting() {
-            return;
-        }
-        let (api, name, node) = (api.clone(), machine.name().to_string(), node_name);
-        tokio::spawn(async move {
-            tracing::info!(%node, machine = %name, "the node was deleted, deleting its machine");
-            if let Err(e) = api.delete(&name, &Default::default()).await {
-                tracing::warn!(machine = %name, "could not delete the machine of a deleted node: {e}");
-            }
-        });
-    }
-}
-
-/// Counts the machines a change maps to as adds to the queue (see
-/// [`crate::metrics::workqueue`]).
-fn counted_adds<I: IntoIterator<Item = ObjectRef<Machine>>>(
-    queue: &WorkQueue,
-    keys: I,
-) -> Vec<ObjectRef<Machine>> {
-    let now = Instant::now();
-    keys.into_iter()
-        .inspect(|k| queue.added(&k.name, now))
-        .collect()
-}
-
-fn machine_key(name: String, namespace: &str) -> ObjectRef<Machine> {
-    ObjectRef::new(&name).within(namespace)
-}
-
-/// Machines whose class is `class`.
-fn machines_of_class(machines: &Store<Machine>, class: &str) -> Vec<ObjectRef<Machine>> {
-    machines
-        .state()
-        .iter()
-        .filter(|m| m.spec.class.name == class)
-        .map(|m| ObjectRef::from_obj(m.as_ref()))
-        .collect()
-}
+use mapping::{
+    TARGET_PODS, counted_adds, keep_secret_event, leaving_pod, machine_key, machines_of_class,
+    node_fingerprint, on_node_deleted, resync_ticks, trim, trim_node,
+};
 
 pub struct Clients {
     pub control: ClusterClients,
@@ -228,7 +89,7 @@ pub async fn run_with<D: Driver>(
     let vm_watch = driver.watch();
     let mut caches = vec!["machines", "machineclasses", "secrets"];
     if clients.target.is_some() {
-        caches.push("nodes");
+        caches.extend(["nodes", TARGET_PODS]);
     }
     caches.extend(vm_watch.as_ref().map(|w| w.name));
     let (gate, synced) = SyncGate::new(&caches);
@@ -339,7 +200,20 @@ pub async fn run_with<D: Driver>(
                 .default_backoff()
                 .touched_objects()
                 .predicate_filter(node_fingerprint, Default::default());
-            (nodes, node_stream)
+            // Every Pod of the target, for drains (MCM's pod lister): a Pod
+            // leaving a node wakes the machine that drains it.
+            let (pods, pods_w) = reflector::store::<Pod>();
+            let pod_stream = gate
+                .reflect(
+                    TARGET_PODS,
+                    pods_w,
+                    watcher(Api::<Pod>::all(target.clone()), cfg.clone())
+                        .modify(drain::trim_pod)
+                        .inspect(watch_health(&health, TARGET_PODS)),
+                )
+                .default_backoff()
+                .try_filter_map(|event| std::future::ready(Ok(leaving_pod(event))));
+            (nodes, node_stream, pods, pod_stream)
         });
 
     let ctx = Arc::new(Context {
@@ -351,6 +225,7 @@ pub async fn run_with<D: Driver>(
         classes: classes.clone(),
         secrets: secrets.clone(),
         nodes: target_streams.as_ref().map(|t| t.0.clone()),
+        pods: target_streams.as_ref().map(|t| t.2.clone()),
         synced,
         events: super::events::Events::new(
             clients.control.client.clone(),
@@ -365,7 +240,8 @@ pub async fn run_with<D: Driver>(
 
     let (thawed, on_thaw) = futures::channel::mpsc::unbounded();
     let mut controller = Controller::for_stream(machine_stream, machines.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency))
+        // No limit here: the worker pools are the limit (see [`WorkerPools`]).
+        .with_config(ControllerConfig::default().concurrency(0))
         .reconcile_all_on(
             futures::stream::select(on_thaw, resync_ticks(ctx.settings.resync_period)).inspect({
                 let (queue, machines) = (metrics.queue.clone(), machines.clone());
@@ -405,13 +281,26 @@ pub async fn run_with<D: Driver>(
             counted_adds(&queue, keys)
         });
     }
-    if let Some((_, node_stream)) = target_streams {
-        let (node_ns, machines) = (ns.clone(), machines.clone());
+    if let Some((_, node_stream, _, pod_stream)) = target_streams {
+        let (node_ns, of_node) = (ns.clone(), machines.clone());
         let queue = metrics.queue.clone();
         controller = controller.watches_stream(node_stream, move |node: Node| {
-            let key = machine_of_node(&node, &machines.state()).map(|m| machine_key(m, &node_ns));
+            let key = machine_of_node(&node, &of_node.state()).map(|m| machine_key(m, &node_ns));
             counted_adds(&queue, key)
         });
+        let (pod_ns, machines) = (ns.clone(), machines.clone());
+        let queue = metrics.queue.clone();
+        let draining = pod_stream.filter_map(move |node| {
+            let key = node.ok().and_then(|node| {
+                machines
+                    .state()
+                    .iter()
+                    .find(|m| m.is_deleting() && m.node_name() == Some(node.as_str()))
+                    .map(|m| machine_key(m.name().to_string(), &pod_ns))
+            });
+            std::future::ready(counted_adds(&queue, key).pop())
+        });
+        controller = controller.reconcile_on(draining);
     }
     if let Some(VmWatch { name, items }) = vm_watch {
         // The driver's cache counts for readiness and health like ours.
@@ -455,9 +344,17 @@ pub async fn run_with<D: Driver>(
         }
     };
     // Counted here rather than in `reconcile`, so that every exit of it is.
-    let counted = move |machine: Arc<Machine>, ctx| {
-        let metrics = metrics.clone();
+    let pools = Arc::new(WorkerPools::new(concurrency));
+    let counted = move |machine: Arc<Machine>, ctx: Arc<Context<_>>| {
+        let (metrics, pools) = (metrics.clone(), pools.clone());
         async move {
+            // A machine waits for a worker of its pool, still counted as queued.
+            let _worker = pools.worker(&machine).await;
+            // What it has become while it waited is what counts.
+            let machine = ctx
+                .machines
+                .get(&ObjectRef::from_obj(&*machine))
+                .unwrap_or(machine);
             let start = Instant::now();
             let work = metrics.queue.started(machine.name(), start);
             let result = reconcile(machine, ctx).await;
@@ -499,25 +396,4 @@ pub async fn run_with<D: Driver>(
     orphans.abort();
     secret_upkeep.abort();
     freeze_check.abort();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::driver::local::{LocalDriver, build};
-
-    #[test]
-    fn the_drivers_own_secrets_stay_out_of_the_cache_but_their_deletion_does_not() {
-        let ours = build::user_data_secret("m1", "ns", b"data");
-        let keep = keep_secret_event::<LocalDriver>;
-        assert!(!keep(&watcher::Event::Apply(ours.clone())));
-        assert!(!keep(&watcher::Event::InitApply(ours.clone())));
-        // A deletion is passed on, so that nothing lingers in the cache.
-        assert!(keep(&watcher::Event::Delete(ours.clone())));
-        // A class secret that happens to carry the same labels is kept.
-        let mut class_secret = ours;
-        class_secret.metadata.name = Some("cloudprovider".into());
-        assert!(keep(&watcher::Event::Apply(class_secret)));
-        assert!(keep(&watcher::Event::Apply(Secret::default())));
-    }
 }

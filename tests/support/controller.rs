@@ -55,6 +55,11 @@ pub fn settings(ns: &TestNamespace) -> Settings {
 /// Starts the controller in this process for `settings.namespace`. Its log goes to
 /// the test's output (shown when the test fails); `RUST_LOG` tunes it.
 pub async fn start(settings: Settings) -> ControllerGuard {
+    start_with(settings, 50).await
+}
+
+/// [`start`] with `concurrency` workers per queue (`--concurrent-syncs`).
+pub async fn start_with(settings: Settings, concurrency: u16) -> ControllerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcm_local=debug,kube=warn"));
     let _ = tracing_subscriber::fmt()
@@ -71,7 +76,7 @@ pub async fn start(settings: Settings) -> ControllerGuard {
         clients,
         driver,
         settings,
-        50,
+        concurrency,
         None,
         async move {
             let _ = stopped.await;

@@ -63,7 +63,7 @@ pub fn current_step(machine: &Machine) -> Step {
     .map_or(Step::SetTerminating, |(_, s)| s)
 }
 
-fn delete_op(description: String, st: &'static str) -> StatusChange {
+fn delete_op(description: impl Into<String>, st: &'static str) -> StatusChange {
     StatusChange::new(description, st, op::DELETE)
 }
 
@@ -71,12 +71,12 @@ fn delete_op(description: String, st: &'static str) -> StatusChange {
 pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, Duration) {
     match result {
         Ok(_) => (
-            delete_op(step::INITIATE_DRAIN.into(), state::PROCESSING),
+            delete_op(step::INITIATE_DRAIN, state::PROCESSING),
             retry::SHORT,
         ),
         Err(e) => match e.code {
             Code::Unimplemented => (
-                delete_op(step::INITIATE_DRAIN.into(), state::PROCESSING),
+                delete_op(step::INITIATE_DRAIN, state::PROCESSING),
                 retry::SHORT,
             ),
             Code::NotFound => (
@@ -179,48 +179,136 @@ pub fn never_created(machine: &Machine, e: MachineError) -> MachineError {
     }
 }
 
+/// What one step of a deletion pass did.
+#[derive(Debug, PartialEq)]
+pub enum Stepped {
+    /// The step is done: go straight on with the step `change` names, in the
+    /// same pass, and write `change` only if the pass stops before the end.
+    Next(StatusChange),
+    /// Stop the pass: write `change` (with what the pass left unwritten) if
+    /// there is one, and look again after `wait`.
+    Stop(Option<StatusChange>, Duration),
+    /// The finalizer is gone, and with it the machine.
+    Removed,
+}
+
+/// A step's status change and retry as an outcome: a failure stops the pass
+/// (it is written, with its Event, and retried after `wait`); progress goes on.
+pub fn stepped((change, wait): (StatusChange, Duration)) -> Stepped {
+    if change.state == state::FAILED {
+        Stepped::Stop(Some(change), wait)
+    } else {
+        Stepped::Next(change)
+    }
+}
+
+/// The change a pass writes when it stops: the last step's, carrying a phase an
+/// earlier step of the pass set but did not write (Terminating).
+pub fn unwritten(earlier: Option<StatusChange>, last: StatusChange) -> StatusChange {
+    let phase = last.phase.or(earlier.and_then(|e| e.phase));
+    StatusChange { phase, ..last }
+}
+
+/// `machine` as a step's change leaves it, for reading the next step.
+fn advanced(mut machine: Machine, change: &StatusChange) -> Machine {
+    machine.status.last_operation.description = change.description.clone();
+    machine.status.last_operation.state = change.state.to_string();
+    if let Some(p) = change.phase {
+        machine.status.current_status.phase = p.to_string();
+    }
+    machine
+}
+
+/// Deletion runs its steps one after the other in one pass, and writes the
+/// status only where it has to wait (a drain in progress, a VM going) or a step
+/// failed: every step is safe to run again, so a crash in between repeats steps
+/// and loses nothing, while each skipped write spares the API server a request
+/// and every watcher of the machine an event. MCM writes after every step and
+/// requeues; either controller resumes from the step the other wrote.
 pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action, Error> {
     if !machine.has_finalizer(MACHINE_FINALIZER) {
         // Not ours to clean up (or already done): the API server removes the object.
         return Ok(Action::await_change());
     }
-    let name = machine.name().to_string();
-    let (change, wait) = match current_step(&machine) {
+    // `stored` is the machine as the API server has it (its resourceVersion
+    // guards the write); `at` is where this pass has got to.
+    let mut stored = machine;
+    let mut at = stored.clone();
+    let mut pending: Option<StatusChange> = None;
+    // Every step moves on or stops, so the bound is never reached; it guards
+    // against a step that names itself as next.
+    for _ in 0..12 {
+        let step = current_step(&at);
+        let stop = match run_step(ctx, &mut stored, &at, step).await? {
+            Stepped::Removed => return Ok(Action::await_change()),
+            Stepped::Next(change) => {
+                let next = advanced(at.clone(), &change);
+                pending = Some(unwritten(pending, change));
+                if current_step(&next) != step {
+                    at = next;
+                    continue;
+                }
+                (pending.take(), retry::SHORT)
+            }
+            Stepped::Stop(change, wait) => match change {
+                Some(change) => (Some(unwritten(pending, change)), wait),
+                None => (pending, wait),
+            },
+        };
+        let (change, wait) = stop;
+        if let Some(change) = change
+            && ctx.write_status(&stored, &change).await?.is_some()
+            && change.state == state::FAILED
+        {
+            ctx.event(
+                &stored,
+                true,
+                "DeleteFailed",
+                "DeleteMachine",
+                change.description.clone(),
+            );
+        }
+        return Ok(Action::requeue(wait));
+    }
+    Ok(Action::requeue(retry::SHORT))
+}
+
+async fn run_step<D: Driver>(
+    ctx: &Context<D>,
+    stored: &mut Machine,
+    at: &Machine,
+    step: Step,
+) -> Result<Stepped, Error> {
+    let name = at.name().to_string();
+    Ok(match step {
         Step::SetTerminating => {
             ctx.event(
-                &machine,
+                at,
                 false,
                 "Terminating",
                 "DeleteMachine",
                 format!("Deleting machine {name}"),
             );
-            (
-                delete_op(step::GET_VM_STATUS.into(), state::PROCESSING).phase(phase::TERMINATING),
-                retry::SHORT,
+            Stepped::Next(
+                delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING),
             )
         }
         Step::GetVmStatus => {
             if ctx.target.is_none() {
-                (
-                    delete_op(
-                        format!(
-                            "Running without target cluster, skipping node drain and volume attachment deletion. {}",
-                            step::INITIATE_VM_DELETION
-                        ),
-                        state::PROCESSING,
+                Stepped::Next(delete_op(
+                    format!(
+                        "Running without target cluster, skipping node drain and volume attachment deletion. {}",
+                        step::INITIATE_VM_DELETION
                     ),
-                    retry::SHORT,
-                )
-            } else if machine.node_name().is_some() {
-                (
-                    delete_op(step::INITIATE_DRAIN.into(), state::PROCESSING),
-                    retry::SHORT,
-                )
+                    state::PROCESSING,
+                ))
+            } else if at.node_name().is_some() {
+                Stepped::Next(delete_op(step::INITIATE_DRAIN, state::PROCESSING))
             } else {
-                let result = match ctx.resolve_for_deletion(&machine) {
+                let result = match ctx.resolve_for_deletion(at) {
                     Ok((class, secret)) => {
                         let req = MachineRequest {
-                            machine: &machine,
+                            machine: at,
                             class: &class,
                             secret: &secret,
                         };
@@ -230,85 +318,75 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
                             .map(|vm| vm.node_name)
                     }
                     // Without a class there cannot have been a VM unless a providerID says so.
-                    Err(e) if machine.spec.provider_id.is_empty() => {
+                    Err(e) if at.spec.provider_id.is_empty() => {
                         Err(MachineError::new(Code::NotFound, e.to_string()))
                     }
                     Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
                 };
-                let result = result.map_err(|e| never_created(&machine, e));
+                let result = result.map_err(|e| never_created(at, e));
                 if let Ok(node) = &result
                     && !node.is_empty()
                 {
                     let patch = json!({"metadata": {"labels": {NODE_LABEL: node}}});
-                    ctx.patch_machine(&name, &patch).await?;
+                    *stored = ctx.patch_machine(&name, &patch).await?;
                 }
-                after_vm_status(result)
+                stepped(after_vm_status(result))
             }
         }
-        Step::Drain => match drain::run(ctx, &machine).await? {
-            drain::Outcome::Finished(change, wait) => (change, wait),
+        Step::Drain => match drain::run(ctx, at).await? {
+            drain::Outcome::Finished(change, wait) => stepped((change, wait)),
             // Pods are still going away, or a budget said no: look again later.
-            drain::Outcome::Again(wait) => return Ok(Action::requeue(wait)),
+            drain::Outcome::Again(wait) => Stepped::Stop(None, wait),
         },
-        Step::DeleteVolumeAttachments => delete_volume_attachments(ctx, &machine).await?,
+        Step::DeleteVolumeAttachments => stepped(delete_volume_attachments(ctx, at).await?),
         Step::DeleteVm => {
-            let result = match ctx.resolve_for_deletion(&machine) {
+            let result = match ctx.resolve_for_deletion(at) {
                 Ok((class, secret)) => {
                     let req = MachineRequest {
-                        machine: &machine,
+                        machine: at,
                         class: &class,
                         secret: &secret,
                     };
                     ctx.driver.delete_machine(&req).await
                 }
-                Err(e) if machine.spec.provider_id.is_empty() => {
+                Err(e) if at.spec.provider_id.is_empty() => {
                     Err(MachineError::new(Code::NotFound, e.to_string()))
                 }
                 Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
             };
-            let result = match result.map_err(|e| never_created(&machine, e)) {
+            let result = match result.map_err(|e| never_created(at, e)) {
                 // Not a failure: the VM is on its way out and the driver's watch
-                // brings us back, so nothing is written until it is gone.
-                Ok(Deletion::Going) => return Ok(Action::requeue(retry::SHORT)),
+                // brings us back; the pass waits here.
+                Ok(Deletion::Going) => return Ok(Stepped::Stop(None, retry::SHORT)),
                 Ok(Deletion::Gone) => Ok(()),
                 Err(e) => Err(e),
             };
             // A machine that joined under us lost its token then; one that never
             // joined (or joined under the Go controller) may still have one.
             if (result.is_ok() || matches!(&result, Err(e) if e.code == Code::NotFound))
-                && machine.annotation(JOIN_DURATION_ANNOTATION).is_none()
+                && at.annotation(JOIN_DURATION_ANNOTATION).is_none()
                 && let Some(target) = &ctx.target
             {
                 bootstrap::delete_tokens(target, &ctx.settings.namespace, &name).await?;
             }
-            after_vm_deletion(&result)
+            stepped(after_vm_deletion(&result))
         }
-        Step::DeleteNode => delete_node(ctx, &machine).await?,
+        Step::DeleteNode => stepped(delete_node(ctx, at).await?),
         Step::RemoveFinalizer => {
             // Remembered like every write, so that a stale copy is not taken for
             // a machine still to delete; the watch's Delete event forgets it.
-            ctx.set_finalizers(&machine, writes::without_finalizer(&machine))
+            ctx.set_finalizers(stored, writes::without_finalizer(stored))
                 .await?;
             ctx.event(
-                &machine,
+                at,
                 false,
                 "Deleted",
                 "DeleteMachine",
                 format!("Machine {name} is deleted"),
             );
-            return Ok(Action::await_change());
+            Stepped::Removed
         }
-    };
-    if ctx.write_status(&machine, &change).await?.is_some() && change.state == state::FAILED {
-        ctx.event(
-            &machine,
-            true,
-            "DeleteFailed",
-            "DeleteMachine",
-            change.description.clone(),
-        );
-    }
-    Ok(Action::requeue(wait))
+    })
 }
 
 async fn delete_volume_attachments<D>(
@@ -363,6 +441,9 @@ async fn delete_volume_attachments<D>(
     Ok((delete_op(d, state::PROCESSING), retry::SHORT))
 }
 
+/// Deletes the machine's Node, after taking our finalizer off it. The Node is
+/// read from the cache; should the cache not show our finalizer yet, the
+/// DELETE's answer (the Node as it now is) does, and the finalizer goes then.
 async fn delete_node<D>(
     ctx: &Context<D>,
     machine: &Machine,
@@ -383,41 +464,27 @@ async fn delete_node<D>(
         return Ok((delete_op(gone, state::PROCESSING), retry::SHORT));
     };
     let nodes: Api<Node> = Api::all(target.clone());
-    let Some(node) = nodes.get_opt(node_name).await? else {
-        return Ok((delete_op(gone, state::PROCESSING), retry::SHORT));
+    let finalizer_failed = |e: kube::Error| {
+        let d = format!(
+            "Removal of finalizers from Node Object {node_name:?} failed due to error: {}, Retrying. {}",
+            describe(&e),
+            step::INITIATE_NODE_DELETION
+        );
+        Ok((delete_op(d, state::FAILED), retry::SHORT))
     };
-    if node.finalizers().iter().any(|f| f == NODE_FINALIZER) {
-        let rest: Vec<&String> = node
-            .finalizers()
-            .iter()
-            .filter(|f| *f != NODE_FINALIZER)
-            .collect();
-        let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": node.metadata.resource_version}});
-        if let Err(e) = nodes
-            .patch(
-                node_name,
-                &crate::controller::writes::params(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            let d = format!(
-                "Removal of finalizers from Node Object {node_name:?} failed due to error: {}, Retrying. {}",
-                describe(&e),
-                step::INITIATE_NODE_DELETION
-            );
-            return Ok((delete_op(d, state::FAILED), retry::SHORT));
-        }
+    if let Some(node) = ctx.node(node_name)
+        && let Err(e) = remove_node_finalizer(&nodes, &node).await
+    {
+        return finalizer_failed(e);
     }
     let d = match nodes.delete(node_name, &DeleteParams::default()).await {
-        Ok(_) => {
-            ctx.event(
-                machine,
-                false,
-                "NodeDeleted",
-                "DeleteMachine",
-                format!("Deleted node {node_name}"),
-            );
+        Ok(answer) => {
+            if let Some(node) = answer.left()
+                && let Err(e) = remove_node_finalizer(&nodes, &node).await
+            {
+                return finalizer_failed(e);
+            }
+            tracing::info!(node = node_name, "deleted the node");
             format!(
                 "Deletion of Node Object {node_name:?} is successful. {}",
                 step::INITIATE_FINALIZER_REMOVAL
@@ -434,6 +501,25 @@ async fn delete_node<D>(
         }
     };
     Ok((delete_op(d, state::PROCESSING), retry::SHORT))
+}
+
+/// Takes our finalizer, and only ours, off `node` if it carries it. The
+/// strategic merge directive deletes one entry of the list on the server, so
+/// neither a stale copy nor another controller's finalizer is in the way.
+async fn remove_node_finalizer(nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
+    if !node.finalizers().iter().any(|f| f == NODE_FINALIZER) {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [NODE_FINALIZER]}});
+    writes::ignore_not_found(
+        nodes
+            .patch(
+                &node.name_any(),
+                &writes::params(),
+                &Patch::Strategic(&patch),
+            )
+            .await,
+    )
 }
 
 #[cfg(test)]
@@ -490,6 +576,71 @@ mod tests {
             current_step(&at("garbage", "Terminating")),
             Step::SetTerminating
         );
+    }
+
+    #[test]
+    fn a_pass_goes_on_after_progress_and_stops_at_a_failure() {
+        let progress = delete_op(step::INITIATE_DRAIN, state::PROCESSING);
+        assert_eq!(
+            stepped((progress.clone(), retry::SHORT)),
+            Stepped::Next(progress)
+        );
+        let (failed, wait) = after_vm_deletion(&Err(MachineError::new(Code::Internal, "x")));
+        assert_eq!(
+            stepped((failed.clone(), wait)),
+            Stepped::Stop(Some(failed), retry::LONG)
+        );
+    }
+
+    #[test]
+    fn a_stopping_pass_writes_the_phase_an_earlier_step_set() {
+        let terminating =
+            delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING);
+        let (vm, _) = after_vm_deletion(&Err(MachineError::new(Code::Internal, "boom")));
+        let written = unwritten(Some(terminating), vm.clone());
+        assert_eq!(written.phase, Some(phase::TERMINATING));
+        assert_eq!(written.description, vm.description);
+        assert_eq!(written.state, state::FAILED);
+        // Nothing earlier: the step's own change.
+        assert_eq!(unwritten(None, vm.clone()), vm);
+    }
+
+    #[test]
+    fn each_step_leads_to_the_next_in_mcm_order() {
+        // The descriptions the steps write, read back as the step that follows.
+        let mut m = at("", "Running");
+        let mut seen = vec![current_step(&m)];
+        for change in [
+            delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING),
+            delete_op(step::INITIATE_DRAIN, state::PROCESSING),
+            delete_op(
+                format!("Drain successful. {}", step::INITIATE_VM_DELETION),
+                state::PROCESSING,
+            ),
+            after_vm_deletion(&Ok(())).0,
+            delete_op(
+                format!(
+                    "Deletion of Node Object \"n\" is successful. {}",
+                    step::INITIATE_FINALIZER_REMOVAL
+                ),
+                state::PROCESSING,
+            ),
+        ] {
+            m = advanced(m, &change);
+            seen.push(current_step(&m));
+        }
+        assert_eq!(
+            seen,
+            [
+                Step::SetTerminating,
+                Step::GetVmStatus,
+                Step::Drain,
+                Step::DeleteVm,
+                Step::DeleteNode,
+                Step::RemoveFinalizer
+            ]
+        );
+        assert_eq!(m.phase(), phase::TERMINATING);
     }
 
     #[test]

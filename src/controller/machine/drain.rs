@@ -4,6 +4,10 @@
 //! Drain of a deleting machine's node: Terminating condition, cordon, evictions
 //! through the eviction API, and waiting for the Pods to go. Never blocks: a
 //! drain in progress returns and is looked at again.
+//!
+//! Long because: the force rules, the eviction-retry limit, the Terminating
+//! condition and the Pod cache's trim read best beside the pass that uses them;
+//! a third is tests.
 
 use std::time::Duration;
 
@@ -59,15 +63,16 @@ pub fn force_reason(
     None
 }
 
+/// Marks a static Pod's mirror in the API server.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
 /// Pods a drain leaves alone: DaemonSet Pods and mirror Pods.
 pub fn is_drainable(pod: &Pod) -> bool {
     let daemon = pod
         .owner_references()
         .iter()
         .any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
-    let mirror = pod
-        .annotations()
-        .contains_key("kubernetes.io/config.mirror");
+    let mirror = pod.annotations().contains_key(MIRROR_ANNOTATION);
     !daemon && !mirror
 }
 
@@ -131,7 +136,8 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         jiff::Timestamp::now(),
     );
     let nodes: Api<Node> = Api::all(target.clone());
-    let Some(node) = nodes.get_opt(node_name).await? else {
+    // From the cache, as MCM reads it from its lister.
+    let Some(node) = ctx.node(node_name) else {
         // No node, nothing to drain.
         return Ok(done(
             format!("Drain successful. {}", step::INITIATE_VM_DELETION),
@@ -159,7 +165,25 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         ctx.settings.drain_timeout(machine),
         jiff::Timestamp::now(),
     );
-    match evict_all(target, evictor, node_name, force.is_some(), exhausted).await {
+    let on_node = match &ctx.pods {
+        Some(pods) => pods_on(&pods.state(), node_name),
+        None => {
+            let all: Api<Pod> = Api::all(target.clone());
+            all.list(&ListParams::default().fields(&format!("spec.nodeName={node_name}")))
+                .await?
+                .items
+        }
+    };
+    match evict_all(
+        target,
+        evictor,
+        node_name,
+        on_node,
+        force.is_some(),
+        exhausted,
+    )
+    .await
+    {
         Ok(Progress::Done) if force.is_some() => Ok(done(
             format!(
                 "Force Drain successful. {}",
@@ -266,18 +290,48 @@ pub fn evictions_exhausted(
     age(Some(&deleted.0), now).as_secs() / PDB_RETRY.as_secs() >= limit
 }
 
+/// The Pods bound to `node`, of all of the target's Pods.
+pub fn pods_on(pods: &[std::sync::Arc<Pod>], node: &str) -> Vec<Pod> {
+    pods.iter()
+        .filter(|p| node_of(p) == Some(node))
+        .map(|p| (**p).clone())
+        .collect()
+}
+
+/// The node a Pod is bound to.
+pub fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref()?.node_name.as_deref()
+}
+
+/// What the drain reads of a Pod (identity, owner, mirror annotation, deletion,
+/// node), for a cache of every Pod of the target that stays small.
+pub fn trim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.annotations = meta.annotations.take().and_then(|mut a| {
+        a.retain(|k, _| k == MIRROR_ANNOTATION);
+        (!a.is_empty()).then_some(a)
+    });
+    pod.spec = pod
+        .spec
+        .take()
+        .map(|s| k8s_openapi::api::core::v1::PodSpec {
+            node_name: s.node_name,
+            ..Default::default()
+        });
+    pod.status = None;
+}
+
 async fn evict_all(
     target: &Client,
     evictor: &Client,
     node: &str,
+    on_node: Vec<Pod>,
     force: bool,
     exhausted: bool,
 ) -> Result<Progress, kube::Error> {
-    let all: Api<Pod> = Api::all(target.clone());
-    let pods = all
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await?;
-    let drainable: Vec<Pod> = pods.items.into_iter().filter(is_drainable).collect();
+    let drainable: Vec<Pod> = on_node.into_iter().filter(is_drainable).collect();
     let mut blocked = None;
     for pod in &drainable {
         let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
@@ -408,6 +462,39 @@ mod tests {
         mirror.metadata.annotations =
             Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
         assert!(!is_drainable(&mirror));
+    }
+
+    #[test]
+    fn the_pod_cache_keeps_what_a_drain_reads() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "app", "labels": {"app": "web"},
+                "annotations": {"kubernetes.io/config.mirror": "x", "big": "y"},
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "name": "ds", "uid": "u", "controller": true}],
+            },
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        let mut trimmed = pod.clone();
+        trim_pod(&mut trimmed);
+        assert_eq!(is_drainable(&trimmed), is_drainable(&pod));
+        assert_eq!(node_of(&trimmed), Some("n1"));
+        assert_eq!(
+            trimmed.metadata.deletion_timestamp,
+            pod.metadata.deletion_timestamp
+        );
+        assert_eq!(trimmed.annotations().len(), 1);
+        assert_eq!(trimmed.status, None);
+        assert!(trimmed.spec.as_ref().unwrap().containers.is_empty());
+        let pods = [
+            std::sync::Arc::new(trimmed),
+            std::sync::Arc::new(Pod::default()),
+        ];
+        assert_eq!(pods_on(&pods, "n1").len(), 1);
+        assert!(pods_on(&pods, "n2").is_empty());
     }
 
     #[test]

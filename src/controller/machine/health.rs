@@ -3,6 +3,9 @@
 
 //! Health of a machine that has a node: join, loss, recovery and timeouts.
 //! Pure: everything it needs is passed in.
+//!
+//! Long because: MCM's health rules (join, critical components, loss, recovery,
+//! timeouts, meltdown) are one decision over one observation; half is tests.
 
 use std::time::Duration;
 

@@ -202,6 +202,7 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
         classes,
         secrets,
         nodes: None,
+        pods: None,
         events: crate::controller::events::Events::new(client.clone(), "test", None),
         own_writes: Arc::new(OwnWrites::default()),
         frozen: Default::default(),

@@ -41,6 +41,8 @@ pub struct LocalDriver {
     pods: Option<Store<Pod>>,
     /// Fills `pods`; taken by [`Driver::watch`].
     pods_writer: Mutex<Option<Writer<Pod>>>,
+    /// Machine Pods the watch saw go.
+    tombstones: watch::Tombstones,
     /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
     foreign: Mutex<HashMap<u64, Client>>,
 }
@@ -68,6 +70,7 @@ impl LocalDriver {
             target,
             pods,
             pods_writer: Mutex::new(writer),
+            tombstones: Default::default(),
             foreign: Mutex::new(HashMap::new()),
         }
     }
@@ -335,7 +338,11 @@ impl Driver for LocalDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()?;
-        Some(watch::watch(self.target.clone()?, writer))
+        Some(watch::watch(
+            self.target.clone()?,
+            writer,
+            self.tombstones.clone(),
+        ))
     }
 
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
@@ -395,14 +402,22 @@ impl Driver for LocalDriver {
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
 
         // The cache is asked first, to send nothing while the Pod terminates.
-        // Its "no such Pod" is never taken as the answer: it may not have seen a
-        // Pod made moments ago (or by another process). The DELETE decides, and
-        // the Pod's Secret and Service go with it (the garbage collector
-        // removes what the Pod owns).
-        if let Some(pod) = self.find_pod(&place, machine).await?
-            && pod.metadata.deletion_timestamp.is_some()
-        {
-            return Ok(Deletion::Going);
+        // Its "no such Pod" alone is never taken as the answer: it may not have
+        // seen a Pod made moments ago (or by another process). Only a Pod the
+        // watch saw deleted (and not made again) is known gone; otherwise the
+        // DELETE decides, and the Pod's Secret and Service go with it (the
+        // garbage collector removes what the Pod owns).
+        match self.find_pod(&place, machine).await? {
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                return Ok(Deletion::Going);
+            }
+            None if place.watched && self.tombstones.gone(ns, &name) => {
+                return Err(MachineError::new(
+                    Code::NotFound,
+                    format!("Pod {ns}/{name} not found"),
+                ));
+            }
+            _ => {}
         }
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),

@@ -4,6 +4,10 @@
 //! The local driver's cache: machine Pods of the target cluster, watched by the
 //! controller ([`crate::driver::Driver::watch`]) and read by the driver's calls.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::runtime::reflector::{self, store::Writer};
@@ -53,6 +57,47 @@ pub fn trim_pod(pod: &mut Pod) {
     });
 }
 
+/// Machine Pods the watch saw deleted (and not made again since), by
+/// `namespace/name`, so that a deletion need not ask the API server whether the
+/// Pod is really gone. Entries older than [`Tombstones::KEEP`] are dropped: by
+/// then the machine has long been asked.
+#[derive(Clone, Debug, Default)]
+pub struct Tombstones(Arc<Mutex<HashMap<String, Instant>>>);
+
+impl Tombstones {
+    const KEEP: Duration = Duration::from_secs(10 * 60);
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Instant>) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Notes what `event` says about which Pods exist.
+    pub fn observe(&self, event: &Result<watcher::Event<Pod>, watcher::Error>, now: Instant) {
+        let key = |pod: &Pod| {
+            format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        match event {
+            Ok(watcher::Event::Delete(pod)) => self.with(|t| {
+                t.retain(|_, at| now.saturating_duration_since(*at) < Self::KEEP);
+                t.insert(key(pod), now);
+            }),
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                self.with(|t| t.remove(&key(pod)));
+            }
+            _ => {}
+        }
+    }
+
+    /// True if the watch saw Pod `namespace/name` deleted and not made again.
+    pub fn gone(&self, namespace: &str, name: &str) -> bool {
+        self.with(|t| t.contains_key(&format!("{namespace}/{name}")))
+    }
+}
+
 /// What one watch event means to the controller. The store has applied it
 /// already (the reflector applies before it yields), so `Listed` means full.
 pub fn item(event: &Result<watcher::Event<Pod>, watcher::Error>) -> VmWatchItem {
@@ -69,10 +114,11 @@ pub fn item(event: &Result<watcher::Event<Pod>, watcher::Error>) -> VmWatchItem 
 }
 
 /// The watch of machine Pods in every namespace of `target`, filling `writer`.
-pub fn watch(target: Client, writer: Writer<Pod>) -> VmWatch {
+pub fn watch(target: Client, writer: Writer<Pod>, tombstones: Tombstones) -> VmWatch {
     let config = watcher::Config::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
     let events = watcher(Api::<Pod>::all(target), config)
         .modify(trim_pod)
+        .inspect(move |event| tombstones.observe(event, Instant::now()))
         .default_backoff();
     VmWatch {
         name: NAME,
@@ -123,6 +169,29 @@ mod tests {
         let status = pod.status.unwrap();
         assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(status.host_ip, None);
+    }
+
+    #[test]
+    fn a_pod_is_gone_once_deleted_until_it_is_made_again() {
+        let tombstones = Tombstones::default();
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("machine-m1".into());
+        pod.metadata.namespace = Some("ns".into());
+        let t0 = Instant::now();
+        assert!(!tombstones.gone("ns", "machine-m1"));
+        tombstones.observe(&Ok(watcher::Event::Delete(pod.clone())), t0);
+        assert!(tombstones.gone("ns", "machine-m1"));
+        assert!(!tombstones.gone("other", "machine-m1"));
+        tombstones.observe(&Ok(watcher::Event::Apply(pod.clone())), t0);
+        assert!(!tombstones.gone("ns", "machine-m1"));
+        // Old entries make way when another Pod goes.
+        tombstones.observe(&Ok(watcher::Event::Delete(pod.clone())), t0);
+        let mut other = pod.clone();
+        other.metadata.name = Some("machine-m2".into());
+        let later = t0 + Tombstones::KEEP;
+        tombstones.observe(&Ok(watcher::Event::Delete(other)), later);
+        assert!(!tombstones.gone("ns", "machine-m1"));
+        assert!(tombstones.gone("ns", "machine-m2"));
     }
 
     #[test]
