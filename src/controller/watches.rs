@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
@@ -101,7 +101,7 @@ pub async fn run_with<D: Driver>(
         let queue = metrics.queue.clone();
         move |item: &Result<watcher::Event<Machine>, watcher::Error>| {
             if let Ok(watcher::Event::Delete(m)) = item {
-                own_writes.forget(m.name());
+                own_writes.forget(m);
                 queue.forget(m.name());
                 deleted.notify_one();
             }
@@ -350,11 +350,13 @@ pub async fn run_with<D: Driver>(
         async move {
             // A machine waits for a worker of its pool, still counted as queued.
             let _worker = pools.worker(&machine).await;
-            // What it has become while it waited is what counts.
-            let machine = ctx
-                .machines
-                .get(&ObjectRef::from_obj(&*machine))
-                .unwrap_or(machine);
+            // What it has become while it waited is what counts; a machine
+            // gone meanwhile is not reconciled (as the Controller skips a key
+            // that is no longer in the store): its old copy would repeat a
+            // finished deletion.
+            let Some(machine) = ctx.machines.get(&ObjectRef::from_obj(&*machine)) else {
+                return Ok(Action::await_change());
+            };
             let start = Instant::now();
             let work = metrics.queue.started(machine.name(), start);
             let result = reconcile(machine, ctx).await;

@@ -373,10 +373,14 @@ async fn run_step<D: Driver>(
         }
         Step::DeleteNode => stepped(delete_node(ctx, at).await?),
         Step::RemoveFinalizer => {
-            // Remembered like every write, so that a stale copy is not taken for
-            // a machine still to delete; the watch's Delete event forgets it.
-            ctx.set_finalizers(stored, writes::without_finalizer(stored))
+            // Remembered, so that a stale copy is not taken for a machine still
+            // to delete; the watch's Delete event forgets it.
+            let written = ctx
+                .set_finalizers(stored, writes::without_finalizer(stored))
                 .await?;
+            if written.finalizers().is_empty() {
+                ctx.own_writes.record_removed(&written);
+            }
             ctx.event(
                 at,
                 false,
