@@ -49,6 +49,7 @@ k8s="$(version kubernetes k8s.io/kubernetes)"
 etcd="$(version etcd go.etcd.io/etcd/server/v3)"
 kwok="$(version kwok sigs.k8s.io/kwok)"
 mcm="$(version mcm github.com/gardener/machine-controller-manager)"
+gardener="$(version gardener github.com/gardener/gardener)"
 
 # `kubectl version` and the API server report the pinned version, as a release build would.
 minor="${k8s#v1.}"; minor="${minor%%.*}"
@@ -63,12 +64,15 @@ done
 build etcd "$cache/etcd-$etcd" go.etcd.io/etcd/server/v3
 build kwok "$cache/kwok-$kwok" sigs.k8s.io/kwok/cmd/kwok
 build mcm "$cache/mcm-$mcm" github.com/gardener/machine-controller-manager/cmd/machine-controller-manager
+# gardener's Go driver for provider local, the peer this project replaces (hack/tools/gardener/README.md).
+build gardener "$cache/gardener-$gardener" github.com/gardener/gardener/cmd/machine-controller-manager-provider-local
 
 # One directory of symlinks for the scripts, always pointing at the pinned versions.
 bin="$cache/current"
 mkdir -p "$bin"
 for f in "$cache/kubernetes-$k8s"/* "$cache/etcd-$etcd/etcd" "$cache/kwok-$kwok/kwok" \
-         "$cache/mcm-$mcm/machine-controller-manager"; do
+         "$cache/mcm-$mcm/machine-controller-manager" \
+         "$cache/gardener-$gardener/machine-controller-manager-provider-local"; do
   ln -sf "$f" "$bin/$(basename "$f")"
 done
 # The CRDs come from the pinned MCM module, not from a copy in this repository.
