@@ -6,8 +6,8 @@ CLUSTERS ?= 1
 
 .PHONY: tools cluster-up cluster-down build test chaos start verify bench
 
-# Builds etcd, Kubernetes, kwok and MCM from the modules pinned in hack/tools into
-# ~/.cache (once per version).
+# Builds etcd, Kubernetes, kwok, MCM and gardener's Go provider-local (the peer) from
+# the modules pinned in hack/tools into ~/.cache (once per version).
 tools:
 	hack/tools.sh
 
