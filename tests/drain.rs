@@ -9,15 +9,14 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec, Toleration};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start_with};
+use support::workload::{guarded_workload, workload_on};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
 
 /// A Running machine of the sample class, in its own namespace, with its controller.
@@ -63,40 +62,6 @@ async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
         node_name,
         controller,
     }
-}
-
-/// A workload Pod bound to `node` (tolerating the machine Node's taint), once Running.
-async fn workload_on(pods: &Api<Pod>, node: &str, name: &str, labels: &[(&str, &str)]) {
-    let mut pod = Pod::default();
-    pod.metadata.name = Some(name.into());
-    pod.metadata.labels = Some(
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    pod.spec = Some(PodSpec {
-        node_name: Some(node.into()),
-        tolerations: Some(vec![Toleration {
-            operator: Some("Exists".into()),
-            ..Default::default()
-        }]),
-        containers: vec![Container {
-            name: "app".into(),
-            image: Some("registry.invalid/app:1".into()),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    wait_for(
-        pods,
-        name,
-        TIMEOUT,
-        "the workload runs on the machine",
-        |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -209,41 +174,6 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
     .await;
     wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
     controller.stop().await;
-}
-
-/// A Pod "guarded" on `node` whose PodDisruptionBudget "guard" allows no
-/// eviction, once the budget says so.
-async fn guarded_workload(
-    ns: &TestNamespace,
-    pods: &Api<Pod>,
-    node_name: &str,
-) -> Api<PodDisruptionBudget> {
-    workload_on(pods, node_name, "guarded", &[("app", "guarded")]).await;
-    let pdbs: Api<PodDisruptionBudget> = ns.api(&support::target().await);
-    let mut pdb = PodDisruptionBudget::default();
-    pdb.metadata.name = Some("guard".into());
-    pdb.spec = Some(PodDisruptionBudgetSpec {
-        min_available: Some(IntOrString::Int(1)),
-        selector: Some(LabelSelector {
-            match_labels: Some([("app".to_string(), "guarded".to_string())].into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
-    wait_for(
-        &pdbs,
-        "guard",
-        TIMEOUT,
-        "the budget allows no disruption",
-        |p| {
-            p.status
-                .as_ref()
-                .is_some_and(|s| s.current_healthy == 1 && s.disruptions_allowed == 0)
-        },
-    )
-    .await;
-    pdbs
 }
 
 /// Deletes machine `name` once a budget guards a Pod on its node, and waits

@@ -15,6 +15,7 @@
 //! - [`proxy`]: a TCP proxy to cut a client off an API server and restore it.
 //! - [`mcm`]: MCM's MachineSet and MachineDeployment types.
 //! - [`chaos`]: a record of every UID objects had, and the kill storm.
+//! - [`workload`]: a Pod on a machine's Node, and a budget that holds its drain.
 //!
 //! Every test file that says `mod support;` compiles all of it, so helpers one file
 //! does not use are not dead code.
@@ -29,6 +30,7 @@ pub mod mcm;
 pub mod namespace;
 pub mod proxy;
 pub mod wait;
+pub mod workload;
 
 pub use cluster::{Cluster, control, kubectl, target, two_clusters};
 pub use namespace::{TestNamespace, unique_name};

@@ -95,6 +95,18 @@ fn boot_annotations(key: &PodKey, uid: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// How long the machine this user data starts takes to boot before its kubelet
+/// registers, from a line `# kubelet-standin: boot-time=<duration>` (the node
+/// image ignores comments). It lets one machine join as late as a real one,
+/// say for gardener's Go driver, which deletes a VM whose Node registered
+/// before its CreateMachine returned, while every other machine joins at once.
+pub fn boot_time(userdata: &[u8]) -> Option<std::time::Duration> {
+    let text = String::from_utf8_lossy(userdata);
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("# kubelet-standin: boot-time="))
+        .find_map(|v| humantime::parse_duration(v.trim()).ok())
+}
+
 /// The taints a kubelet started by this user data registers with: the value of
 /// its `--register-with-taints` flag (`key[=value]:Effect`, comma-separated), as
 /// Gardener's user data passes `node.gardener.cloud/critical-components-not-ready`.
@@ -416,6 +428,17 @@ mod tests {
         assert!(register_with_taints(b"kubelet --v=2").is_empty());
         let node = build_node(&key(), "uid-1", taints);
         assert_eq!(node.spec.unwrap().taints.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_boot_time_comment_delays_the_join() {
+        let userdata = b"#!/bin/bash\n# kubelet-standin: boot-time=15s\nkubelet --v=2\n";
+        assert_eq!(
+            boot_time(userdata),
+            Some(std::time::Duration::from_secs(15))
+        );
+        assert_eq!(boot_time(b"#!/bin/bash\nkubelet\n"), None);
+        assert_eq!(boot_time(b"# kubelet-standin: boot-time=soon\n"), None);
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
             let (Some(pod), PodState::Running { uid }) = (pod.as_deref(), state) else {
                 return Ok(None);
             };
-            let (token, taints) = match authenticate(&ctx, pod).await {
+            let (token, taints, boot) = match authenticate(&ctx, pod).await {
                 Ok(found) => found,
                 Err(Error::Refused(why)) => {
                     ctx.publish(pod, EventType::Warning, "JoinRefused", why.clone())
@@ -186,6 +186,13 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 }
                 Err(e) => return Err(e),
             };
+            // This machine boots slower than the join delay says: look again then.
+            if let Some(left) = boot
+                .and_then(|b| b.checked_sub(running_for))
+                .filter(|l| !l.is_zero())
+            {
+                return Ok(Some(left));
+            }
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
@@ -246,8 +253,11 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
 
 /// Reads the Pod's user data, takes its bootstrap token and proves that the API
 /// server accepts it, the way a kubelet's TLS bootstrap would; also returns the
-/// taints the user data's kubelet registers with.
-async fn authenticate(ctx: &Context, pod: &Pod) -> Result<(BootstrapToken, Vec<Taint>), Error> {
+/// taints the user data's kubelet registers with and the machine's boot time.
+async fn authenticate(
+    ctx: &Context,
+    pod: &Pod,
+) -> Result<(BootstrapToken, Vec<Taint>, Option<Duration>), Error> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let source = node::userdata_source(pod).map_err(Error::Refused)?;
     let secret_name = source.secret;
@@ -273,6 +283,7 @@ async fn authenticate(ctx: &Context, pod: &Pod) -> Result<(BootstrapToken, Vec<T
         })?;
     let token = token::find_token(&userdata.0).map_err(|e| Error::Refused(e.to_string()))?;
     let taints = node::register_with_taints(&userdata.0);
+    let boot = node::boot_time(&userdata.0);
 
     let client = token_client(&ctx.admin_config, &token)
         .map_err(|e| Error::Kube("building a client for the bootstrap token", e))?;
@@ -288,7 +299,7 @@ async fn authenticate(ctx: &Context, pod: &Pod) -> Result<(BootstrapToken, Vec<T
                 .and_then(|u| u.username)
                 .unwrap_or_default();
             if username == token.username() {
-                Ok((token, taints))
+                Ok((token, taints, boot))
             } else {
                 Err(Error::Refused(format!(
                     "{token} authenticates as {username:?}, not {}",
