@@ -108,6 +108,8 @@ pub mod step {
 /// lastOperation descriptions outside the deletion steps.
 pub mod text {
     pub const CREATING: &str = "Creating machine on cloud provider";
+    /// A Node of the new VM's name was there before the VM: MCM deletes the VM.
+    pub const STALE_NODE: &str = "VM using old node obj";
     pub const CLOUD_PROVIDER_MESSAGE: &str = "Cloud provider message - ";
 
     pub fn joined(machine: &str, took: &str) -> String {

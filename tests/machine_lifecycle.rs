@@ -1032,3 +1032,68 @@ spec:
     delete_all_machines(&machines).await;
     controller.stop().await;
 }
+
+/// MCM's stale-node check: a Node left behind by an earlier machine of the same
+/// name is never taken for the new VM's. The new VM is deleted and the machine
+/// marked Failed ("VM using old node obj"), for its MachineSet to replace.
+#[tokio::test]
+async fn a_leftover_node_of_the_same_name_fails_the_new_machine() {
+    let ns = TestNamespace::in_both("stale-node").await;
+    let (control, target) = (support::control().await, support::target().await);
+    let machines: Api<Machine> = ns.api(&control);
+    let name = format!("stale-{}", &ns.name()[ns.name().len() - 6..]);
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let nodes: Api<Node> = Api::all(target.clone());
+    let mut leftover = Node::default();
+    leftover.metadata.name = Some(node_name.clone());
+    let leftover = nodes
+        .create(&PostParams::default(), &leftover)
+        .await
+        .expect("a leftover Node");
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let controller = start(settings(&ns)).await;
+    // The API server's timestamps are whole seconds: the VM must come a second
+    // later to be told from a Node it registered itself.
+    let created = leftover
+        .metadata
+        .creation_timestamp
+        .map(|t| t.0.as_second())
+        .unwrap_or_default();
+    support::wait::until(TIMEOUT, "the next second", || {
+        jiff::Timestamp::now().as_second() > created
+    })
+    .await;
+    let mut m = Machine::named(&name);
+    m.spec.class.kind = "MachineClass".into();
+    m.spec.class.name = "test-class".into();
+    machines.create(&PostParams::default(), &m).await.unwrap();
+
+    wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "Failed for the stale Node",
+        |m| {
+            m.status.current_status.phase == "Failed"
+                && m.status.last_operation.description == "VM using old node obj"
+        },
+    )
+    .await;
+    let pods: Api<Pod> = ns.api(&target);
+    wait_for_deleted(&pods, &node_name, TIMEOUT, "the new VM is deleted").await;
+    let still = nodes
+        .get(&node_name)
+        .await
+        .expect("the leftover Node stays");
+    assert_eq!(still.uid(), leftover.metadata.uid);
+
+    machines
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_deleted(&machines, &name, TIMEOUT, "the Failed machine is deleted").await;
+    controller.stop().await;
+}

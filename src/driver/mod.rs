@@ -109,6 +109,9 @@ pub struct MachineResponse {
     pub node_name: String,
     pub addresses: Vec<NodeAddress>,
     pub last_known_state: String,
+    /// When the VM was made, if the provider says: a Node older than its VM
+    /// cannot be that VM's (see `creation::stale_node`).
+    pub created: Option<jiff::Timestamp>,
 }
 
 /// What DeleteMachine achieved.

@@ -226,3 +226,14 @@ pub fn pretty<K: Resource + Serialize + Clone>(obj: &K) -> String {
     obj.meta_mut().managed_fields = None;
     serde_json::to_string_pretty(&obj).unwrap_or_else(|e| format!("(cannot serialize: {e})"))
 }
+
+/// Waits until `condition` (of something no watch reports, such as the clock)
+/// holds, looking every 50 ms; panics with `description` after `timeout`.
+pub async fn until(timeout: Duration, description: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out: {description}");
+        tick.tick().await;
+    }
+}

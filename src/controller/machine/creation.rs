@@ -45,6 +45,25 @@ pub fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration
     }
 }
 
+/// MCM's check after CreateMachine: a Node that already bears the new VM's node
+/// name (other than the machine's own name) is a leftover, and the VM would be
+/// taken for it. Only a Node made before the VM counts (timestamps are whole
+/// seconds, so strictly before): one the VM itself registered meanwhile is
+/// never taken for stale, which MCM, without the VM's creation time, cannot
+/// tell (gardener's Go driver trips on it when a Node joins within its 5 s poll).
+pub fn stale_node(
+    node: Option<&k8s_openapi::api::core::v1::Node>,
+    vm: &MachineResponse,
+    machine: &str,
+) -> bool {
+    let Some(node) = node else {
+        return false;
+    };
+    let node_created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    vm.node_name != machine
+        && matches!((node_created, vm.created), (Some(n), Some(v)) if n.as_second() < v.as_second())
+}
+
 /// The metadata patch that records the VM on the machine, if anything is missing.
 pub fn labels_patch(
     machine: &Machine,
@@ -141,6 +160,12 @@ pub async fn run<D: Driver>(
                 ctx.driver.initialize_machine(&req).await
             };
             match result {
+                Ok(vm)
+                    if create.is_some()
+                        && stale_node(ctx.node(&vm.node_name).as_deref(), &vm, &name) =>
+                {
+                    return stale(ctx, &machine, class, &request_secret, vm).await;
+                }
                 Ok(vm) => {
                     let (reason, verb) = if create.is_some() {
                         ("Created", "Created")
@@ -201,6 +226,44 @@ pub async fn run<D: Driver>(
         // No Event: the "Created" one just before says as much, and every Event
         // costs the API server a write per machine.
         ctx.write_status(&machine, &change).await?;
+    }
+    Ok(Action::requeue(retry::LONG))
+}
+
+/// A new VM took the name of a leftover Node: the VM goes again and the
+/// machine is Failed, for its MachineSet to replace, as MCM does.
+async fn stale<D: Driver>(
+    ctx: &Context<D>,
+    machine: &Machine,
+    class: &MachineClass,
+    secret: &SecretData,
+    vm: MachineResponse,
+) -> Result<Action, Error> {
+    let name = machine.name();
+    tracing::warn!(
+        node = vm.node_name,
+        "a Node of the new VM's name was there before it: deleting the VM and marking the machine Failed"
+    );
+    let mut with_vm = machine.clone();
+    with_vm.spec.provider_id = vm.provider_id.clone();
+    let req = MachineRequest {
+        machine: &with_vm,
+        class,
+        secret,
+    };
+    if let Err(e) = ctx.driver.delete_machine(&req).await {
+        // Should this fail, the VM goes with the machine: the deletion's status
+        // lookup finds it.
+        tracing::warn!("deleting the VM of a stale node failed: {e}");
+    }
+    let change =
+        StatusChange::new(text::STALE_NODE, state::FAILED, op::CREATE).phase(phase::FAILED);
+    if ctx.write_status(machine, &change).await?.is_some() {
+        let note = format!(
+            "Node {} existed before the VM of machine {name}: the VM is deleted",
+            vm.node_name
+        );
+        ctx.event(machine, true, "Failed", "CreateMachine", note);
     }
     Ok(Action::requeue(retry::LONG))
 }
@@ -290,6 +353,40 @@ pub async fn report_input<D>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_node_older_than_its_vm_is_stale() {
+        let at = |s: &str| {
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                s.parse().unwrap(),
+            ))
+        };
+        let mut node = k8s_openapi::api::core::v1::Node::default();
+        node.metadata.creation_timestamp = at("2026-01-01T00:00:00Z");
+        let vm = MachineResponse {
+            node_name: "machine-m1".into(),
+            created: "2026-01-01T00:00:05Z".parse().ok(),
+            ..Default::default()
+        };
+        assert!(stale_node(Some(&node), &vm, "m1"));
+        assert!(!stale_node(None, &vm, "m1"));
+        // Registered by the VM itself (same second or later): not stale.
+        node.metadata.creation_timestamp = at("2026-01-01T00:00:05Z");
+        assert!(!stale_node(Some(&node), &vm, "m1"));
+        // A provider that does not say when the VM was made: never taken for stale.
+        node.metadata.creation_timestamp = at("2026-01-01T00:00:00Z");
+        let unknown = MachineResponse {
+            created: None,
+            ..vm.clone()
+        };
+        assert!(!stale_node(Some(&node), &unknown, "m1"));
+        // The node named like the machine is MCM's exception.
+        let same = MachineResponse {
+            node_name: "m1".into(),
+            ..vm
+        };
+        assert!(!stale_node(Some(&node), &same, "m1"));
+    }
 
     #[test]
     fn addresses_as_mcm_builds_them() {

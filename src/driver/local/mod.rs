@@ -222,6 +222,7 @@ impl LocalDriver {
             node_name: name,
             addresses,
             last_known_state: String::new(),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
 
