@@ -116,7 +116,8 @@ pub struct Options {
     /// Accepted, not used yet: in-place updates are not implemented.
     #[arg(long, env = "MACHINE_INPLACE_UPDATE_TIMEOUT", default_value = "20m", value_parser = duration)]
     pub machine_inplace_update_timeout: Duration,
-    /// Accepted, not used yet: machine preservation is not implemented.
+    /// How long a machine annotated for preservation is kept (machines may
+    /// set their own `machinePreserveTimeout`).
     #[arg(long, env = "MACHINE_PRESERVE_TIMEOUT", default_value = "96h", value_parser = duration)]
     pub machine_preserve_timeout: Duration,
     /// Accepted, unused: this binary serves the `local` provider only.

@@ -43,6 +43,29 @@ pub const NODE_TERMINATING_REASON_SCALE_DOWN: &str = "ScaleDown";
 pub const NODE_TERMINATING_REASON_UNHEALTHY: &str = "Unhealthy";
 
 /// Lease used for leader election in `--namespace`.
+/// MCM v0.62.1's machine preservation (`machineutils`, `machine_types.go`,
+/// `autoscaler/types.go`).
+pub mod preserve {
+    /// On a Machine or its Node: `now`, `when-failed`, `auto-preserved`, `false`.
+    pub const ANNOTATION: &str = "node.machine.sapcloud.io/preserve";
+    /// On a Machine: the Node's value last applied, so that its removal is seen.
+    pub const LAST_APPLIED_NODE_VALUE: &str =
+        "node.machine.sapcloud.io/last-applied-node-preserve-value";
+    /// The Node condition type.
+    pub const CONDITION: &str = "Preserved";
+    pub const BY_MCM: &str = "Preserved by MCM.";
+    pub const BY_USER: &str = "Preserved by user.";
+    pub const STOPPED: &str = "Preservation stopped.";
+    pub const DRAINED: &str = "Preserved node drained successfully.";
+    pub const NOT_DRAINED: &str = "Preserved node could not be drained.";
+    pub const UNTIL: &str = "Machine preserved until";
+    /// cluster-autoscaler leaves a Node with this annotation alone.
+    pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+    /// Says that MCM set the one above, so that it may remove it.
+    pub const SCALE_DOWN_DISABLED_BY_MCM: &str =
+        "cluster-autoscaler.kubernetes.io/scale-down-disabled-by-mcm";
+}
+
 pub const LEASE_NAME: &str = "machine-controller";
 /// Field manager of every write we make.
 pub const FIELD_MANAGER: &str = "machine-controller";

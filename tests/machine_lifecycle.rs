@@ -1097,3 +1097,133 @@ async fn a_leftover_node_of_the_same_name_fails_the_new_machine() {
     wait_for_deleted(&machines, &name, TIMEOUT, "the Failed machine is deleted").await;
     controller.stop().await;
 }
+
+/// MCM's machine preservation: a machine annotated `preserve=when-failed` that
+/// fails is preserved: `preserveExpiryTime` set, its Node drained and cordoned,
+/// cluster-autoscaler's scale-down-disabled annotation and the `Preserved`
+/// condition on it, in MCM's words. When the Node is healthy again the machine
+/// runs and preservation stops: uncordoned, the condition False
+/// ("Preservation stopped."), the autoscaler annotation and the expiry gone.
+#[tokio::test]
+async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers() {
+    use k8s_openapi::api::core::v1::NodeCondition;
+    use kube::api::{Patch, PatchParams};
+    use serde_json::json;
+
+    let ns = TestNamespace::in_both("preserve").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let name = support::unique_name("keep");
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let mut s = settings(&ns);
+    s.health_timeout = std::time::Duration::from_secs(2);
+    let controller = start(s).await;
+    let mut m = machine(&name, "test-class");
+    m.metadata.annotations = Some(BTreeMap::from([(
+        "node.machine.sapcloud.io/preserve".to_string(),
+        "when-failed".to_string(),
+    )]));
+    // The Node will not answer: its Pods are drained by force, as MCM's
+    // `force-drain` label (or 5 minutes NotReady) has it.
+    m.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("force-drain".into(), "True".into());
+    machines.create(&PostParams::default(), &m).await.unwrap();
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        phase(m) == "Running"
+    })
+    .await;
+    let pods: Api<Pod> = ns.api(&target);
+    support::workload::workload_on(&pods, &node_name, "app", &[]).await;
+
+    // The Node stops reporting (its heartbeat is taken from kwok) and turns NotReady.
+    let nodes: Api<Node> = Api::all(target.clone());
+    let pp = PatchParams::default();
+    let ready = |status: &str| {
+        json!({"status": {"conditions": [NodeCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: Some("Test".into()),
+            last_transition_time: Some(mcm_local::controller::status::now()),
+            last_heartbeat_time: Some(mcm_local::controller::status::now()),
+            ..Default::default()
+        }]}})
+    };
+    let no_heartbeat = json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}});
+    nodes
+        .patch(&node_name, &pp, &Patch::Merge(&no_heartbeat))
+        .await
+        .unwrap();
+    nodes
+        .patch_status(&node_name, &pp, &Patch::Strategic(&ready("False")))
+        .await
+        .unwrap();
+
+    let failed = wait_for(&machines, &name, TIMEOUT, "Failed and preserved", |m| {
+        phase(m) == "Failed" && m.status.current_status.preserve_expiry_time.is_some()
+    })
+    .await;
+    let preserved = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Preserved"))
+            .cloned()
+    };
+    let node = wait_for(&nodes, &node_name, TIMEOUT, "the Node is preserved", |n| {
+        preserved(n).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let condition = preserved(&node).unwrap();
+    assert_eq!(condition.reason.as_deref(), Some("Preserved by user."));
+    assert!(
+        condition
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("Preserved node drained successfully. Machine preserved until "),
+        "{condition:?}"
+    );
+    assert_eq!(node.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+    assert_eq!(
+        node.annotations()
+            .get("cluster-autoscaler.kubernetes.io/scale-down-disabled")
+            .map(String::as_str),
+        Some("true")
+    );
+    wait_for_deleted(&pods, "app", TIMEOUT, "the workload is drained").await;
+    assert!(failed.status.current_status.preserve_expiry_time.is_some());
+
+    // The Node recovers: the machine runs again and preservation stops.
+    nodes
+        .patch_status(&node_name, &pp, &Patch::Strategic(&ready("True")))
+        .await
+        .unwrap();
+    wait_for(
+        &machines,
+        &name,
+        TIMEOUT,
+        "Running, no longer preserved",
+        |m| phase(m) == "Running" && m.status.current_status.preserve_expiry_time.is_none(),
+    )
+    .await;
+    let node = wait_for(&nodes, &node_name, TIMEOUT, "the Node is released", |n| {
+        preserved(n).is_some_and(|c| {
+            c.status == "False" && c.reason.as_deref() == Some("Preservation stopped.")
+        }) && n.spec.as_ref().and_then(|s| s.unschedulable) != Some(true)
+    })
+    .await;
+    assert!(
+        !node
+            .annotations()
+            .contains_key("cluster-autoscaler.kubernetes.io/scale-down-disabled")
+    );
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}

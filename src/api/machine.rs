@@ -207,6 +207,14 @@ impl Machine {
     pub fn is_deleting(&self) -> bool {
         self.metadata.deletion_timestamp.is_some()
     }
+    /// When the current status (the phase) was last written.
+    pub fn status_updated_at(&self) -> Option<&jiff::Timestamp> {
+        self.status
+            .current_status
+            .last_update_time
+            .as_ref()
+            .map(|t| &t.0)
+    }
     /// The node name recorded on the machine (label `node`), if any.
     pub fn node_name(&self) -> Option<&str> {
         self.label(crate::contract::NODE_LABEL)

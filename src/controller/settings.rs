@@ -16,6 +16,7 @@ pub struct Settings {
     pub creation_timeout: Duration,
     pub health_timeout: Duration,
     pub drain_timeout: Duration,
+    pub preserve_timeout: Duration,
     pub max_evict_retries: i32,
     pub node_conditions: Vec<String>,
     pub bootstrap_token_auth_extra_groups: String,
@@ -34,6 +35,7 @@ impl From<&Options> for Settings {
             creation_timeout: o.machine_creation_timeout,
             health_timeout: o.machine_health_timeout,
             drain_timeout: o.machine_drain_timeout,
+            preserve_timeout: o.machine_preserve_timeout,
             max_evict_retries: o.machine_max_evict_retries,
             node_conditions: o.node_conditions(),
             bootstrap_token_auth_extra_groups: o.bootstrap_token_auth_extra_groups.clone(),
@@ -86,6 +88,12 @@ impl Settings {
         first_valid(
             &[m.spec.configuration.drain_timeout.as_deref()],
             self.drain_timeout,
+        )
+    }
+    pub fn preserve_timeout(&self, m: &Machine) -> Duration {
+        first_valid(
+            &[m.spec.configuration.machine_preserve_timeout.as_deref()],
+            self.preserve_timeout,
         )
     }
     pub fn max_evict_retries(&self, m: &Machine) -> i32 {

@@ -84,6 +84,28 @@ impl<D> Context<D> {
         Ok(written)
     }
 
+    /// Sets (or, `None`, clears) the machine's `preserveExpiryTime`, keeping
+    /// the rest of its current status, guarded by its resourceVersion.
+    pub async fn set_preserve_expiry(
+        &self,
+        machine: &Machine,
+        expiry: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ) -> Result<Machine, kube::Error> {
+        let patch = json!({
+            "metadata": { "resourceVersion": machine.metadata.resource_version },
+            "status": {"currentStatus": {
+                "preserveExpiryTime": expiry,
+                "lastUpdateTime": now(),
+            }},
+        });
+        let written = self
+            .machine_api()
+            .patch_status(machine.name(), &params(), &Patch::Merge(&patch))
+            .await?;
+        self.own_writes.record(&written);
+        Ok(written)
+    }
+
     /// Sets the machine's finalizers to `finalizers`, guarded by its resourceVersion.
     pub async fn set_finalizers(
         &self,
@@ -121,8 +143,13 @@ pub async fn write(
             phase: phase.to_string(),
             timeout_active: change.timeout_active,
             last_update_time: Some(now),
-            // A phase change ends preservation, as in MCM's status writes.
-            preserve_expiry_time: None,
+            // Preservation outlives health and creation writes and ends with
+            // termination, as in MCM v0.62.1's status writes.
+            preserve_expiry_time: if phase == crate::contract::phase::TERMINATING {
+                None
+            } else {
+                machine.status.current_status.preserve_expiry_time.clone()
+            },
         };
         status["currentStatus"] = serde_json::to_value(current).unwrap_or_default();
     }

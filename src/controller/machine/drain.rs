@@ -29,6 +29,8 @@ use crate::duration::age;
 
 /// A node NotReady (or read-only) for this long is drained by force.
 const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// MCM's label that drains a preserved machine's Node by force.
+const FORCE_DRAIN_LABEL: &str = "force-drain";
 /// Pause between evictions refused by a PodDisruptionBudget.
 pub const PDB_RETRY: Duration = Duration::from_secs(20);
 
@@ -246,11 +248,16 @@ async fn mark_and_cordon(
             )
             .await?;
     }
+    cordon(nodes, node).await
+}
+
+/// Marks `node` unschedulable, unless it is.
+async fn cordon(nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
     if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
         let patch = json!({"spec": {"unschedulable": true}});
         nodes
             .patch(
-                &name,
+                &node.name_any(),
                 &crate::controller::writes::params(),
                 &Patch::Merge(&patch),
             )
@@ -259,11 +266,9 @@ async fn mark_and_cordon(
     Ok(())
 }
 
-/// Evicts (or, in force mode, deletes) every drainable Pod on the node.
-/// True once none is left (in force mode: once all are deleted).
 /// Where a drain pass left the node.
 #[derive(Debug, PartialEq, Eq)]
-enum Progress {
+pub enum Progress {
     /// No drainable Pod is left (in force mode: all are deleted).
     Done,
     /// Pods are on their way out.
@@ -288,6 +293,44 @@ pub fn evictions_exhausted(
         .unwrap_or(0)
         .min(by_timeout);
     age(Some(&deleted.0), now).as_secs() / PDB_RETRY.as_secs() >= limit
+}
+
+/// One pass of a preserved machine's drain (MCM's `drainPreservedNode`):
+/// cordon and evict, without the Terminating condition of a deletion; by force
+/// (Pods deleted at once) past the drain timeout since the machine's last status
+/// change, with MCM's `force-drain: "True"` label, or when the Node has not been
+/// Ready for 5 minutes (its kubelet cannot end a Pod).
+pub async fn cordon_and_evict<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+    node: &Node,
+) -> Result<Progress, Error> {
+    let Some(target) = &ctx.target else {
+        return Ok(Progress::Done);
+    };
+    let name = node.name_any();
+    cordon(&Api::all(target.clone()), node).await?;
+    let now = jiff::Timestamp::now();
+    let timeout = ctx.settings.drain_timeout(machine);
+    let since_change = age(machine.status_updated_at(), now);
+    let unreachable = machine.status.conditions.iter().any(|c| {
+        c.type_ == "Ready"
+            && c.status != "True"
+            && age(c.last_transition_time.as_ref().map(|t| &t.0), now) > NOT_READY_FORCE_AFTER
+    });
+    let force =
+        since_change > timeout || unreachable || machine.label(FORCE_DRAIN_LABEL) == Some("True");
+    let on_node = match &ctx.pods {
+        Some(pods) => pods_on(&pods.state(), &name),
+        None => {
+            let all: Api<Pod> = Api::all(target.clone());
+            all.list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
+                .await?
+                .items
+        }
+    };
+    let evictor = ctx.evictor.as_ref().unwrap_or(target);
+    Ok(evict_all(target, evictor, &name, on_node, force, false).await?)
 }
 
 /// The Pods bound to `node`, of all of the target's Pods.

@@ -201,12 +201,7 @@ pub fn decide(
         ),
         phase::UNKNOWN => (
             settings.health_timeout(machine),
-            machine
-                .status
-                .current_status
-                .last_update_time
-                .as_ref()
-                .map(|t| &t.0),
+            machine.status_updated_at(),
         ),
         _ => return plan,
     };

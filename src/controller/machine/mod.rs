@@ -11,6 +11,7 @@ pub mod deletion;
 pub mod drain;
 pub mod health;
 pub mod meltdown;
+pub mod preservation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,6 +170,11 @@ pub async fn reconcile<D: Driver>(
         if let Some(after) = plan.recheck_after {
             wake = wake.min(after);
         }
+    }
+
+    // After health, as in MCM: preservation reads the phase health just wrote.
+    if let Some(after) = preservation::run(&ctx, &machine).await? {
+        wake = wake.min(after);
     }
 
     if machine.spec.provider_id.is_empty()

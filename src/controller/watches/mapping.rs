@@ -54,6 +54,10 @@ pub(super) fn node_fingerprint(node: &Node) -> Option<u64> {
     let mut h = DefaultHasher::new();
     node.labels().hash(&mut h);
     node.finalizers().hash(&mut h);
+    // Preservation follows the Node's preserve annotation.
+    node.annotations()
+        .get(crate::contract::preserve::ANNOTATION)
+        .hash(&mut h);
     node.metadata
         .deletion_timestamp
         .as_ref()
