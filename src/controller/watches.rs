@@ -31,7 +31,7 @@ use crate::driver::instrumented::InstrumentedDriver;
 use crate::driver::{Driver, VmWatch, VmWatchItem};
 use mapping::{
     TARGET_PODS, counted_adds, keep_secret_event, leaving_pod, machine_key, machines_of_class,
-    node_fingerprint, on_node_deleted, resync_ticks, trim, trim_node,
+    node_fingerprint, on_node_deleted, resync_ticks, trim, trim_node, with_vanished,
 };
 
 pub struct Clients {
@@ -123,6 +123,7 @@ pub async fn run_with<D: Driver>(
                 cfg.clone(),
             )
             .modify(trim)
+            .flat_map(with_vanished(machines.clone()))
             .inspect(watch_health(&health, "machines"))
             .inspect(lifecycle)
             .inspect(forget_deleted),

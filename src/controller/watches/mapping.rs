@@ -4,7 +4,9 @@
 //! What a watch event means: what the caches keep of an object, which events
 //! matter, and the machines a change concerns.
 
+use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -182,6 +184,52 @@ pub(super) fn machines_of_class(machines: &Store<Machine>, class: &str) -> Vec<O
         .collect()
 }
 
+/// One item of the machine watch.
+type MachineEvent = Result<watcher::Event<Machine>, watcher::Error>;
+
+/// A relist (after a gap in the watch) swaps the cache at once, so machines
+/// deleted during the gap vanish without a Delete event, and what follows
+/// Delete events (deletion timing, our write records, the queue, orphan
+/// collection) would never hear of them. This puts a Delete event for each
+/// ahead of the list's end. `before` is the cache the list replaces.
+pub(super) fn with_vanished(
+    before: Store<Machine>,
+) -> impl FnMut(MachineEvent) -> futures::stream::Iter<std::vec::IntoIter<MachineEvent>> {
+    let mut listed: Option<HashSet<String>> = None;
+    move |item| {
+        let mut out = Vec::new();
+        match &item {
+            Ok(watcher::Event::Init) => listed = Some(HashSet::new()),
+            Ok(watcher::Event::InitApply(m)) => {
+                if let Some(l) = listed.as_mut() {
+                    l.insert(m.name().to_string());
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(l) = listed.take() {
+                    out.extend(
+                        vanished(&before.state(), &l)
+                            .into_iter()
+                            .map(|m| Ok(watcher::Event::Delete(m))),
+                    );
+                }
+            }
+            _ => {}
+        }
+        out.push(item);
+        futures::stream::iter(out)
+    }
+}
+
+/// The machines of `before` that a new full list (`listed`, by name) lacks.
+pub(super) fn vanished(before: &[Arc<Machine>], listed: &HashSet<String>) -> Vec<Machine> {
+    before
+        .iter()
+        .filter(|m| !listed.contains(m.name()))
+        .map(|m| (**m).clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +248,20 @@ mod tests {
         class_secret.metadata.name = Some("cloudprovider".into());
         assert!(keep(&watcher::Event::Apply(class_secret)));
         assert!(keep(&watcher::Event::Apply(Secret::default())));
+    }
+
+    #[test]
+    fn machines_gone_during_a_watch_gap_are_reported_deleted() {
+        let before = vec![
+            Arc::new(Machine::named("kept")),
+            Arc::new(Machine::named("gone")),
+        ];
+        let listed: HashSet<String> = ["kept".to_string(), "new".to_string()].into();
+        let gone: Vec<String> = vanished(&before, &listed)
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        assert_eq!(gone, ["gone"]);
+        assert!(vanished(&[], &listed).is_empty());
     }
 }
