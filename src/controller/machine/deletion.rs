@@ -393,56 +393,58 @@ async fn run_step<D: Driver>(
     })
 }
 
+/// After a forced drain, the node's VolumeAttachments go before the VM, in
+/// MCM's words: `live` is how many were found (and deleted), or why they could
+/// not be listed; neither stops the deletion.
+pub fn after_volume_attachments(node: &str, live: Result<usize, String>) -> StatusChange {
+    let d = match live {
+        Err(e) => format!(
+            "Skipping deleteNodeVolAttachments due to - {e}. Moving to VM Deletion. {}",
+            step::INITIATE_VM_DELETION
+        ),
+        Ok(0) => format!(
+            "No Live VolumeAttachments for node: {node}. Moving to VM Deletion. {}",
+            step::INITIATE_VM_DELETION
+        ),
+        Ok(_) => format!(
+            "Node Volumes for node: {node} are already detached. Moving to VM Deletion. {}",
+            step::INITIATE_VM_DELETION
+        ),
+    };
+    delete_op(d, state::PROCESSING)
+}
+
 async fn delete_volume_attachments<D>(
     ctx: &Context<D>,
     machine: &Machine,
 ) -> Result<(StatusChange, Duration), Error> {
     let node = machine.node_name().unwrap_or_default().to_string();
     let Some(target) = &ctx.target else {
-        return Ok((
-            delete_op(
-                format!(
-                    "No Live VolumeAttachments for node: {node}. Moving to VM Deletion. {}",
-                    step::INITIATE_VM_DELETION
-                ),
-                state::PROCESSING,
-            ),
-            retry::SHORT,
-        ));
+        return Ok((after_volume_attachments(&node, Ok(0)), retry::SHORT));
     };
     let api: Api<VolumeAttachment> = Api::all(target.clone());
-    let live: Vec<VolumeAttachment> = match api.list(&ListParams::default()).await {
+    let live = match api.list(&ListParams::default()).await {
         Ok(list) => list
             .items
             .into_iter()
             .filter(|va| va.spec.node_name == node)
-            .collect(),
+            .collect::<Vec<_>>(),
         Err(e) => {
-            let d = format!(
-                "Skipping deleteNodeVolAttachments due to - {}. Moving to VM Deletion. {}",
-                describe(&e),
-                step::INITIATE_VM_DELETION
-            );
-            return Ok((delete_op(d, state::PROCESSING), retry::SHORT));
+            return Ok((
+                after_volume_attachments(&node, Err(describe(&e))),
+                retry::SHORT,
+            ));
         }
     };
-    if live.is_empty() {
-        let d = format!(
-            "No Live VolumeAttachments for node: {node}. Moving to VM Deletion. {}",
-            step::INITIATE_VM_DELETION
-        );
-        return Ok((delete_op(d, state::PROCESSING), retry::SHORT));
-    }
     for va in &live {
         if va.metadata.deletion_timestamp.is_none() {
             writes::ignore_not_found(api.delete(&va.name_any(), &DeleteParams::default()).await)?;
         }
     }
-    let d = format!(
-        "Node Volumes for node: {node} are already detached. Moving to VM Deletion. {}",
-        step::INITIATE_VM_DELETION
-    );
-    Ok((delete_op(d, state::PROCESSING), retry::SHORT))
+    Ok((
+        after_volume_attachments(&node, Ok(live.len())),
+        retry::SHORT,
+    ))
 }
 
 /// Deletes the machine's Node, after taking our finalizer off it. The Node is
@@ -580,6 +582,31 @@ mod tests {
             current_step(&at("garbage", "Terminating")),
             Step::SetTerminating
         );
+    }
+
+    #[test]
+    fn volume_attachments_never_stop_a_deletion() {
+        for (live, text) in [
+            (
+                Ok(0),
+                "No Live VolumeAttachments for node: n1. Moving to VM Deletion. Initiate VM deletion",
+            ),
+            (
+                Ok(2),
+                "Node Volumes for node: n1 are already detached. Moving to VM Deletion. Initiate VM deletion",
+            ),
+            (
+                Err("forbidden".to_string()),
+                "Skipping deleteNodeVolAttachments due to - forbidden. Moving to VM Deletion. Initiate VM deletion",
+            ),
+        ] {
+            let c = after_volume_attachments("n1", live);
+            assert_eq!((c.description.as_str(), c.state), (text, state::PROCESSING));
+            assert_eq!(
+                current_step(&advanced(at("", phase::TERMINATING), &c)),
+                Step::DeleteVm
+            );
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
                 .items
         }
     };
-    match evict_all(
+    let result = evict_all(
         target,
         evictor,
         node_name,
@@ -185,40 +185,45 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         exhausted,
     )
     .await
-    {
-        Ok(Progress::Done) if force.is_some() => Ok(done(
+    .map_err(|e| describe(&e));
+    if let Ok(Progress::Blocked(why)) = &result {
+        let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
+        ctx.event(machine, true, "DrainBlocked", "Drain", note);
+    }
+    Ok(after_evictions(result, force.is_some()))
+}
+
+/// Where a drain pass's evictions leave the deletion, in MCM's words: done
+/// (on to the VM, or, forced, to the VolumeAttachments), again later, or failed.
+pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome {
+    match result {
+        Ok(Progress::Done) if force => done(
             format!(
                 "Force Drain successful. {}",
                 step::DELETE_VOLUME_ATTACHMENTS
             ),
             state::PROCESSING,
-        )),
-        Ok(Progress::Done) => Ok(done(
+        ),
+        Ok(Progress::Done) => done(
             format!("Drain successful. {}", step::INITIATE_VM_DELETION),
             state::PROCESSING,
-        )),
-        Ok(Progress::Leaving) => Ok(Outcome::Again(retry::SHORT)),
-        Ok(Progress::Blocked(why)) => {
-            let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
-            ctx.event(machine, true, "DrainBlocked", "Drain", note);
-            Ok(Outcome::Again(PDB_RETRY))
-        }
-        Err(e) if force.is_some() => Ok(done(
+        ),
+        Ok(Progress::Leaving) => Outcome::Again(retry::SHORT),
+        Ok(Progress::Blocked(_)) => Outcome::Again(PDB_RETRY),
+        Err(e) if force => done(
             format!(
-                "Drain failed due to - {}. However, since it's a force deletion shall continue deletion of VM. {}",
-                describe(&e),
+                "Drain failed due to - {e}. However, since it's a force deletion shall continue deletion of VM. {}",
                 step::DELETE_VOLUME_ATTACHMENTS
             ),
             state::PROCESSING,
-        )),
-        Err(e) => Ok(done(
+        ),
+        Err(e) => done(
             format!(
-                "Drain failed due to - {}. Will retry in next sync. {}",
-                describe(&e),
+                "Drain failed due to - {e}. Will retry in next sync. {}",
                 step::INITIATE_DRAIN
             ),
             state::FAILED,
-        )),
+        ),
     }
 }
 
@@ -505,6 +510,51 @@ mod tests {
         mirror.metadata.annotations =
             Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
         assert!(!is_drainable(&mirror));
+    }
+
+    #[test]
+    fn each_drain_outcome_in_mcm_words() {
+        let text = |o: Outcome| match o {
+            Outcome::Finished(c, _) => (c.description, c.state),
+            Outcome::Again(wait) => (format!("again after {wait:?}"), ""),
+        };
+        assert_eq!(
+            text(after_evictions(Ok(Progress::Done), false)),
+            (
+                "Drain successful. Initiate VM deletion".into(),
+                "Processing"
+            )
+        );
+        assert_eq!(
+            text(after_evictions(Ok(Progress::Done), true)),
+            (
+                "Force Drain successful. Delete Volume Attachments".into(),
+                "Processing"
+            )
+        );
+        assert_eq!(
+            after_evictions(Ok(Progress::Leaving), false),
+            Outcome::Again(retry::SHORT)
+        );
+        // A budget said no: retried every 20 s, as MCM's eviction loop.
+        assert_eq!(
+            after_evictions(Ok(Progress::Blocked("ns/p".into())), false),
+            Outcome::Again(PDB_RETRY)
+        );
+        assert_eq!(
+            text(after_evictions(Err("boom".into()), false)),
+            (
+                "Drain failed due to - boom. Will retry in next sync. Initiate node drain".into(),
+                "Failed"
+            )
+        );
+        assert_eq!(
+            text(after_evictions(Err("boom".into()), true)),
+            (
+                "Drain failed due to - boom. However, since it's a force deletion shall continue deletion of VM. Delete Volume Attachments".into(),
+                "Processing"
+            )
+        );
     }
 
     #[test]
