@@ -113,7 +113,7 @@ pub struct Options {
     // MCM v0.62.1 flags without an effect here. They are accepted so that a Go
     // command line (Gardener's, MCM's integration framework) starts this binary
     // unchanged; each help text says why it does nothing.
-    /// Accepted, not used yet: in-place updates are not implemented.
+    /// An InPlaceUpdating machine whose update takes longer is InPlaceUpdateFailed.
     #[arg(long, env = "MACHINE_INPLACE_UPDATE_TIMEOUT", default_value = "20m", value_parser = duration)]
     pub machine_inplace_update_timeout: Duration,
     /// How long a machine annotated for preservation is kept (machines may

@@ -87,6 +87,9 @@ pub mod phase {
     pub const UNKNOWN: &str = "Unknown";
     pub const FAILED: &str = "Failed";
     pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    pub const IN_PLACE_UPDATING: &str = "InPlaceUpdating";
+    pub const IN_PLACE_UPDATE_SUCCESSFUL: &str = "InPlaceUpdateSuccessful";
+    pub const IN_PLACE_UPDATE_FAILED: &str = "InPlaceUpdateFailed";
     pub const ALL: [&str; 10] = [
         PENDING,
         AVAILABLE,
@@ -95,9 +98,9 @@ pub mod phase {
         UNKNOWN,
         FAILED,
         CRASH_LOOP_BACK_OFF,
-        "InPlaceUpdating",
-        "InPlaceUpdateSuccessful",
-        "InPlaceUpdateFailed",
+        IN_PLACE_UPDATING,
+        IN_PLACE_UPDATE_SUCCESSFUL,
+        IN_PLACE_UPDATE_FAILED,
     ];
 }
 
@@ -114,6 +117,29 @@ pub mod op {
     pub const HEALTH_CHECK: &str = "HealthCheck";
     pub const DELETE: &str = "Delete";
     pub const UPDATE: &str = "Update";
+    pub const IN_PLACE_UPDATE: &str = "InPlaceUpdate";
+    pub const DRAIN_NODE: &str = "DrainNode";
+}
+
+/// MCM v0.62.1's in-place update protocol (`v1alpha1/constants.go`,
+/// `machine_types.go`): MCM's MachineSet labels a Node, the machine controller
+/// turns the labels into the `InPlaceUpdate` condition and drains, and
+/// gardener-node-agent updates the machine and reports by a label.
+pub mod inplace {
+    pub const CANDIDATE_LABEL: &str = "node.machine.sapcloud.io/candidate-for-update";
+    pub const SELECTED_LABEL: &str = "node.machine.sapcloud.io/selected-for-update";
+    pub const RESULT_LABEL: &str = "node.machine.sapcloud.io/update-result";
+    pub const RESULT_SUCCESSFUL: &str = "successful";
+    pub const RESULT_FAILED: &str = "failed";
+    pub const FAILED_REASON_ANNOTATION: &str = "node.machine.sapcloud.io/update-failed-reason";
+    /// The Node condition type and its reasons.
+    pub const CONDITION: &str = "InPlaceUpdate";
+    pub const CANDIDATE: &str = "CandidateForUpdate";
+    pub const SELECTED: &str = "SelectedForUpdate";
+    pub const READY: &str = "ReadyForUpdate";
+    pub const DRAINED: &str = "DrainSuccessful";
+    pub const SUCCESSFUL: &str = "UpdateSuccessful";
+    pub const FAILED: &str = "UpdateFailed";
 }
 
 /// Deletion steps. The Go controller keys its deletion state machine on

@@ -257,3 +257,89 @@ async fn a_held_drain_never_holds_back_new_machines() {
     }
     controller.stop().await;
 }
+
+/// MCM v0.62.1's in-place update, the machine controller's part: the labels
+/// MCM's MachineSet puts on a Node (candidate, then selected) become the Node's
+/// `InPlaceUpdate` condition; a selected Node is drained, the machine goes
+/// `InPlaceUpdating` and the Node `ReadyForUpdate`; the result label
+/// gardener-node-agent sets (played here by the test) makes the machine
+/// `InPlaceUpdateSuccessful`, then Running again, on the same Pod.
+#[tokio::test]
+async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
+    use kube::api::{Patch, PatchParams};
+
+    let Running {
+        ns: _ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        controller,
+    } = running_machine("inplace").await;
+    let target = support::target().await;
+    let nodes: Api<Node> = Api::all(target.clone());
+    let vm_uid = pods.get(&node_name).await.expect("the machine Pod").uid();
+    workload_on(&pods, &node_name, "workload", &[]).await;
+    let reason = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "InPlaceUpdate"))
+            .and_then(|c| c.reason.clone())
+            .unwrap_or_default()
+    };
+    // Labels the Node as MCM (or the agent) does, then waits for the reason.
+    let step = async |key: &str, value: &str, reason_now: &str| {
+        let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+        nodes
+            .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        wait_for(&nodes, &node_name, TIMEOUT, reason_now, |n| {
+            reason(n) == reason_now
+        })
+        .await
+    };
+
+    step(
+        "node.machine.sapcloud.io/candidate-for-update",
+        "true",
+        "CandidateForUpdate",
+    )
+    .await;
+    let ready = step(
+        "node.machine.sapcloud.io/selected-for-update",
+        "true",
+        "ReadyForUpdate",
+    )
+    .await;
+    assert_eq!(
+        ready.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true)
+    );
+    wait_for_deleted(&pods, "workload", TIMEOUT, "the workload is drained").await;
+    let updating = machines.get(&name).await.unwrap();
+    assert_eq!(updating.status.current_status.phase, "InPlaceUpdating");
+    assert_eq!(
+        updating.status.last_operation.description,
+        format!("Machine {name} is undergoing an in-place update")
+    );
+
+    // gardener-node-agent's part: the update is done.
+    step(
+        "node.machine.sapcloud.io/update-result",
+        "successful",
+        "UpdateSuccessful",
+    )
+    .await;
+    wait_for(&machines, &name, TIMEOUT, "Running again", |m| {
+        m.status.current_status.phase == "Running"
+    })
+    .await;
+    assert_eq!(
+        pods.get(&node_name).await.expect("the same Pod").uid(),
+        vm_uid,
+        "updated in place, not replaced"
+    );
+    controller.stop().await;
+}

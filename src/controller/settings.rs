@@ -17,6 +17,7 @@ pub struct Settings {
     pub health_timeout: Duration,
     pub drain_timeout: Duration,
     pub preserve_timeout: Duration,
+    pub in_place_update_timeout: Duration,
     pub max_evict_retries: i32,
     pub node_conditions: Vec<String>,
     pub bootstrap_token_auth_extra_groups: String,
@@ -36,6 +37,7 @@ impl From<&Options> for Settings {
             health_timeout: o.machine_health_timeout,
             drain_timeout: o.machine_drain_timeout,
             preserve_timeout: o.machine_preserve_timeout,
+            in_place_update_timeout: o.machine_inplace_update_timeout,
             max_evict_retries: o.machine_max_evict_retries,
             node_conditions: o.node_conditions(),
             bootstrap_token_auth_extra_groups: o.bootstrap_token_auth_extra_groups.clone(),
@@ -88,6 +90,12 @@ impl Settings {
         first_valid(
             &[m.spec.configuration.drain_timeout.as_deref()],
             self.drain_timeout,
+        )
+    }
+    pub fn in_place_update_timeout(&self, m: &Machine) -> Duration {
+        first_valid(
+            &[m.spec.configuration.in_place_update_timeout.as_deref()],
+            self.in_place_update_timeout,
         )
     }
     pub fn preserve_timeout(&self, m: &Machine) -> Duration {

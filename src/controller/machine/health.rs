@@ -140,7 +140,12 @@ pub fn decide(
             // critical components stays Pending, as in MCM: a rollout must not
             // count it available before CNI and CSI run.
             let gated = current == phase::PENDING && critical_components_not_ready(node);
-            if healthy && current != phase::RUNNING && !gated {
+            // Mid-update, health cannot tell (MCM): the agent's result decides.
+            let updating = matches!(
+                current,
+                phase::IN_PLACE_UPDATING | phase::IN_PLACE_UPDATE_FAILED
+            );
+            if healthy && current != phase::RUNNING && !gated && !updating {
                 let lo = &machine.status.last_operation;
                 let first_join = lo.type_ == op::CREATE && lo.state != state::SUCCESSFUL;
                 let change = if first_join {
@@ -160,7 +165,7 @@ pub fn decide(
                 plan.change = Some(change.phase(phase::RUNNING).conditions(node_conditions));
                 return plan;
             }
-            if !healthy && current == phase::RUNNING {
+            if !healthy && current == phase::RUNNING && !updating {
                 plan.change = Some(
                     StatusChange::new(
                         text::unhealthy(name, &format_conditions(&node_conditions)),
@@ -190,6 +195,10 @@ pub fn decide(
                 plan.change = Some(change);
                 return plan;
             }
+            if updating && let Some(change) = super::inplace::result_change(machine, node) {
+                plan.change = Some(change);
+                return plan;
+            }
         }
     }
 
@@ -199,8 +208,12 @@ pub fn decide(
             settings.creation_timeout(machine),
             machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
         ),
-        phase::UNKNOWN => (
+        phase::UNKNOWN | phase::IN_PLACE_UPDATE_FAILED => (
             settings.health_timeout(machine),
+            machine.status_updated_at(),
+        ),
+        phase::IN_PLACE_UPDATING => (
+            settings.in_place_update_timeout(machine),
             machine.status_updated_at(),
         ),
         _ => return plan,
@@ -211,7 +224,16 @@ pub fn decide(
         return plan;
     }
     let timeout_text = format_go(timeout);
-    if current == phase::PENDING {
+    if current == phase::IN_PLACE_UPDATING {
+        plan.change = Some(
+            StatusChange::new(
+                format!("Machine {name} failed to in-place update in {timeout_text} minutes."),
+                state::FAILED,
+                op::IN_PLACE_UPDATE,
+            )
+            .phase(phase::IN_PLACE_UPDATE_FAILED),
+        );
+    } else if current == phase::PENDING {
         let lo_type = static_op(&machine.status.last_operation.type_);
         plan.change = Some(
             StatusChange::new(

@@ -10,6 +10,7 @@ pub mod creation;
 pub mod deletion;
 pub mod drain;
 pub mod health;
+pub mod inplace;
 pub mod meltdown;
 pub mod preservation;
 
@@ -168,6 +169,11 @@ pub async fn reconcile<D: Driver>(
             return Ok(Action::requeue(retry::LONG));
         }
         if let Some(after) = plan.recheck_after {
+            wake = wake.min(after);
+        }
+        if let Some(node) = &node
+            && let Some(after) = inplace::run(&ctx, &machine, node).await?
+        {
             wake = wake.min(after);
         }
     }
