@@ -51,14 +51,18 @@ pub fn critical_components_not_ready(node: &Node) -> bool {
         })
 }
 
-/// Conditions changed in a way MCM cares about: a type added or removed, or a status flipped.
+/// Conditions changed in a way MCM cares about: a type added or removed, a
+/// status flipped, or the in-place update's reason moved (MCM's
+/// `nodeConditionsHaveChanged`; its MachineSet reads that reason on the machine).
 pub fn conditions_changed(old: &[NodeCondition], new: &[NodeCondition]) -> bool {
-    let status = |list: &[NodeCondition], t: &str| {
-        list.iter().find(|c| c.type_ == t).map(|c| c.status.clone())
-    };
-    new.iter()
-        .any(|c| status(old, &c.type_).as_ref() != Some(&c.status))
-        || old.iter().any(|c| status(new, &c.type_).is_none())
+    let find = |list: &'_ [NodeCondition], t: &str| list.iter().find(|c| c.type_ == t).cloned();
+    new.iter().any(|c| match find(old, &c.type_) {
+        None => true,
+        Some(o) => {
+            o.status != c.status
+                || (c.type_ == crate::contract::inplace::CONDITION && o.reason != c.reason)
+        }
+    }) || old.iter().any(|c| find(new, &c.type_).is_none())
 }
 
 /// Conditions in a short readable form for descriptions.
@@ -529,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn only_status_flips_count_as_condition_changes() {
+    fn status_flips_and_in_place_reasons_count_as_condition_changes() {
         let mut a = cond("Ready", "True");
         let b = a.clone();
         a.message = Some("heartbeat".into());
@@ -542,5 +546,22 @@ mod tests {
             &[a],
             &[b, cond("DiskPressure", "False")]
         ));
+        // The in-place update's reason counts, its status staying True.
+        let mut candidate = cond("InPlaceUpdate", "True");
+        candidate.reason = Some("CandidateForUpdate".into());
+        let mut selected = candidate.clone();
+        selected.reason = Some("SelectedForUpdate".into());
+        assert!(conditions_changed(
+            std::slice::from_ref(&candidate),
+            std::slice::from_ref(&selected)
+        ));
+        let mut ready = cond("Ready", "True");
+        let other_reason = {
+            let mut r = ready.clone();
+            r.reason = Some("KubeletReady".into());
+            r
+        };
+        ready.reason = Some("Other".into());
+        assert!(!conditions_changed(&[ready], &[other_reason]));
     }
 }

@@ -93,6 +93,10 @@ pub(super) fn node_fingerprint(node: &Node) -> Option<u64> {
         .flatten()
     {
         (&c.type_, &c.status).hash(&mut h);
+        // The in-place update moves by reason, its status staying True.
+        if c.type_ == crate::contract::inplace::CONDITION {
+            c.reason.hash(&mut h);
+        }
     }
     Some(h.finish())
 }
