@@ -262,8 +262,9 @@ async fn a_held_drain_never_holds_back_new_machines() {
 /// MCM's MachineSet puts on a Node (candidate, then selected) become the Node's
 /// `InPlaceUpdate` condition; a selected Node is drained, the machine goes
 /// `InPlaceUpdating` and the Node `ReadyForUpdate`; the result label
-/// gardener-node-agent sets (played here by the test) makes the machine
-/// `InPlaceUpdateSuccessful`, then Running again, on the same Pod.
+/// gardener-node-agent sets (played by the kubelet stand-in) makes the machine
+/// `InPlaceUpdateSuccessful`, then Running again, on the same Pod. MCM's labels
+/// are set by the test here; `mcm_e2e.rs` has MCM set them.
 #[tokio::test]
 async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
     use kube::api::{Patch, PatchParams};
@@ -279,6 +280,25 @@ async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
     let target = support::target().await;
     let nodes: Api<Node> = Api::all(target.clone());
     let vm_uid = pods.get(&node_name).await.expect("the machine Pod").uid();
+    // Every phase and description the machine shows, in order.
+    let phases = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    {
+        let (phases, machines) = (phases.clone(), machines.clone());
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        tokio::spawn(async move {
+            let mut events = watcher(machines, cfg).applied_objects().boxed();
+            while let Some(Ok(m)) = events.next().await {
+                phases.lock().unwrap().push((
+                    m.status.current_status.phase.clone(),
+                    m.status.last_operation.description.clone(),
+                ));
+            }
+        });
+    }
+    support::wait::until(TIMEOUT, "the phase recorder runs", || {
+        !phases.lock().unwrap().is_empty()
+    })
+    .await;
     workload_on(&pods, &node_name, "workload", &[]).await;
     let reason = |n: &Node| {
         n.status
@@ -318,28 +338,85 @@ async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
         Some(true)
     );
     wait_for_deleted(&pods, "workload", TIMEOUT, "the workload is drained").await;
-    let updating = machines.get(&name).await.unwrap();
-    assert_eq!(updating.status.current_status.phase, "InPlaceUpdating");
-    assert_eq!(
-        updating.status.last_operation.description,
-        format!("Machine {name} is undergoing an in-place update")
-    );
 
-    // gardener-node-agent's part: the update is done.
-    step(
-        "node.machine.sapcloud.io/update-result",
-        "successful",
-        "UpdateSuccessful",
-    )
+    // gardener-node-agent's part, played by the kubelet stand-in: it updates
+    // and labels the result.
+    wait_for(&nodes, &node_name, TIMEOUT, "the agent's result", |n| {
+        reason(n) == "UpdateSuccessful"
+    })
     .await;
     wait_for(&machines, &name, TIMEOUT, "Running again", |m| {
         m.status.current_status.phase == "Running"
     })
     .await;
+    let seen = phases.lock().unwrap().clone();
+    let updating = format!("Machine {name} is undergoing an in-place update");
+    let at = |p: &str, d: &str| {
+        seen.iter()
+            .position(|s| s.0 == p && (d.is_empty() || s.1 == d))
+    };
+    assert!(
+        matches!(
+            (
+                at("InPlaceUpdating", &updating),
+                at("InPlaceUpdateSuccessful", &format!("Machine {name} successfully updated dependencies")),
+            ),
+            (Some(a), Some(b)) if a < b
+        ),
+        "the machine went through MCM's phases: {seen:#?}"
+    );
     assert_eq!(
         pods.get(&node_name).await.expect("the same Pod").uid(),
         vm_uid,
         "updated in place, not replaced"
     );
+    controller.stop().await;
+}
+
+/// An in-place update the agent reports failed leaves the machine
+/// `InPlaceUpdateFailed` with the agent's reason, in MCM's words.
+#[tokio::test]
+async fn a_failed_in_place_update_is_reported_on_the_machine() {
+    use kube::api::{Patch, PatchParams};
+
+    let Running {
+        ns: _ns,
+        machines,
+        name,
+        node_name,
+        controller,
+        ..
+    } = running_machine("inplace-fail").await;
+    let nodes: Api<Node> = Api::all(support::target().await);
+    let labels = serde_json::json!({"metadata": {"labels": {
+        "kubelet-standin.local/in-place-update": "fail",
+        "node.machine.sapcloud.io/candidate-for-update": "true",
+    }}});
+    nodes
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .unwrap();
+    let selected = serde_json::json!({"metadata": {"labels": {
+        "node.machine.sapcloud.io/selected-for-update": "true",
+    }}});
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&selected),
+        )
+        .await
+        .unwrap();
+    let failed = wait_for(&machines, &name, TIMEOUT, "InPlaceUpdateFailed", |m| {
+        m.status.current_status.phase == "InPlaceUpdateFailed"
+    })
+    .await;
+    assert_eq!(
+        failed.status.last_operation.description,
+        format!(
+            "Machine {name} failed to update dependencies: the stand-in was told to fail the update"
+        )
+    );
+    assert_eq!(failed.status.last_operation.state, "Failed");
     controller.stop().await;
 }

@@ -95,6 +95,42 @@ fn boot_annotations(key: &PodKey, uid: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// A Node label that makes the stand-in's in-place update fail (for tests).
+pub const UPDATE_FAILS_LABEL: &str = "kubelet-standin.local/in-place-update";
+
+/// gardener-node-agent's part of an in-place update (MCM v0.62.1's protocol):
+/// once the machine controller marks the Node `ReadyForUpdate` (condition
+/// `InPlaceUpdate`), the agent updates the machine and reports with the label
+/// `node.machine.sapcloud.io/update-result` (and, on failure, the reason in an
+/// annotation). The stand-in "updates" at once; the Node label
+/// `kubelet-standin.local/in-place-update=fail` makes it report a failure.
+/// Returns the patch to apply, if the Node waits for one.
+pub fn in_place_update_report(node: &Node) -> Option<Value> {
+    const RESULT: &str = "node.machine.sapcloud.io/update-result";
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "InPlaceUpdate" && c.reason.as_deref() == Some("ReadyForUpdate"));
+    let labels = node.metadata.labels.as_ref();
+    if !ready || labels.is_some_and(|l| l.contains_key(RESULT)) {
+        return None;
+    }
+    let fails = labels
+        .and_then(|l| l.get(UPDATE_FAILS_LABEL))
+        .is_some_and(|v| v == "fail");
+    Some(if fails {
+        json!({"metadata": {
+            "labels": {RESULT: "failed"},
+            "annotations": {"node.machine.sapcloud.io/update-failed-reason": "the stand-in was told to fail the update"},
+        }})
+    } else {
+        json!({"metadata": {"labels": {RESULT: "successful"}}})
+    })
+}
+
 /// How long the machine this user data starts takes to boot before its kubelet
 /// registers, from a line `# kubelet-standin: boot-time=<duration>` (the node
 /// image ignores comments). It lets one machine join as late as a real one,
@@ -428,6 +464,41 @@ mod tests {
         assert!(register_with_taints(b"kubelet --v=2").is_empty());
         let node = build_node(&key(), "uid-1", taints);
         assert_eq!(node.spec.unwrap().taints.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_agent_reports_an_update_once_the_node_is_ready_for_it() {
+        let mut node = build_node(&key(), "uid-1", Vec::new());
+        assert_eq!(in_place_update_report(&node), None);
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            conditions: Some(vec![k8s_openapi::api::core::v1::NodeCondition {
+                type_: "InPlaceUpdate".into(),
+                status: "True".into(),
+                reason: Some("ReadyForUpdate".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let report = in_place_update_report(&node).unwrap();
+        assert_eq!(
+            report["metadata"]["labels"]["node.machine.sapcloud.io/update-result"],
+            "successful"
+        );
+        node.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(UPDATE_FAILS_LABEL.into(), "fail".into());
+        let report = in_place_update_report(&node).unwrap();
+        assert_eq!(
+            report["metadata"]["labels"]["node.machine.sapcloud.io/update-result"],
+            "failed"
+        );
+        // Reported once.
+        node.metadata.labels.get_or_insert_default().insert(
+            "node.machine.sapcloud.io/update-result".into(),
+            "failed".into(),
+        );
+        assert_eq!(in_place_update_report(&node), None);
     }
 
     #[test]

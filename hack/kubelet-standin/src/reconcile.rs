@@ -143,6 +143,21 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
     // decision on a copy that is behind is redone when the cache catches up.
     let node = ctx.nodes.get(&ObjectRef::new(&key.name));
     let view = node.as_deref().map(NodeView::of);
+    // gardener-node-agent's part of an in-place update, on a Node this Pod runs.
+    if let (Some(n), PodState::Running { .. }) = (node.as_deref(), state)
+        && view.as_ref().and_then(|v| v.pod.as_ref()) == Some(&key)
+        && let Some(report) = node::in_place_update_report(n)
+    {
+        nodes
+            .patch(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Merge(report),
+            )
+            .await
+            .map_err(|e| Error::Kube("reporting the in-place update", e))?;
+        info!(pod = %key, "in-place update of node {} reported", key.name);
+    }
     let node_owner_running = view
         .as_ref()
         .and_then(|v| v.pod.as_ref())
