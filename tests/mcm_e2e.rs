@@ -8,8 +8,8 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use support::controller::{delete_all_machines, kubectl_apply, sample, settings, spawn_for, start};
 use support::mcm::{MachineDeployment, free_port, mcm_binary};
@@ -39,18 +39,7 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
     )
     .await;
 
-    // Run `make tools` if the MCM binary is missing.
-    let _mcm = spawn_for(
-        &mcm_binary(),
-        ns.name(),
-        &format!("{}-mcm.log", ns.name()),
-        &[
-            "--leader-elect=false".into(),
-            format!("--port={}", free_port()),
-            "--address=127.0.0.1".into(),
-        ],
-    );
-    let controller = start(settings(&ns)).await;
+    let (_mcm, controller) = mcm_and_us(&ns).await;
 
     let machines: Api<Machine> = ns.api(&control);
     let running = wait_for_list(
@@ -129,4 +118,160 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
         .unwrap();
     delete_all_machines(&machines).await;
     controller.stop().await;
+}
+
+/// The real MCM rolls an `InPlaceUpdate` MachineDeployment from one class to
+/// another through us: the same machines, on the same Pods, move to the new
+/// MachineSet and run again; their Nodes went through MCM's in-place steps
+/// (the kubelet stand-in plays gardener-node-agent).
+#[tokio::test]
+async fn mcm_rolls_an_in_place_update_through_us() {
+    use k8s_openapi::api::core::v1::Pod;
+    use support::mcm::MachineSet;
+
+    let ns = TestNamespace::in_both("mcm-inplace").await;
+    let control = support::control().await;
+    let target = support::target().await;
+    let suffix = &ns.name()[ns.name().len() - 6..];
+    let deployment = format!("md-{suffix}");
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    kubectl_apply(
+        Cluster::Control,
+        &sample(
+            "machine-class.yaml",
+            ns.name(),
+            &[("name: test-class", "name: test-class-v2")],
+        ),
+    )
+    .await;
+    let in_place = sample(
+        "machine-deployment.yaml",
+        ns.name(),
+        &[
+            ("test-machine-deployment", &deployment),
+            ("replicas: 3", "replicas: 2"),
+            (
+                "    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0",
+                "    type: InPlaceUpdate\n    inPlaceUpdate:\n      orchestrationType: Auto\n      maxSurge: 0\n      maxUnavailable: 1",
+            ),
+        ],
+    );
+    assert!(in_place.contains("type: InPlaceUpdate"), "{in_place}");
+    kubectl_apply(Cluster::Control, &in_place).await;
+    let (_mcm, controller) = mcm_and_us(&ns).await;
+
+    let machines: Api<Machine> = ns.api(&control);
+    let running = wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT * 2,
+        "two Running machines of the deployment",
+        |l: &[Machine]| l.len() == 2 && l.iter().all(|m| phase(m) == "Running"),
+    )
+    .await;
+    let pods: Api<Pod> = ns.api(&target);
+    let mut before = std::collections::BTreeMap::new();
+    for m in &running {
+        let node = m.node_name().expect("node label").to_string();
+        ns.delete_on_drop::<Node>(Cluster::Target, None, &node);
+        let uid = pods.get(&node).await.expect("machine Pod").metadata.uid;
+        before.insert(m.name_any(), uid);
+    }
+
+    let deployments: Api<MachineDeployment> = ns.api(&control);
+    deployments
+        .patch(
+            &deployment,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"template": {"spec": {
+                "class": {"kind": "MachineClass", "name": "test-class-v2"}
+            }}}})),
+        )
+        .await
+        .unwrap();
+    let sets: Api<MachineSet> = ns.api(&control);
+    let new_set = wait_for_list(
+        &sets,
+        Default::default(),
+        TIMEOUT,
+        "a MachineSet of the new class",
+        |l: &[MachineSet]| l.iter().any(|s| class_of(s) == "test-class-v2"),
+    )
+    .await
+    .into_iter()
+    .find(|s| class_of(s) == "test-class-v2")
+    .map(|s| s.name_any())
+    .unwrap();
+    let after = wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT * 4,
+        "both machines in the new MachineSet, Running",
+        |l: &[Machine]| {
+            l.len() == 2
+                && l.iter().all(|m| {
+                    phase(m) == "Running" && m.owner_references().iter().any(|o| o.name == new_set)
+                })
+        },
+    )
+    .await;
+    // MCM v0.62.1 moves a machine to the new MachineSet by its labels and owner
+    // reference only (`transferMachinesFromOldToNewMachineSet`); its
+    // `spec.class` keeps naming the old class, so that is not checked here.
+    for m in &after {
+        let node = m.node_name().expect("node label");
+        assert_eq!(
+            before.get(&m.name_any()),
+            Some(&pods.get(node).await.expect("the same Pod").metadata.uid),
+            "{} was updated in place, not replaced",
+            m.name_any()
+        );
+        let condition = m
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "InPlaceUpdate")
+            .and_then(|c| c.reason.clone());
+        assert_eq!(
+            condition.as_deref(),
+            Some("UpdateSuccessful"),
+            "{}",
+            m.name_any()
+        );
+    }
+
+    deployments
+        .delete(&deployment, &Default::default())
+        .await
+        .unwrap();
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
+/// The class a MachineSet's template names.
+fn class_of(set: &support::mcm::MachineSet) -> &str {
+    set.spec
+        .pointer("/template/spec/class/name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+}
+
+/// The real MCM (its MachineDeployment and MachineSet controllers; `make
+/// tools` builds it) and our controller, for `ns`.
+async fn mcm_and_us(
+    ns: &TestNamespace,
+) -> (tokio::process::Child, support::controller::ControllerGuard) {
+    let mcm = spawn_for(
+        &mcm_binary(),
+        ns.name(),
+        &format!("{}-mcm.log", ns.name()),
+        &[
+            "--leader-elect=false".into(),
+            format!("--port={}", free_port()),
+            "--address=127.0.0.1".into(),
+        ],
+    );
+    (mcm, start(settings(ns)).await)
 }
