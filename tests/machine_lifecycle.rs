@@ -1227,3 +1227,85 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
     delete_all_machines(&machines).await;
     controller.stop().await;
 }
+
+/// After a switch from the Go controller: a Node whose last-applied node
+/// template annotation MCM wrote (Go's marshalled `NodeTemplateSpec`) is brought
+/// to the machine's new template: what the old template put there and the new
+/// one drops is removed, the rest added, and the annotation is written back in
+/// Go's form, so that a switch back reads it too.
+#[tokio::test]
+async fn a_node_templated_by_the_go_controller_follows_a_template_change() {
+    use kube::api::{Patch, PatchParams};
+
+    let ns = TestNamespace::in_both("go-template").await;
+    let (control, target) = (support::control().await, support::target().await);
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&control);
+    let name = support::unique_name("gotmpl");
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let controller = start(settings(&ns)).await;
+    machines
+        .create(&PostParams::default(), &machine(&name, "test-class"))
+        .await
+        .unwrap();
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        phase(m) == "Running"
+    })
+    .await;
+    controller.stop().await;
+
+    // What MCM v0.62.1 leaves on a Node templated with {old: x, kept: k}.
+    let nodes: Api<Node> = Api::all(target.clone());
+    let go = r#"{"metadata":{"creationTimestamp":null,"labels":{"kept":"k","old":"x"}},"spec":{}}"#;
+    let as_go_left_it = serde_json::json!({"metadata": {
+        "labels": {"old": "x", "kept": "k"},
+        "annotations": {"node.machine.sapcloud.io/last-applied-anno-labels-taints": go},
+    }});
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&as_go_left_it),
+        )
+        .await
+        .unwrap();
+    // The new template: `old` dropped, `new` added.
+    let template = serde_json::json!({"spec": {"nodeTemplate": {"metadata": {
+        "labels": {"kept": "k", "new": "y"},
+    }}}});
+    machines
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&template))
+        .await
+        .unwrap();
+
+    let controller = start(settings(&ns)).await;
+    let node = wait_for(
+        &nodes,
+        &node_name,
+        TIMEOUT,
+        "the new template on the Node",
+        |n| {
+            let labels = n.labels();
+            labels.get("new").map(String::as_str) == Some("y")
+                && !labels.contains_key("old")
+                && labels.get("kept").map(String::as_str) == Some("k")
+        },
+    )
+    .await;
+    let written: serde_json::Value = serde_json::from_str(
+        node.annotations()
+            .get("node.machine.sapcloud.io/last-applied-anno-labels-taints")
+            .expect("the annotation"),
+    )
+    .unwrap();
+    assert_eq!(
+        written["metadata"]["labels"],
+        serde_json::json!({"kept": "k", "new": "y"}),
+        "{written}"
+    );
+    delete_all_machines(&machines).await;
+    controller.stop().await;
+}
