@@ -1,10 +1,11 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! The controller under test as a child process: started with the benchmark's
-//! flags, its requests counted from its own log (kube-client's `HTTP` span, one
-//! `requesting` event per request that left the token bucket), its CPU time and
-//! peak RSS read from `/proc`.
+//! The controller under test as a child process: ours or gardener's Go peer,
+//! started with the benchmark's flags, its CPU time and peak RSS read from
+//! `/proc`. Ours has its requests counted from its own log (kube-client's `HTTP`
+//! span, one `requesting` event per request that left the token bucket); the Go
+//! peer logs no request, so only its klog severities are counted.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,6 +22,25 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::cluster::{Env, Requests, Result, classify};
+
+/// Which controller runs the machines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Side {
+    #[default]
+    Ours,
+    /// gardener's machine-controller-manager-provider-local (MCM v0.62.1).
+    Go,
+}
+
+impl Side {
+    /// Its name in CPU lines and log files.
+    pub fn process(self) -> &'static str {
+        match self {
+            Side::Ours => "machine-controller",
+            Side::Go => "go-peer",
+        }
+    }
+}
 
 /// What the benchmark sets on the controller.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -44,6 +64,34 @@ impl Flags {
             format!("--concurrent-syncs={}", self.concurrent_syncs),
             "--log-format=json".into(),
         ]
+    }
+
+    /// The Go peer's command line: the same bucket and workers, MCM's creation
+    /// timeout (ours has the same default), klog at gardener's `--v=3`. Its
+    /// admin server has no port 0, so the caller picks a free one.
+    pub fn peer_args(&self, env: &Env, namespace: &str, port: u16) -> Vec<String> {
+        vec![
+            format!("--control-kubeconfig={}", env.control.kubeconfig.display()),
+            format!("--target-kubeconfig={}", env.target.kubeconfig.display()),
+            format!("--namespace={namespace}"),
+            "--leader-elect=false".into(),
+            format!("--port={port}"),
+            "--address=127.0.0.1".into(),
+            format!("--kube-api-qps={}", self.qps),
+            format!("--kube-api-burst={}", self.burst),
+            format!("--concurrent-syncs={}", self.concurrent_syncs),
+            "--machine-creation-timeout=20m".into(),
+            "--v=3".into(),
+        ]
+    }
+
+    /// The peer's flags as the header shows them.
+    pub fn peer_shown(&self) -> String {
+        format!(
+            "--kube-api-qps={} --kube-api-burst={} --concurrent-syncs={} --leader-elect=false \
+             --machine-creation-timeout=20m --v=3",
+            self.qps, self.burst, self.concurrent_syncs
+        )
     }
 
     /// The flags as the header shows them (paths and namespace left out).
@@ -128,6 +176,86 @@ impl LogStats {
             ));
         }
     }
+
+    /// One line of the Go peer's klog output (`Lmmdd hh:mm:ss.uuuuuu pid
+    /// file:line] message`, L one of I, W, E, F): counts warnings and errors, and
+    /// tells when the controller started its workers (its caches synced).
+    fn klog_line(&mut self, line: &str, ready: &mut Option<oneshot::Sender<String>>) {
+        let mut chars = line.chars();
+        let severity = chars.next();
+        let dated = chars.take(4).filter(char::is_ascii_digit).count() == 4;
+        if !dated {
+            return;
+        }
+        if line.contains(PEER_STARTED)
+            && let Some(tx) = ready.take()
+        {
+            let _ = tx.send(String::new());
+        }
+        let level = match severity {
+            Some('W') => {
+                self.warnings += 1;
+                "WARN"
+            }
+            Some('E' | 'F') => {
+                self.errors += 1;
+                "ERROR"
+            }
+            _ => return,
+        };
+        if self.problems.len() < 5 {
+            let message = line.split_once("] ").map_or(line, |(_, m)| m);
+            self.problems.push(format!(
+                "{level} {}",
+                message.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+}
+
+/// What MCM logs (at `--v=1`) once every informer has synced and its workers run.
+const PEER_STARTED: &str = "Starting machine-controller-manager";
+
+/// A port on 127.0.0.1 that nothing listens on just now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// How a log stream is read.
+#[derive(Clone, Copy)]
+enum Parse {
+    Json,
+    Klog,
+}
+
+/// Copies `stream` line by line to `file`, parsing it as `parse` says into
+/// `stats`. The stream that is parsed takes `ready`, whose sender fires on the
+/// line that says the controller is up (ours: its admin address).
+fn read_lines(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    file: Arc<Mutex<std::io::BufWriter<std::fs::File>>>,
+    stats: Arc<Mutex<LogStats>>,
+    parse: Option<Parse>,
+    ready: &mut Option<oneshot::Sender<String>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut ready = if parse.is_some() { ready.take() } else { None };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(parse) = parse {
+                let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+                match parse {
+                    Parse::Json => stats.line(&line, &mut ready),
+                    Parse::Klog => stats.klog_line(&line, &mut ready),
+                }
+            }
+            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{line}");
+        }
+        let _ = file.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    })
 }
 
 pub struct Controller {
@@ -140,9 +268,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts `binary` for `namespace` and waits until `/readyz` answers 200
-    /// (every watch synced).
+    /// Starts `binary` (the controller of `side`) for `namespace` and waits
+    /// until its caches have synced: ours answers 200 on `/readyz`, the Go peer
+    /// logs that it starts its workers.
     pub async fn start(
+        side: Side,
         binary: &Path,
         env: &Env,
         flags: &Flags,
@@ -155,8 +285,18 @@ impl Controller {
         let file = Arc::new(Mutex::new(std::io::BufWriter::new(std::fs::File::create(
             &log,
         )?)));
+        let (args, peer_admin) = match side {
+            Side::Ours => (flags.args(env, namespace), None),
+            Side::Go => {
+                let port = free_port()?;
+                (
+                    flags.peer_args(env, namespace, port),
+                    Some(format!("127.0.0.1:{port}")),
+                )
+            }
+        };
         let mut child = Command::new(binary)
-            .args(flags.args(env, namespace))
+            .args(args)
             .env("RUST_LOG", RUST_LOG)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -169,45 +309,38 @@ impl Controller {
         let (tx, rx) = oneshot::channel();
         let stdout = child.stdout.take().ok_or("controller stdout")?;
         let stderr = child.stderr.take().ok_or("controller stderr")?;
-        let out_reader = {
-            let (file, stats) = (file.clone(), stats.clone());
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                let mut address = Some(tx);
-                while let Ok(Some(line)) = lines.next_line().await {
-                    stats
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .line(&line, &mut address);
-                    let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = writeln!(f, "{line}");
-                }
-                let _ = file.lock().unwrap_or_else(|e| e.into_inner()).flush();
-            })
+        // Ours logs JSON to stdout, the Go peer klog text to stderr; each reader
+        // copies its stream to the log file and parses the one its side writes.
+        let (out_parse, err_parse) = match side {
+            Side::Ours => (Some(Parse::Json), None),
+            Side::Go => (None, Some(Parse::Klog)),
         };
-        let err_reader = {
-            let file = file.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = writeln!(f, "{line}");
-                }
-            })
-        };
+        let mut ready = Some(tx);
+        let readers = vec![
+            read_lines(stdout, file.clone(), stats.clone(), out_parse, &mut ready),
+            read_lines(stderr, file.clone(), stats.clone(), err_parse, &mut ready),
+        ];
         let mut controller = Controller {
             child,
             pid,
             admin: String::new(),
             stats,
-            readers: vec![out_reader, err_reader],
+            readers,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let address = tokio::time::timeout_at(deadline, rx)
             .await
-            .map_err(|_| "the controller did not report its admin address within 60s")?
+            .map_err(|_| match side {
+                Side::Ours => "the controller did not report its admin address within 60s",
+                Side::Go => "the Go peer did not start its workers within 60s",
+            })?
             .map_err(|_| format!("the controller exited; see {}", controller.log.display()))?;
+        if let Some(admin) = peer_admin {
+            // The Go peer's line comes after its caches synced: nothing to poll.
+            controller.admin = admin;
+            return Ok(controller);
+        }
         controller.admin = address.replace("0.0.0.0", "127.0.0.1");
         // A readiness probe, polled as kubelet would: the controller announces no
         // other event when its caches have synced.

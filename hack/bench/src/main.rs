@@ -2,23 +2,38 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! `make bench` (`cargo bench --bench machines`): throughput, latency and
-//! footprint of the controller on the local cluster, against the limit a bare
-//! client reaches on the same cluster under the same token bucket.
+//! footprint of the controller on the local cluster, against gardener's Go
+//! controller on the same workload and against the limit a bare client reaches
+//! on the same cluster under the same token bucket.
 //!
 //! For each N: N Machines created at once and watched to Pending and Running,
 //! then deleted at once and watched until every Machine, Pod, user-data Secret,
-//! Service and Node is gone; the controller runs as a child process so that its
-//! CPU time and peak RSS can be read. Then a bare client creates N Secrets, Pods
-//! and Services and waits for the Pods to run. Prints a Markdown table and writes
-//! it, with a JSON file of every figure, to `hack/bench/results/<date>.{md,json}`.
+//! Service, Node and bootstrap token is gone; the controller runs as a child
+//! process so that its CPU time and peak RSS can be read. Then the same with
+//! gardener's Go peer (machine-controller-manager-provider-local, MCM v0.62.1,
+//! built by `hack/tools.sh`) in a fresh namespace, with the same flags and a
+//! class that also names the target's kubeconfig as `credentialsSecretRef` (the
+//! Go driver needs it; ours keeps the sample class, with which it watches the
+//! machine Pods instead of polling them). The peer runs only when the kubelet
+//! stand-in's join delay exceeds 5 s: its driver takes a Node that registered
+//! before its 5 s Pod poll returned for a stale one. Then a bare client creates N
+//! Secrets, Pods and Services and waits for the Pods to run. Prints a Markdown
+//! table, ours and the peer side by side with the ratio ours/Go, and writes it,
+//! with a JSON file of every figure, to `hack/bench/results/<date>.{md,json}`
+//! (`<date>-peer-n<N>[-<N>...]` when the peer ran).
 //!
 //! Environment: `BENCH_N` (default `100,1000`), `BENCH_QPS` (200), `BENCH_BURST`
 //! (300), `BENCH_CONCURRENT_SYNCS` (50), `BENCH_LOAD_CONCURRENCY` (100 create or
 //! delete calls in flight), `BENCH_DEADLINE` (seconds per phase; default
-//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_CONTROLLER` (binary;
-//! default `machine-controller` beside this benchmark's target directory),
-//! `BENCH_OUT` (results directory), `BENCH_GIT` (commit shown in the header).
-//! The local cluster must be up (`hack/bench/run.sh`, run by `make bench`, sees to it).
+//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_PEER=0` (skip the
+//! Go peer), `BENCH_PEER_BIN` (its binary; default
+//! `~/.cache/mcm-provider-local/tools/current/machine-controller-manager-provider-local`,
+//! skipped with a note when absent), `BENCH_CREDENTIALS=1` (ours with the peer's
+//! class shape), `BENCH_CONTROLLER` (binary; default `machine-controller` beside
+//! this benchmark's target directory), `BENCH_OUT` (results directory),
+//! `BENCH_GIT` (commit shown in the header). The local cluster must be up
+//! (`hack/bench/run.sh`, run by `make bench`, sees to it, with join delay 10s
+//! when the peer runs).
 
 mod bare;
 mod cluster;
@@ -37,7 +52,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 use cluster::{Env, Result};
-use controller::Flags;
+use controller::{Flags, Side};
 use report::{Header, Report, Run};
 
 pub struct Options {
@@ -47,6 +62,14 @@ pub struct Options {
     pub deadline: Option<Duration>,
     pub bare: bool,
     pub controller: PathBuf,
+    /// gardener's Go controller, run after ours on the same workload; `None`
+    /// when it is not run, and `peer_skipped` says why.
+    pub peer: Option<PathBuf>,
+    pub peer_skipped: String,
+    /// Our run with the Go peer's class shape (`credentialsSecretRef`).
+    pub credentials: bool,
+    /// The kubelet stand-in's join delay, once read from its process.
+    pub join_delay: Option<Duration>,
     pub out: PathBuf,
     /// Where the controller's logs go (`<target>/bench/`): `.local/` goes with a
     /// cluster that the run started.
@@ -100,6 +123,7 @@ impl Options {
             .into());
         }
         let deadline: u64 = var("BENCH_DEADLINE", 0)?;
+        let (peer, peer_skipped) = peer_binary(var("BENCH_PEER", 1u8)? != 0);
         Ok(Options {
             ns,
             flags: Flags {
@@ -111,6 +135,10 @@ impl Options {
             deadline: (deadline > 0).then(|| Duration::from_secs(deadline)),
             bare: var("BENCH_BARE", 1u8)? != 0,
             controller,
+            peer,
+            peer_skipped,
+            credentials: var("BENCH_CREDENTIALS", 0u8)? != 0,
+            join_delay: None,
             out: match std::env::var_os("BENCH_OUT") {
                 Some(p) if !p.is_empty() => PathBuf::from(p),
                 _ => root.join("hack/bench/results"),
@@ -119,6 +147,39 @@ impl Options {
         })
     }
 }
+
+/// Where `hack/tools.sh` links gardener's Go peer, unless `BENCH_PEER_BIN` says
+/// otherwise; `None` and the reason when it is not to run or not there.
+fn peer_binary(wanted: bool) -> (Option<PathBuf>, String) {
+    if !wanted {
+        return (None, "not run (BENCH_PEER=0)".into());
+    }
+    let path = match std::env::var_os("BENCH_PEER_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|c| !c.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_default();
+            cache.join("mcm-provider-local/tools/current/machine-controller-manager-provider-local")
+        }
+    };
+    if path.is_file() {
+        (Some(path), String::new())
+    } else {
+        let why = format!(
+            "not run: {} not found (`make tools` builds it)",
+            path.display()
+        );
+        (None, why)
+    }
+}
+
+/// The longest CreateMachine of the Go driver before it looks at Nodes: it polls
+/// the Pod every 5 s, and a Node registered before it returned is taken for a
+/// stale one ("VM using old node obj"), its VM deleted.
+const PEER_MIN_JOIN_DELAY: Duration = Duration::from_secs(5);
 
 fn command_output(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(program)
@@ -131,14 +192,14 @@ fn command_output(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Option
 }
 
 /// The kubelet stand-in's build and `--join-delay`, from its process
-/// (`.local/pids`).
-fn standin(root: &Path) -> String {
+/// (`.local/pids`), and the join delay as a duration when it could be read.
+fn standin(root: &Path) -> (String, Option<Duration>) {
     let pids = std::fs::read_to_string(root.join(".local/pids")).unwrap_or_default();
     let Some(pid) = pids.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.get(1) == Some(&"kubelet-standin")).then(|| f.get(2).map(|p| p.to_string()))?
     }) else {
-        return "kubelet stand-in not running".into();
+        return ("kubelet stand-in not running".into(), None);
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
@@ -154,6 +215,7 @@ fn standin(root: &Path) -> String {
                 .find_map(|a| a.strip_prefix("--join-delay=").map(str::to_string))
         })
         .unwrap_or_else(|| "0s (default)".into());
+    let join_delay = humantime::parse_duration(delay.trim_end_matches(" (default)")).ok();
     let build = std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|exe| {
             if exe.components().any(|c| c.as_os_str() == "release") {
@@ -163,10 +225,45 @@ fn standin(root: &Path) -> String {
             }
         })
         .unwrap_or("build unknown");
-    format!("kubelet stand-in ({build}) join delay {delay}")
+    (
+        format!("kubelet stand-in ({build}) join delay {delay}"),
+        join_delay,
+    )
 }
 
-async fn header(env: &Env, opts: &Options) -> Header {
+/// The Go peer as the header shows it: its build (the tools cache's directory
+/// name), flags and class shape, or why it was not run.
+fn peer_shown(opts: &Options) -> String {
+    let Some(path) = &opts.peer else {
+        return opts.peer_skipped.clone();
+    };
+    let build = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "build unknown".into());
+    format!(
+        "gardener's machine-controller-manager-provider-local ({build}, MCM v0.62.1) `{}`; its class \
+         has `credentialsSecretRef` naming the user-data Secret, which also holds the target's kubeconfig",
+        opts.flags.peer_shown()
+    )
+}
+
+/// The class our controller ran with.
+fn our_class(opts: &Options) -> String {
+    if opts.credentials {
+        "the Go peer's shape (BENCH_CREDENTIALS=1): `credentialsSecretRef` with the target's \
+         kubeconfig, so our driver reaches the Pods through a client of its own, unwatched \
+         (a GET per look) and without the token bucket"
+            .into()
+    } else {
+        "the sample class (no `credentialsSecretRef`): our driver uses its target client, whose \
+         machine Pods it watches; with the Go peer's shape it would GET them instead \
+         (BENCH_CREDENTIALS=1 runs it so)"
+            .into()
+    }
+}
+
+async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
     let now = jiff::Zoned::now();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
@@ -257,14 +354,14 @@ async fn header(env: &Env, opts: &Options) -> Header {
             .ok()
             .filter(|g| !g.is_empty())
             .unwrap_or_else(|| "commit unknown".into()),
-        cluster: format!(
-            "{clusters}, {hosts} kwok host nodes, {}",
-            standin(&env.root)
-        ),
+        cluster: format!("{clusters}, {hosts} kwok host nodes, {standin}"),
+        join_delay_s: opts.join_delay.map(|d| d.as_secs_f64()),
         controller_flags: format!(
             "machine-controller {} (release build; control and target clients each have this bucket)",
             opts.flags.shown()
         ),
+        our_class: our_class(opts),
+        peer: peer_shown(opts),
         bare_client: format!(
             "kube-rs client with the same token bucket (qps {}, burst {}), {} object sets in flight, \
              3 creates per set (Secret, Pod, Service)",
@@ -298,12 +395,22 @@ async fn run() -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("../..");
     let root = root.canonicalize().unwrap_or(root);
-    let opts = Options::from_env(&root)?;
+    let mut opts = Options::from_env(&root)?;
     let env = Env::load(&root).await?;
-    let header = header(&env, &opts).await;
+    let (standin, join_delay) = standin(&env.root);
+    opts.join_delay = join_delay;
+    if opts.peer.is_some() && join_delay.is_none_or(|d| d <= PEER_MIN_JOIN_DELAY) {
+        opts.peer = None;
+        opts.peer_skipped = format!(
+            "not run: the stand-in's join delay must exceed {PEER_MIN_JOIN_DELAY:?} for the Go \
+             driver (it deletes a VM whose Node registered before its CreateMachine returned); \
+             `hack/cluster-down.sh`, then `make bench` starts a cluster with 10s"
+        );
+    }
+    let header = header(&env, &opts, &standin).await;
     eprintln!(
-        "bench: N = {:?}; controller {}; {}",
-        opts.ns, header.controller_flags, header.cluster
+        "bench: N = {:?}; controller {}; {}; Go peer: {}",
+        opts.ns, header.controller_flags, header.cluster, header.peer
     );
     let mut report = Report {
         header,
@@ -311,18 +418,35 @@ async fn run() -> Result<()> {
         notes: notes(),
     };
     for &n in &opts.ns {
-        let machines = machines::run(&env, &opts, n).await?;
+        let machines = machines::run(&env, &opts, n, Side::Ours).await?;
+        // The same workload on the same cluster, after ours: fresh namespace and
+        // names, nothing of ours left running.
+        let peer = match opts.peer {
+            Some(_) => Some(machines::run(&env, &opts, n, Side::Go).await?),
+            None => None,
+        };
         let bare = if opts.bare {
             Some(bare::run(&env, &opts, n).await?)
         } else {
             None
         };
-        report.runs.push(Run { machines, bare });
+        report.runs.push(Run {
+            machines,
+            peer,
+            bare,
+        });
     }
     let md = report.markdown();
     println!("{md}");
     std::fs::create_dir_all(&opts.out)?;
-    let base = opts.out.join(&report.header.date);
+    // A comparison with the Go peer does not replace the day's own run.
+    let name = if report.runs.iter().any(|r| r.peer.is_some()) {
+        let ns: Vec<String> = opts.ns.iter().map(usize::to_string).collect();
+        format!("{}-peer-n{}", report.header.date, ns.join("-"))
+    } else {
+        report.header.date.clone()
+    };
+    let base = opts.out.join(name);
     std::fs::write(base.with_extension("md"), &md)?;
     std::fs::write(
         base.with_extension("json"),
