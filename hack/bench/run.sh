@@ -5,9 +5,13 @@
 # `make bench`: the benchmark on the local cluster. A cluster that is already up is
 # used and left running (its kubelet stand-in's join delay is shown in the header);
 # otherwise one cluster (control = target: less CPU than two on a small machine) is
-# started with a release build of the stand-in at join delay 0, and stopped again at
-# the end. `cargo bench -p mcm-bench --bench machines` runs the release build of the
-# controller as a child process (hack/bench/src/main.rs lists the BENCH_* settings).
+# started with a release build of the stand-in, and stopped again at the end. Its
+# join delay is 10s when gardener's Go peer runs too (its driver takes a Node that
+# registers before its 5 s Pod poll returned for a stale one), else 0; both
+# controllers run on the same cluster, so with the same delay. BENCH_JOIN_DELAY
+# overrides it. `cargo bench -p mcm-bench --bench machines` runs the release build
+# of the controller, then the peer, as child processes (hack/bench/src/main.rs
+# lists the BENCH_* settings).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -19,9 +23,17 @@ cargo build --locked --release -p machine-controller-manager-provider-local -p k
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
 
+# The Go peer where hack/tools.sh links it (the benchmark looks in the same place).
+peer="${BENCH_PEER_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/mcm-provider-local/tools/current/machine-controller-manager-provider-local}"
+join_delay=0s
+if [[ "${BENCH_PEER:-1}" != 0 && -f "$peer" ]]; then
+  join_delay=10s
+fi
+join_delay="${BENCH_JOIN_DELAY:-$join_delay}"
+
 if [[ ! -f .local/clusters ]]; then
   trap 'echo "bench: stopping the cluster this run started" >&2; hack/cluster-down.sh' EXIT
-  CLUSTERS=1 STANDIN_JOIN_DELAY=0s STANDIN_BIN="$target_dir/release/kubelet-standin" hack/cluster-up.sh
+  CLUSTERS=1 STANDIN_JOIN_DELAY="$join_delay" STANDIN_BIN="$target_dir/release/kubelet-standin" hack/cluster-up.sh
 else
   # Restarts a cluster whose processes died; a healthy one is left as it is.
   hack/cluster-up.sh
