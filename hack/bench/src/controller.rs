@@ -120,6 +120,10 @@ pub struct LogStats {
     pub errors: u64,
     /// The first few of those lines.
     pub problems: Vec<String>,
+    /// The Go peer's error lines by the source location klog names
+    /// (`file.go:line`): most are MCM's ordinary retries (conflicts, "machine
+    /// creation in process"), which this tells apart.
+    pub error_sources: BTreeMap<String, u64>,
 }
 
 impl LogStats {
@@ -199,6 +203,12 @@ impl LogStats {
             }
             Some('E' | 'F') => {
                 self.errors += 1;
+                // `Lmmdd hh:mm:ss.uuuuuu pid file:line] message`
+                let source = line
+                    .split_once("] ")
+                    .and_then(|(head, _)| head.split_whitespace().last())
+                    .unwrap_or("unknown");
+                *self.error_sources.entry(source.to_string()).or_default() += 1;
                 "ERROR"
             }
             _ => return,

@@ -400,6 +400,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         not_found: status(&|c| c == 404),
         watch_errors,
         messages,
+        log_error_sources: log.error_sources.clone(),
         ..Default::default()
     };
     errors.messages.extend(log.problems.iter().cloned());

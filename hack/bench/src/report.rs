@@ -188,6 +188,8 @@ pub struct Errors {
     pub watch_errors: u64,
     /// The first few messages.
     pub messages: Vec<String>,
+    /// The Go peer's error lines by source location (`file.go:line`).
+    pub log_error_sources: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -691,6 +693,12 @@ fn peer_details(m: &MachinesRun) -> String {
     );
     for msg in &e.messages {
         let _ = writeln!(md, "  - `{}`", msg.replace('`', "'"));
+    }
+    if !e.log_error_sources.is_empty() {
+        let mut sources: Vec<(&String, &u64)> = e.log_error_sources.iter().collect();
+        sources.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let shown: Vec<String> = sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        let _ = writeln!(md, "- E/F lines by source: {}", shown.join(", "));
     }
     for (kind, names) in &m.leftovers {
         let _ = writeln!(md, "- leftover {kind}: {}", names.join(", "));
