@@ -124,6 +124,11 @@ pub struct LogStats {
     /// (`file.go:line`): most are MCM's ordinary retries (conflicts, "machine
     /// creation in process"), which this tells apart.
     pub error_sources: BTreeMap<String, u64>,
+    /// The Go peer's requests that client-go held back in its token bucket
+    /// (logged at `--v=3` when the wait is long), by verb and resource, and the
+    /// longest wait.
+    pub throttled: Requests,
+    pub throttled_max_s: f64,
 }
 
 impl LogStats {
@@ -195,6 +200,24 @@ impl LogStats {
             && let Some(tx) = ready.take()
         {
             let _ = tx.send(String::new());
+        }
+        if line.contains(r#"reason="client-side throttling"#) {
+            // `... delay="174.1ms" reason="..." verb="GET" URL="https://..."`
+            let field = |name: &str| {
+                line.split_once(&format!(r#"{name}=""#))
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(v, _)| v)
+            };
+            let key = classify(
+                field("verb").unwrap_or_default(),
+                field("URL").unwrap_or_default(),
+                None,
+            );
+            *self.throttled.entry(key).or_default() += 1;
+            let wait = field("delay")
+                .and_then(|d| humantime::parse_duration(d).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.throttled_max_s = self.throttled_max_s.max(wait);
         }
         let level = match severity {
             Some('W') => {

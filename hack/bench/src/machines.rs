@@ -401,6 +401,12 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         watch_errors,
         messages,
         log_error_sources: log.error_sources.clone(),
+        throttled: log
+            .throttled
+            .iter()
+            .map(|((verb, resource), v)| (format!("{resource} {verb}"), *v))
+            .collect(),
+        throttled_max_s: log.throttled_max_s,
         ..Default::default()
     };
     errors.messages.extend(log.problems.iter().cloned());

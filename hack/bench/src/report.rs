@@ -190,6 +190,10 @@ pub struct Errors {
     pub messages: Vec<String>,
     /// The Go peer's error lines by source location (`file.go:line`).
     pub log_error_sources: BTreeMap<String, u64>,
+    /// The Go peer's requests held back by client-go's token bucket, by
+    /// "resource VERB", and the longest wait in seconds.
+    pub throttled: BTreeMap<String, u64>,
+    pub throttled_max_s: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -699,6 +703,20 @@ fn peer_details(m: &MachinesRun) -> String {
         sources.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let shown: Vec<String> = sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
         let _ = writeln!(md, "- E/F lines by source: {}", shown.join(", "));
+    }
+    if !e.throttled.is_empty() {
+        let by: Vec<String> = e
+            .throttled
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "- requests held back by client-side throttling (client-go logs the waits it finds \
+             long): {}; the longest wait {:.1} s",
+            by.join(", "),
+            e.throttled_max_s
+        );
     }
     for (kind, names) in &m.leftovers {
         let _ = writeln!(md, "- leftover {kind}: {}", names.join(", "));
