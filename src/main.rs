@@ -188,7 +188,8 @@ async fn run(opts: Options) -> Result<(), String> {
         let (stop, telemetry, reporter) = (shutdown.clone(), telemetry.clone(), pod_name.clone());
         move || {
             // The driver: the local one is the only one this binary serves.
-            let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()));
+            let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()))
+                .with_rate(opts.kube_api_qps, opts.kube_api_burst);
             watches::run_with(
                 clients,
                 driver,

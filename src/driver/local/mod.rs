@@ -45,6 +45,9 @@ pub struct LocalDriver {
     tombstones: watch::Tombstones,
     /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
     foreign: Mutex<HashMap<u64, Client>>,
+    /// The client-side token bucket (`--kube-api-qps`, `--kube-api-burst`) for
+    /// those clusters' clients, as for the target's; `None`: unlimited.
+    rate: Option<(f32, u32)>,
 }
 
 /// Where one machine's objects live.
@@ -72,7 +75,15 @@ impl LocalDriver {
             pods_writer: Mutex::new(writer),
             tombstones: Default::default(),
             foreign: Mutex::new(HashMap::new()),
+            rate: None,
         }
+    }
+
+    /// Clients of clusters named by class credentials get the token bucket
+    /// `qps`/`burst`, as the controller's own clients do.
+    pub fn with_rate(mut self, qps: f32, burst: u32) -> Self {
+        self.rate = Some((qps, burst));
+        self
     }
 
     /// Checks everything about a request that does not need the cluster.
@@ -171,7 +182,11 @@ impl LocalDriver {
         )
         .await
         .map_err(|e| invalid("is unusable", &e))?;
-        let client = Client::try_from(config).map_err(|e| invalid("is unusable", &e))?;
+        let client = match self.rate {
+            Some((qps, burst)) => crate::client::from_config(config, qps, burst).map(|c| c.client),
+            None => Client::try_from(config),
+        }
+        .map_err(|e| invalid("is unusable", &e))?;
         self.foreign
             .lock()
             .unwrap_or_else(|p| p.into_inner())
