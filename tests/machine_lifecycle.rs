@@ -291,6 +291,34 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
 }
 
 /// Machine `name` of class `class` in `ns`.
+/// A fresh namespace with the sample secret and class, and the name of a
+/// machine to make there and of its Node (removed when the test ends).
+struct Sampled {
+    ns: TestNamespace,
+    target: kube::Client,
+    machines: Api<Machine>,
+    name: String,
+    node_name: String,
+}
+
+async fn sampled(prefix: &str, machine_prefix: &str) -> Sampled {
+    let ns = TestNamespace::in_both(prefix).await;
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let machines: Api<Machine> = ns.api(&support::control().await);
+    let name = support::unique_name(machine_prefix);
+    let node_name = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    Sampled {
+        ns,
+        target: support::target().await,
+        machines,
+        name,
+        node_name,
+    }
+}
+
 fn machine(name: &str, class: &str) -> Machine {
     let mut m = Machine::named(name);
     m.spec.class.kind = "MachineClass".into();
@@ -1110,15 +1138,13 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
     use kube::api::{Patch, PatchParams};
     use serde_json::json;
 
-    let ns = TestNamespace::in_both("preserve").await;
-    let (control, target) = (support::control().await, support::target().await);
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    let machines: Api<Machine> = ns.api(&control);
-    let name = support::unique_name("keep");
-    let node_name = format!("machine-{name}");
-    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let Sampled {
+        ns,
+        target,
+        machines,
+        name,
+        node_name,
+    } = sampled("preserve", "keep").await;
     let mut s = settings(&ns);
     s.health_timeout = std::time::Duration::from_secs(2);
     let controller = start(s).await;
@@ -1237,15 +1263,13 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
 async fn a_node_templated_by_the_go_controller_follows_a_template_change() {
     use kube::api::{Patch, PatchParams};
 
-    let ns = TestNamespace::in_both("go-template").await;
-    let (control, target) = (support::control().await, support::target().await);
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    let machines: Api<Machine> = ns.api(&control);
-    let name = support::unique_name("gotmpl");
-    let node_name = format!("machine-{name}");
-    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    let Sampled {
+        ns,
+        target,
+        machines,
+        name,
+        node_name,
+    } = sampled("go-template", "gotmpl").await;
     let controller = start(settings(&ns)).await;
     machines
         .create(&PostParams::default(), &machine(&name, "test-class"))

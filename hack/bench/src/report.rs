@@ -672,17 +672,22 @@ fn peer_requests_table(ours: &MachinesRun, go: &MachinesRun) -> String {
     md
 }
 
-/// What the Go peer's run found beyond the comparison table.
-fn peer_details(m: &MachinesRun) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "\nDetails of the Go peer, N={}:", m.n);
+/// When the last object of each kind was gone after the deletion.
+fn last_gone(m: &MachinesRun) -> String {
     let gone: Vec<String> = m
         .deletion
         .gone_s
         .iter()
         .map(|(k, v)| format!("{k} {}", secs(*v)))
         .collect();
-    let _ = writeln!(md, "- deletion, last one gone: {}", gone.join(", "));
+    gone.join(", ")
+}
+
+/// What the Go peer's run found beyond the comparison table.
+fn peer_details(m: &MachinesRun) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "\nDetails of the Go peer, N={}:", m.n);
+    let _ = writeln!(md, "- deletion, last one gone: {}", last_gone(m));
     let e = &m.errors;
     let _ = writeln!(
         md,
@@ -805,13 +810,7 @@ fn details(r: &Run) -> String {
     let m = &r.machines;
     let mut md = String::new();
     let _ = writeln!(md, "\nDetails, N={}:", m.n);
-    let gone: Vec<String> = m
-        .deletion
-        .gone_s
-        .iter()
-        .map(|(k, v)| format!("{k} {}", secs(*v)))
-        .collect();
-    let _ = writeln!(md, "- deletion, last one gone: {}", gone.join(", "));
+    let _ = writeln!(md, "- deletion, last one gone: {}", last_gone(m));
     let e = &m.errors;
     let _ = writeln!(
         md,
