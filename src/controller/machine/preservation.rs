@@ -157,6 +157,22 @@ pub fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> D
     }
 }
 
+/// How long until a preserved machine's `preserveExpiryTime`, rounded up to
+/// the second, to look at it again then. Nothing else wakes it: MCM's
+/// MachineSet replaces a Failed machine past its expiry only when a change to
+/// it comes, and ending the preservation is that change. (MCM's machine
+/// controller looks again only on its 10-minute retry, so it ends a preservation
+/// up to 10 minutes late; we end it on time.)
+pub fn until_expiry(machine: &Machine, now: jiff::Timestamp) -> Option<std::time::Duration> {
+    let expiry = machine
+        .status
+        .current_status
+        .preserve_expiry_time
+        .as_ref()?;
+    let left = expiry.0.duration_since(now).as_secs_f64().max(0.0);
+    Some(std::time::Duration::from_secs(left.ceil() as u64))
+}
+
 /// Whether a preserved machine's Node is to be drained: when Failed, until a
 /// drain succeeded.
 pub fn should_drain(machine: &Machine, existing: Option<&NodeCondition>) -> bool {
@@ -269,6 +285,8 @@ pub async fn run<D>(
                     uncordon(target, node).await?;
                 }
             }
+            let expires = until_expiry(&machine, jiff::Timestamp::now());
+            again = again.into_iter().chain(expires).min();
         }
         Plan::Stop { remove_annotations } => {
             if machine.status.current_status.preserve_expiry_time.is_none() {
@@ -496,6 +514,21 @@ mod tests {
             decide(&m, Some(&node(None)), ts(NOW)).plan,
             Plan::Preserve { start: false, .. }
         ));
+    }
+
+    #[test]
+    fn a_preserved_machine_is_looked_at_again_when_it_expires() {
+        let mut m = machine("Failed", Some("when-failed"));
+        assert_eq!(until_expiry(&m, ts(NOW)), None);
+        m.status.current_status.preserve_expiry_time = Some(Time(ts("2026-01-01T12:00:30Z")));
+        assert_eq!(
+            until_expiry(&m, ts("2026-01-01T11:59:59.5Z")),
+            Some(std::time::Duration::from_secs(31))
+        );
+        assert_eq!(
+            until_expiry(&m, ts("2026-01-01T12:01:00Z")),
+            Some(std::time::Duration::ZERO)
+        );
     }
 
     #[test]
