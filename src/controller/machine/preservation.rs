@@ -396,14 +396,25 @@ async fn preserve_node<D>(
     Ok((drained == Some(false)).then_some(drain::PDB_RETRY))
 }
 
-/// Sets the `Preserved` condition on `node` (a strategic merge keyed by type
-/// leaves the others alone).
+/// The patch that sets `condition` on a Node: a strategic merge keyed by type
+/// leaves the other conditions alone, but would keep whatever field of this one
+/// it leaves out, so its message and reason are always written. MCM replaces
+/// the condition whole (`CloneAndAddCondition`): once preservation stopped, no
+/// message may still say "drained successfully", or the next preservation of
+/// the machine would neither drain nor cordon its Node.
+fn condition_patch(mut condition: NodeCondition) -> Json {
+    condition.message.get_or_insert_default();
+    condition.reason.get_or_insert_default();
+    json!({"status": {"conditions": [condition]}})
+}
+
+/// Sets the `Preserved` condition on `node`.
 async fn set_condition(
     nodes: &Api<Node>,
     node: &Node,
     condition: NodeCondition,
 ) -> Result<(), kube::Error> {
-    let status = json!({"status": {"conditions": [condition]}});
+    let status = condition_patch(condition);
     nodes
         .patch_status(
             &node.name_any(),
@@ -529,6 +540,16 @@ mod tests {
             until_expiry(&m, ts("2026-01-01T12:01:00Z")),
             Some(std::time::Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn a_stopped_preservation_leaves_no_drained_message_behind() {
+        let patch = condition_patch(stopped_condition());
+        let written = &patch["status"]["conditions"][0];
+        assert_eq!(written["status"], "False");
+        assert_eq!(written["reason"], preserve::STOPPED);
+        // Written empty, so that the merge drops the old "drained" message.
+        assert_eq!(written["message"], "");
     }
 
     #[test]
