@@ -1134,9 +1134,7 @@ async fn a_leftover_node_of_the_same_name_fails_the_new_machine() {
 /// ("Preservation stopped."), the autoscaler annotation and the expiry gone.
 #[tokio::test]
 async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers() {
-    use k8s_openapi::api::core::v1::NodeCondition;
-    use kube::api::{Patch, PatchParams};
-    use serde_json::json;
+    use support::node::{cordoned, fails_preserved, preserved, recovers};
 
     let Sampled {
         ns,
@@ -1169,42 +1167,7 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
 
     // The Node stops reporting (its heartbeat is taken from kwok) and turns NotReady.
     let nodes: Api<Node> = Api::all(target.clone());
-    let pp = PatchParams::default();
-    let ready = |status: &str| {
-        json!({"status": {"conditions": [NodeCondition {
-            type_: "Ready".into(),
-            status: status.into(),
-            reason: Some("Test".into()),
-            last_transition_time: Some(mcm_local::controller::status::now()),
-            last_heartbeat_time: Some(mcm_local::controller::status::now()),
-            ..Default::default()
-        }]}})
-    };
-    let no_heartbeat = json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}});
-    nodes
-        .patch(&node_name, &pp, &Patch::Merge(&no_heartbeat))
-        .await
-        .unwrap();
-    nodes
-        .patch_status(&node_name, &pp, &Patch::Strategic(&ready("False")))
-        .await
-        .unwrap();
-
-    let failed = wait_for(&machines, &name, TIMEOUT, "Failed and preserved", |m| {
-        phase(m) == "Failed" && m.status.current_status.preserve_expiry_time.is_some()
-    })
-    .await;
-    let preserved = |n: &Node| {
-        n.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Preserved"))
-            .cloned()
-    };
-    let node = wait_for(&nodes, &node_name, TIMEOUT, "the Node is preserved", |n| {
-        preserved(n).is_some_and(|c| c.status == "True")
-    })
-    .await;
+    let (failed, node) = fails_preserved(&machines, &nodes, &name, &node_name).await;
     let condition = preserved(&node).unwrap();
     assert_eq!(condition.reason.as_deref(), Some("Preserved by user."));
     assert!(
@@ -1215,7 +1178,7 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
             .starts_with("Preserved node drained successfully. Machine preserved until "),
         "{condition:?}"
     );
-    assert_eq!(node.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+    assert!(cordoned(&node));
     assert_eq!(
         node.annotations()
             .get("cluster-autoscaler.kubernetes.io/scale-down-disabled")
@@ -1226,24 +1189,7 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
     assert!(failed.status.current_status.preserve_expiry_time.is_some());
 
     // The Node recovers: the machine runs again and preservation stops.
-    nodes
-        .patch_status(&node_name, &pp, &Patch::Strategic(&ready("True")))
-        .await
-        .unwrap();
-    wait_for(
-        &machines,
-        &name,
-        TIMEOUT,
-        "Running, no longer preserved",
-        |m| phase(m) == "Running" && m.status.current_status.preserve_expiry_time.is_none(),
-    )
-    .await;
-    let node = wait_for(&nodes, &node_name, TIMEOUT, "the Node is released", |n| {
-        preserved(n).is_some_and(|c| {
-            c.status == "False" && c.reason.as_deref() == Some("Preservation stopped.")
-        }) && n.spec.as_ref().and_then(|s| s.unschedulable) != Some(true)
-    })
-    .await;
+    let node = recovers(&machines, &nodes, &name, &node_name).await;
     assert!(
         !node
             .annotations()

@@ -9,11 +9,13 @@
 //! - [`namespace`]: [`TestNamespace`], a fresh namespace per test that is deleted
 //!   (with whatever else the test registered) when it is dropped.
 //! - [`wait`]: [`wait_for`], [`wait_for_deleted`], [`wait_for_list`]: watch-based
-//!   waits with a timeout that panic with the last state seen.
+//!   waits with a timeout that panic with the last state seen; [`holds_until`]:
+//!   something stays so for a while.
 //! - [`machine`]: machine Pods and bootstrap tokens built like the `local` driver's.
 //! - [`admin`]: the binary with chosen flags, its admin endpoints, signals.
 //! - [`proxy`]: a TCP proxy to cut a client off an API server and restore it.
 //! - [`mcm`]: MCM's MachineSet and MachineDeployment types.
+//! - [`node`]: a machine's Node unhealthy and healthy again; preservation's marks on it.
 //! - [`chaos`]: a record of every UID objects had, and the kill storm.
 //! - [`workload`]: a Pod on a machine's Node, and a budget that holds its drain.
 //!
@@ -28,13 +30,14 @@ pub mod controller;
 pub mod machine;
 pub mod mcm;
 pub mod namespace;
+pub mod node;
 pub mod proxy;
 pub mod wait;
 pub mod workload;
 
 pub use cluster::{Cluster, control, kubectl, target, two_clusters};
 pub use namespace::{TestNamespace, unique_name};
-pub use wait::{wait_for, wait_for_deleted, wait_for_list, wait_for_none};
+pub use wait::{holds_until, wait_for, wait_for_deleted, wait_for_list, wait_for_none};
 
 use std::time::Duration;
 

@@ -7,6 +7,8 @@
 //! before the call counts), checks the predicate on every change, and when the
 //! timeout passes panics with the description and the last state it saw, so a
 //! failing test shows what the cluster looked like. Never sleep in a test instead.
+//! [`holds_until`] is the other way round: it watches for a while and panics as
+//! soon as something is no longer so.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -102,6 +104,51 @@ pub async fn wait_for_list<K: Watchable>(
     description: &str,
     predicate: impl Fn(&[K]) -> bool,
 ) -> Vec<K> {
+    let outcome = watch_list(api, config, timeout, |objects| {
+        predicate(objects).then(|| objects.to_vec())
+    })
+    .await;
+    outcome.unwrap_or_else(|(objects, last_error)| {
+        panic!(
+            "timed out after {} waiting for {description}\n{}",
+            humantime::format_duration(timeout),
+            seen_last(&objects, last_error),
+        )
+    })
+}
+
+/// Watches the objects `config` selects in `api` for `period`, checking
+/// `invariant` on each change: as every change comes as an event, it held all
+/// along if it held each time. Returns the objects at the end.
+///
+/// Panics the moment it does not hold, with `description` and the objects.
+pub async fn holds_until<K: Watchable>(
+    api: &Api<K>,
+    config: watcher::Config,
+    period: Duration,
+    description: &str,
+    invariant: impl Fn(&[K]) -> bool,
+) -> Vec<K> {
+    let broken = watch_list(api, config, period, |objects| {
+        (!invariant(objects)).then(|| objects.to_vec())
+    })
+    .await;
+    match broken {
+        Ok(objects) => panic!("no longer {description}\n{}", seen_last(&objects, None)),
+        Err((objects, _)) => objects,
+    }
+}
+
+/// Watches the objects `config` selects in `api` and calls `check` with them
+/// (sorted by namespace and name) after the list and on each change, until it
+/// returns something; `Err` with the objects and the last watch error when
+/// `timeout` passes first.
+async fn watch_list<K: Watchable, R>(
+    api: &Api<K>,
+    config: watcher::Config,
+    timeout: Duration,
+    mut check: impl FnMut(&[K]) -> Option<R>,
+) -> Result<R, (Vec<K>, Option<String>)> {
     let deadline = Instant::now() + timeout;
     let (store, writer) = reflector::store::<K>();
     let mut events = watcher(api.clone(), config)
@@ -123,30 +170,32 @@ pub async fn wait_for_list<K: Watchable>(
                 }
                 let during_list =
                     matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
-                if listed && !during_list {
-                    let objects = snapshot();
-                    if predicate(&objects) {
-                        return objects;
-                    }
+                if listed
+                    && !during_list
+                    && let Some(found) = check(&snapshot())
+                {
+                    return Ok(found);
                 }
             }
             Ok(Some(Err(e))) => last_error = Some(e.to_string()),
-            Ok(None) => panic!("the watch for {description} ended"),
-            Err(_) => {
-                let objects: Vec<_> = snapshot().iter().map(pretty).collect();
-                panic!(
-                    "timed out after {} waiting for {description}\n{} {} seen last:\n[{}]{}",
-                    humantime::format_duration(timeout),
-                    objects.len(),
-                    K::plural(&Default::default()),
-                    objects.join(",\n"),
-                    last_error
-                        .map(|e| format!("\nlast watch error: {e}"))
-                        .unwrap_or_default(),
-                );
-            }
+            Ok(None) => panic!("the watch of {} ended", K::plural(&Default::default())),
+            Err(_) => return Err((snapshot(), last_error)),
         }
     }
+}
+
+/// The objects a wait saw last, and its last watch error, for its panic.
+fn seen_last<K: Watchable>(objects: &[K], last_error: Option<String>) -> String {
+    let pretty: Vec<_> = objects.iter().map(pretty).collect();
+    format!(
+        "{} {} seen last:\n[{}]{}",
+        objects.len(),
+        K::plural(&Default::default()),
+        pretty.join(",\n"),
+        last_error
+            .map(|e| format!("\nlast watch error: {e}"))
+            .unwrap_or_default(),
+    )
 }
 
 /// Watches object `name` until `done(current)` holds; returns the object then.
