@@ -11,9 +11,12 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
-use support::controller::{delete_all_machines, kubectl_apply, sample, settings, spawn_for, start};
+use mcm_local::controller::settings::Settings;
+use support::controller::{
+    ControllerGuard, delete_all_machines, kubectl_apply, sample, settings, spawn_for, start,
+};
 use support::mcm::{MachineDeployment, free_port, mcm_binary};
-use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
+use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
 
 fn phase(m: &Machine) -> &str {
     &m.status.current_status.phase
@@ -24,32 +27,11 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
     let ns = TestNamespace::in_both("mcm-e2e").await;
     let control = support::control().await;
     let target = support::target().await;
-    let suffix = &ns.name()[ns.name().len() - 6..];
-    let deployment = format!("md-{suffix}");
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    kubectl_apply(
-        Cluster::Control,
-        &sample(
-            "machine-deployment.yaml",
-            ns.name(),
-            &[("test-machine-deployment", &deployment)],
-        ),
-    )
-    .await;
-
-    let (_mcm, controller) = mcm_and_us(&ns).await;
+    let deployment = apply_deployment(&ns, &[]).await;
+    let (_mcm, controller) = mcm_and_us(&ns, settings(&ns)).await;
 
     let machines: Api<Machine> = ns.api(&control);
-    let running = wait_for_list(
-        &machines,
-        Default::default(),
-        TIMEOUT * 2,
-        "three Running machines of the deployment",
-        |l: &[Machine]| l.len() == 3 && l.iter().all(|m| phase(m) == "Running"),
-    )
-    .await;
+    let running = all_running(&machines, 3).await;
     let nodes: Api<Node> = Api::all(target.clone());
     for m in &running {
         let node = m.node_name().expect("node label");
@@ -90,20 +72,13 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
         )
         .await
         .unwrap();
-    let left = wait_for_list(
-        &machines,
-        Default::default(),
-        TIMEOUT * 2,
-        "one machine after the scale-down",
-        |l: &[Machine]| l.len() == 1 && phase(&l[0]) == "Running",
-    )
-    .await;
+    let left = all_running(&machines, 1).await;
     let kept = left[0].node_name().expect("node label").to_string();
     for m in running
         .iter()
         .filter(|m| m.node_name() != Some(kept.as_str()))
     {
-        support::wait_for_deleted(
+        wait_for_deleted(
             &nodes,
             m.node_name().unwrap(),
             TIMEOUT,
@@ -112,12 +87,7 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
         .await;
     }
 
-    deployments
-        .delete(&deployment, &Default::default())
-        .await
-        .unwrap();
-    delete_all_machines(&machines).await;
-    controller.stop().await;
+    tear_down(&deployments, &deployment, &machines, controller).await;
 }
 
 /// The real MCM rolls an `InPlaceUpdate` MachineDeployment from one class to
@@ -132,11 +102,6 @@ async fn mcm_rolls_an_in_place_update_through_us() {
     let ns = TestNamespace::in_both("mcm-inplace").await;
     let control = support::control().await;
     let target = support::target().await;
-    let suffix = &ns.name()[ns.name().len() - 6..];
-    let deployment = format!("md-{suffix}");
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
     kubectl_apply(
         Cluster::Control,
         &sample(
@@ -146,31 +111,21 @@ async fn mcm_rolls_an_in_place_update_through_us() {
         ),
     )
     .await;
-    let in_place = sample(
-        "machine-deployment.yaml",
-        ns.name(),
+    let deployment = apply_deployment(
+        &ns,
         &[
-            ("test-machine-deployment", &deployment),
             ("replicas: 3", "replicas: 2"),
             (
                 "    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0",
                 "    type: InPlaceUpdate\n    inPlaceUpdate:\n      orchestrationType: Auto\n      maxSurge: 0\n      maxUnavailable: 1",
             ),
         ],
-    );
-    assert!(in_place.contains("type: InPlaceUpdate"), "{in_place}");
-    kubectl_apply(Cluster::Control, &in_place).await;
-    let (_mcm, controller) = mcm_and_us(&ns).await;
-
-    let machines: Api<Machine> = ns.api(&control);
-    let running = wait_for_list(
-        &machines,
-        Default::default(),
-        TIMEOUT * 2,
-        "two Running machines of the deployment",
-        |l: &[Machine]| l.len() == 2 && l.iter().all(|m| phase(m) == "Running"),
     )
     .await;
+    let (_mcm, controller) = mcm_and_us(&ns, settings(&ns)).await;
+
+    let machines: Api<Machine> = ns.api(&control);
+    let running = all_running(&machines, 2).await;
     let pods: Api<Pod> = ns.api(&target);
     let mut before = std::collections::BTreeMap::new();
     for m in &running {
@@ -242,11 +197,35 @@ async fn mcm_rolls_an_in_place_update_through_us() {
         );
     }
 
+    tear_down(&deployments, &deployment, &machines, controller).await;
+}
+
+/// Waits until the deployment's `n` machines are Running; returns them.
+async fn all_running(machines: &Api<Machine>, n: usize) -> Vec<Machine> {
+    let description = format!("the deployment's {n} machine(s) Running");
+    wait_for_list(
+        machines,
+        Default::default(),
+        TIMEOUT * 2,
+        &description,
+        |l| l.len() == n && l.iter().all(|m| phase(m) == "Running"),
+    )
+    .await
+}
+
+/// Deletes the deployment first, so that MCM makes no more machines, then
+/// every machine, and stops our controller.
+async fn tear_down(
+    deployments: &Api<MachineDeployment>,
+    deployment: &str,
+    machines: &Api<Machine>,
+    controller: ControllerGuard,
+) {
     deployments
-        .delete(&deployment, &Default::default())
+        .delete(deployment, &Default::default())
         .await
         .unwrap();
-    delete_all_machines(&machines).await;
+    delete_all_machines(machines).await;
     controller.stop().await;
 }
 
@@ -258,11 +237,34 @@ fn class_of(set: &support::mcm::MachineSet) -> &str {
         .unwrap_or_default()
 }
 
+/// The sample Secret and MachineClass, and the sample MachineDeployment as
+/// `md-<namespace suffix>` with `renames` (each must match); returns its name.
+async fn apply_deployment(ns: &TestNamespace, renames: &[(&str, &str)]) -> String {
+    let suffix = &ns.name()[ns.name().len() - 6..];
+    let deployment = format!("md-{suffix}");
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let original = sample("machine-deployment.yaml", ns.name(), &[]);
+    for (from, _) in renames {
+        assert!(original.contains(from), "{from:?} is not in\n{original}");
+    }
+    let mut renames = renames.to_vec();
+    renames.push(("test-machine-deployment", &deployment));
+    kubectl_apply(
+        Cluster::Control,
+        &sample("machine-deployment.yaml", ns.name(), &renames),
+    )
+    .await;
+    deployment
+}
+
 /// The real MCM (its MachineDeployment and MachineSet controllers; `make
-/// tools` builds it) and our controller, for `ns`.
+/// tools` builds it) and our controller with `settings`, for `ns`.
 async fn mcm_and_us(
     ns: &TestNamespace,
-) -> (tokio::process::Child, support::controller::ControllerGuard) {
+    settings: Settings,
+) -> (tokio::process::Child, ControllerGuard) {
     let mcm = spawn_for(
         &mcm_binary(),
         ns.name(),
@@ -273,5 +275,5 @@ async fn mcm_and_us(
             "--address=127.0.0.1".into(),
         ],
     );
-    (mcm, start(settings(ns)).await)
+    (mcm, start(settings).await)
 }
