@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -198,6 +200,123 @@ async fn mcm_rolls_an_in_place_update_through_us() {
     }
 
     tear_down(&deployments, &deployment, &machines, controller).await;
+}
+
+/// Issue #12: MCM v0.62.1's MachineSet keeps a Failed machine while it is
+/// preserved (`shouldFailedMachineBeTerminated`, machineset.go:906-931: not
+/// before its `preserveExpiryTime`, nor while its annotation says it is to be).
+/// The machine, annotated `preserve=when-failed`, fails: its Node is drained and
+/// cordoned and carries `Preserved`, MCM counts it as preserved. Its Node is
+/// healthy again: it runs, released, and is not replaced. It fails again: it
+/// stays, the only machine, until its preserve timeout has passed, and is then
+/// replaced by a new machine.
+#[tokio::test]
+async fn mcm_replaces_a_preserved_failed_machine_only_after_its_preserve_timeout() {
+    use k8s_openapi::api::core::v1::Pod;
+    use support::mcm::MachineSet;
+    use support::node::{fails_preserved, recovers};
+
+    let ns = TestNamespace::in_both("mcm-preserve").await;
+    let control = support::control().await;
+    let target = support::target().await;
+    let deployment = apply_deployment(&ns, &[("replicas: 3", "replicas: 1")]).await;
+    let mut s = settings(&ns);
+    s.health_timeout = Duration::from_secs(2);
+    s.preserve_timeout = PRESERVE_TIMEOUT;
+    let (_mcm, controller) = mcm_and_us(&ns, s).await;
+
+    let machines: Api<Machine> = ns.api(&control);
+    let first = all_running(&machines, 1).await.remove(0);
+    let (name, uid) = (first.name_any(), first.uid().expect("uid"));
+    let node_name = first.node_name().expect("node label").to_string();
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
+    // As a user would (`kubectl annotate`); and `force-drain`, since the Node
+    // will not answer: its Pods are deleted at once.
+    let keep = serde_json::json!({"metadata": {
+        "annotations": {"node.machine.sapcloud.io/preserve": "when-failed"},
+        "labels": {"force-drain": "True"},
+    }});
+    machines
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&keep))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = ns.api(&target);
+    support::workload::workload_on(&pods, &node_name, "app", &[]).await;
+
+    let nodes: Api<Node> = Api::all(target.clone());
+    fails_preserved(&machines, &nodes, &name, &node_name).await;
+    wait_for_deleted(&pods, "app", TIMEOUT, "the workload is drained").await;
+    let sets: Api<MachineSet> = ns.api(&control);
+    let set = first.owner_references()[0].name.clone();
+    wait_for(
+        &sets,
+        &set,
+        TIMEOUT,
+        "MCM counts a preserved Failed machine",
+        |s| {
+            s.status
+                .get("preservedFailedReplicas")
+                .and_then(|v| v.as_i64())
+                == Some(1)
+        },
+    )
+    .await;
+
+    // The Node is healthy again: the same machine runs, nothing replaced it.
+    recovers(&machines, &nodes, &name, &node_name).await;
+    let now = machines.list(&Default::default()).await.unwrap().items;
+    assert!(only(&now, &uid), "the recovered machine is the only one");
+
+    // It fails again and stays, alone, as long as it is preserved.
+    let (failed, _) = fails_preserved(&machines, &nodes, &name, &node_name).await;
+    let expiry = failed.status.current_status.preserve_expiry_time.unwrap().0;
+    let left =
+        Duration::try_from(expiry.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+    assert!(
+        left > PRESERVE_TIMEOUT / 2,
+        "preserved for its timeout, {left:?} left"
+    );
+    support::holds_until(
+        &machines,
+        Default::default(),
+        left,
+        "the preserved machine alone, Failed, before its expiry",
+        |l: &[Machine]| {
+            only(l, &uid) && phase(&l[0]) == "Failed" && l[0].metadata.deletion_timestamp.is_none()
+        },
+    )
+    .await;
+
+    // Past its expiry MCM deletes it and makes a new one.
+    wait_for_deleted(&machines, &name, TIMEOUT, "the expired machine is deleted").await;
+    let new = wait_for_list(
+        &machines,
+        Default::default(),
+        TIMEOUT * 2,
+        "a new machine Running in its place",
+        |l: &[Machine]| l.len() == 1 && l[0].name_any() != name && phase(&l[0]) == "Running",
+    )
+    .await
+    .remove(0);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, new.node_name().expect("node label"));
+    let created = new.creation_timestamp().expect("created").0;
+    assert!(
+        created >= expiry,
+        "replaced at {created}, before the expiry {expiry}"
+    );
+    wait_for_deleted(&nodes, &node_name, TIMEOUT, "the old Node is deleted").await;
+
+    let deployments: Api<MachineDeployment> = ns.api(&control);
+    tear_down(&deployments, &deployment, &machines, controller).await;
+}
+
+/// Short, for the test to wait it out; long enough that the machine is seen
+/// preserved well before it expires.
+const PRESERVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `machines` is the one machine `uid`.
+fn only(machines: &[Machine], uid: &str) -> bool {
+    machines.len() == 1 && machines[0].uid().as_deref() == Some(uid)
 }
 
 /// Waits until the deployment's `n` machines are Running; returns them.
