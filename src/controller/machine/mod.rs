@@ -62,7 +62,7 @@ pub async fn reconcile<D: Driver>(
     let api = ctx.machine_api();
 
     if machine.is_deleting() {
-        return deletion::run(&ctx, machine).await;
+        return Box::pin(deletion::run(&ctx, machine)).await;
     }
     if let Some(finalizers) = writes::with_finalizer(&machine) {
         machine = ctx.set_finalizers(&machine, finalizers).await?;
@@ -70,7 +70,7 @@ pub async fn reconcile<D: Driver>(
 
     let (class, secret) = match ctx.resolve(&machine) {
         Ok(found) => found,
-        Err(problem) => return creation::report_input(&ctx, &machine, &problem).await,
+        Err(problem) => return Box::pin(creation::report_input(&ctx, &machine, &problem)).await,
     };
     class::ensure_class_finalizer(&ctx.control, &class).await?;
 
@@ -86,7 +86,7 @@ pub async fn reconcile<D: Driver>(
         };
         if let Some(trouble) = ctx.driver.vm_trouble(&req).await {
             // The VM cannot run: a creation failure, whatever the Node does.
-            return creation::failed(&ctx, &machine, trouble).await;
+            return Box::pin(creation::failed(&ctx, &machine, trouble)).await;
         }
     }
 
@@ -101,7 +101,7 @@ pub async fn reconcile<D: Driver>(
                 writes::ignore_not_found(api.delete(&name, &Default::default()).await)?;
                 return Ok(Action::await_change());
             }
-            upkeep = Some(node::upkeep(&ctx, &machine, &class, node).await?);
+            upkeep = Some(Box::pin(node::upkeep(&ctx, &machine, &class, node)).await?);
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);
@@ -140,7 +140,7 @@ pub async fn reconcile<D: Driver>(
             if let Some(took) = plan.joined_after {
                 // Before the status: a machine seen Running has its token deleted
                 // and its join time recorded, even if we crash in between.
-                machine = joined(&ctx, &machine, took).await?;
+                machine = Box::pin(joined(&ctx, &machine, took)).await?;
             }
             ctx.write_status(&machine, change).await?;
             if permit.is_some() && change.phase == Some(phase::FAILED) {
@@ -172,21 +172,21 @@ pub async fn reconcile<D: Driver>(
             wake = wake.min(after);
         }
         if let Some(node) = &node
-            && let Some(after) = inplace::run(&ctx, &machine, node).await?
+            && let Some(after) = Box::pin(inplace::run(&ctx, &machine, node)).await?
         {
             wake = wake.min(after);
         }
     }
 
     // After health, as in MCM: preservation reads the phase health just wrote.
-    if let Some(after) = preservation::run(&ctx, &machine).await? {
+    if let Some(after) = Box::pin(preservation::run(&ctx, &machine)).await? {
         wake = wake.min(after);
     }
 
     if machine.spec.provider_id.is_empty()
         || matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF)
     {
-        return creation::run(&ctx, machine, &class, secret).await;
+        return Box::pin(creation::run(&ctx, machine, &class, secret)).await;
     }
     Ok(Action::requeue(wake))
 }
