@@ -78,6 +78,10 @@ pub const MACHINE_NAME_PLACEHOLDER_URL: &str = "%3C%3CMACHINE_NAME%3E%3E";
 /// Key of the user data in the class secret.
 pub const USER_DATA_KEY: &str = "userData";
 
+mod status;
+/// `status.currentStatus.phase`, `status.lastOperation.state` and `.type`.
+pub use status::{OpState, OpType, Phase};
+
 /// Phases of `status.currentStatus.phase`.
 pub mod phase {
     pub const PENDING: &str = "Pending";
