@@ -82,49 +82,6 @@ mod status;
 /// `status.currentStatus.phase`, `status.lastOperation.state` and `.type`.
 pub use status::{OpState, OpType, Phase};
 
-/// Phases of `status.currentStatus.phase`.
-pub mod phase {
-    pub const PENDING: &str = "Pending";
-    pub const AVAILABLE: &str = "Available";
-    pub const RUNNING: &str = "Running";
-    pub const TERMINATING: &str = "Terminating";
-    pub const UNKNOWN: &str = "Unknown";
-    pub const FAILED: &str = "Failed";
-    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
-    pub const IN_PLACE_UPDATING: &str = "InPlaceUpdating";
-    pub const IN_PLACE_UPDATE_SUCCESSFUL: &str = "InPlaceUpdateSuccessful";
-    pub const IN_PLACE_UPDATE_FAILED: &str = "InPlaceUpdateFailed";
-    pub const ALL: [&str; 10] = [
-        PENDING,
-        AVAILABLE,
-        RUNNING,
-        TERMINATING,
-        UNKNOWN,
-        FAILED,
-        CRASH_LOOP_BACK_OFF,
-        IN_PLACE_UPDATING,
-        IN_PLACE_UPDATE_SUCCESSFUL,
-        IN_PLACE_UPDATE_FAILED,
-    ];
-}
-
-/// `status.lastOperation.state`.
-pub mod state {
-    pub const PROCESSING: &str = "Processing";
-    pub const FAILED: &str = "Failed";
-    pub const SUCCESSFUL: &str = "Successful";
-}
-
-/// `status.lastOperation.type`.
-pub mod op {
-    pub const CREATE: &str = "Create";
-    pub const HEALTH_CHECK: &str = "HealthCheck";
-    pub const DELETE: &str = "Delete";
-    pub const UPDATE: &str = "Update";
-    pub const IN_PLACE_UPDATE: &str = "InPlaceUpdate";
-    pub const DRAIN_NODE: &str = "DrainNode";
-}
-
 /// MCM v0.62.1's in-place update protocol (`v1alpha1/constants.go`,
 /// `machine_types.go`): MCM's MachineSet labels a Node, the machine controller
 /// turns the labels into the `InPlaceUpdate` condition and drains, and

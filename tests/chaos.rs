@@ -22,6 +22,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use mcm_local::controller::bootstrap;
 use support::admin::Binary;
 use support::chaos::{Record, Signal, between, machines as scale};
@@ -31,10 +32,6 @@ use support::{
 };
 
 const ORPHANS_AT_ONCE: &str = "--machine-safety-orphan-vms-min-age=0s";
-
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
 
 /// A deadline that grows with the number of machines.
 fn deadline(n: usize) -> Duration {
@@ -108,7 +105,7 @@ async fn all_running(s: &Setup, description: &str) {
         Default::default(),
         deadline(n),
         description,
-        |l: &[Machine]| l.len() == n && l.iter().all(|m| phase(m) == "Running"),
+        |l: &[Machine]| l.len() == n && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await;
 }
@@ -261,7 +258,7 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
         s.machines.clone(),
         Default::default(),
         |_| true,
-        |m: &Machine| phase(m).to_string(),
+        |m: &Machine| m.phase().map(Phase::to_string).unwrap_or_default(),
     );
     phases.synced().await;
 
@@ -290,7 +287,7 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
     for (name, seen) in phases.get() {
         assert_eq!(
             seen.history,
-            ["Running"],
+            [Phase::Running.to_string()],
             "machine {name} left Running during the restarts"
         );
     }

@@ -11,6 +11,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::api::provider_spec::LocalProviderSpec;
+use mcm_local::contract::Phase;
 use mcm_local::controller::settings::Settings;
 use mcm_local::driver::local::build;
 use std::time::Duration;
@@ -18,10 +19,6 @@ use support::controller::{
     delete_all_machines, kubectl_apply, sample, settings, spawn_binary, start,
 };
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
-
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
 
 fn new_machine(name: &str) -> Machine {
     let mut m = Machine::named(name);
@@ -79,7 +76,7 @@ async fn a_pod_created_before_a_crash_is_adopted_not_doubled() {
 
     let controller = start(settings(&ns)).await;
     let running = wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     assert_eq!(running.spec.provider_id, format!("machine-{name}"));
@@ -126,7 +123,7 @@ async fn a_killed_controller_started_again_finishes_with_one_pod() {
         &name,
         TIMEOUT,
         "the machine is Running after the restart",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     let all = wait_for_list(
@@ -185,7 +182,7 @@ async fn an_orphan_vm_is_deleted() {
         &kept,
         TIMEOUT,
         "the machine that exists keeps its VM and runs",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     delete_all_machines(&machines).await;

@@ -15,6 +15,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
+use mcm_local::contract::{OpState, Phase};
 use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start_with};
 use support::workload::{guarded_workload, workload_on};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
@@ -50,7 +51,7 @@ async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
     m.spec.class.name = "test-class".into();
     machines.create(&PostParams::default(), &m).await.unwrap();
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        m.status.current_status.phase == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     let pods = ns.api(&target);
@@ -234,7 +235,7 @@ async fn a_held_drain_never_holds_back_new_machines() {
         |l: &[Machine]| {
             l.iter()
                 .filter(|m| new.contains(&m.name_any()))
-                .filter(|m| m.status.current_status.phase == "Running")
+                .filter(|m| m.phase() == Some(&Phase::Running))
                 .count()
                 == new.len()
         },
@@ -281,7 +282,7 @@ async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
     let nodes: Api<Node> = Api::all(target.clone());
     let vm_uid = pods.get(&node_name).await.expect("the machine Pod").uid();
     // Every phase and description the machine shows, in order.
-    let phases = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let phases = Arc::new(Mutex::new(Vec::<(Option<Phase>, String)>::new()));
     {
         let (phases, machines) = (phases.clone(), machines.clone());
         let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -289,7 +290,7 @@ async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
             let mut events = watcher(machines, cfg).applied_objects().boxed();
             while let Some(Ok(m)) = events.next().await {
                 phases.lock().unwrap().push((
-                    m.status.current_status.phase.clone(),
+                    m.phase().cloned(),
                     m.status.last_operation.description.clone(),
                 ));
             }
@@ -346,20 +347,20 @@ async fn an_in_place_update_goes_through_mcm_steps_on_the_same_vm() {
     })
     .await;
     wait_for(&machines, &name, TIMEOUT, "Running again", |m| {
-        m.status.current_status.phase == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     let seen = phases.lock().unwrap().clone();
     let updating = format!("Machine {name} is undergoing an in-place update");
-    let at = |p: &str, d: &str| {
+    let at = |p: Phase, d: &str| {
         seen.iter()
-            .position(|s| s.0 == p && (d.is_empty() || s.1 == d))
+            .position(|s| s.0.as_ref() == Some(&p) && (d.is_empty() || s.1 == d))
     };
     assert!(
         matches!(
             (
-                at("InPlaceUpdating", &updating),
-                at("InPlaceUpdateSuccessful", &format!("Machine {name} successfully updated dependencies")),
+                at(Phase::InPlaceUpdating, &updating),
+                at(Phase::InPlaceUpdateSuccessful, &format!("Machine {name} successfully updated dependencies")),
             ),
             (Some(a), Some(b)) if a < b
         ),
@@ -408,7 +409,7 @@ async fn a_failed_in_place_update_is_reported_on_the_machine() {
         .await
         .unwrap();
     let failed = wait_for(&machines, &name, TIMEOUT, "InPlaceUpdateFailed", |m| {
-        m.status.current_status.phase == "InPlaceUpdateFailed"
+        m.phase() == Some(&Phase::InPlaceUpdateFailed)
     })
     .await;
     assert_eq!(
@@ -417,6 +418,6 @@ async fn a_failed_in_place_update_is_reported_on_the_machine() {
             "Machine {name} failed to update dependencies: the stand-in was told to fail the update"
         )
     );
-    assert_eq!(failed.status.last_operation.state, "Failed");
+    assert_eq!(failed.status.last_operation.state, Some(OpState::Failed));
     controller.stop().await;
 }

@@ -18,6 +18,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::api::{Machine, MachineClass};
+use mcm_local::contract::Phase;
 use mcm_local::controller::bootstrap;
 use mcm_local::driver::local::build;
 use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig};
@@ -121,10 +122,6 @@ subjects:
   name: {user}
 "#
     )
-}
-
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
 }
 
 #[tokio::test]
@@ -275,7 +272,7 @@ spec:
         Default::default(),
         TIMEOUT * 2,
         "both machines of the pool are Running",
-        |l: &[Machine]| l.len() == 2 && l.iter().all(|m| phase(m) == "Running"),
+        |l: &[Machine]| l.len() == 2 && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await;
     let names: Vec<String> = running.iter().map(|m| m.name_any()).collect();

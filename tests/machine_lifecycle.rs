@@ -14,16 +14,13 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::{Machine, MachineClass};
+use mcm_local::contract::{OpState, OpType, Phase};
 use mcm_local::controller::bootstrap;
 use support::controller::{delete_all_machines, kubectl_apply, sample, settings, start};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
 
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
-
 /// Every (phase, description) a machine shows, in order, from a watch of its own.
-type History = tokio::sync::watch::Receiver<Vec<(String, String)>>;
+type History = tokio::sync::watch::Receiver<Vec<(Option<Phase>, String)>>;
 
 /// Records the machine's history; [`seen_in`] waits for an entry.
 fn record_history(api: Api<Machine>, name: &str) -> History {
@@ -33,7 +30,7 @@ fn record_history(api: Api<Machine>, name: &str) -> History {
         let mut stream = watcher(api, cfg).applied_objects().boxed();
         while let Some(Ok(m)) = stream.next().await {
             let entry = (
-                phase(&m).to_string(),
+                m.phase().cloned(),
                 m.status.last_operation.description.clone(),
             );
             tx.send_if_modified(|seen| {
@@ -52,8 +49,8 @@ fn record_history(api: Api<Machine>, name: &str) -> History {
 /// is its own and may lag behind the one that saw the state first.
 async fn seen_in(
     history: &History,
-    wanted: impl Fn(&(String, String)) -> bool,
-) -> Vec<(String, String)> {
+    wanted: impl Fn(&(Option<Phase>, String)) -> bool,
+) -> Vec<(Option<Phase>, String)> {
     let mut rx = history.clone();
     match tokio::time::timeout(TIMEOUT, rx.wait_for(|h| h.iter().any(&wanted))).await {
         Ok(Ok(seen)) => seen.clone(),
@@ -123,22 +120,26 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
         "test-machine",
         TIMEOUT,
         "the machine is Running",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
-    let seen = seen_in(&history, |(p, _)| p == "Running").await;
+    let seen = seen_in(&history, |(p, _)| *p == Some(Phase::Running)).await;
     let pending_at = seen
         .iter()
-        .position(|(p, d)| p == "Pending" && d == "Creating machine on cloud provider");
+        .position(|(p, d)| *p == Some(Phase::Pending) && d == "Creating machine on cloud provider");
     let running_at = seen.iter().position(|(p, d)| {
-        p == "Running" && d.starts_with("Machine test-machine successfully joined the cluster in ")
+        *p == Some(Phase::Running)
+            && d.starts_with("Machine test-machine successfully joined the cluster in ")
     });
     assert!(
         matches!((pending_at, running_at), (Some(p), Some(r)) if p < r),
         "phases seen: {seen:#?}"
     );
-    assert_eq!(running.status.last_operation.state, "Successful");
-    assert_eq!(running.status.last_operation.type_, "Create");
+    assert_eq!(
+        running.status.last_operation.state,
+        Some(OpState::Successful)
+    );
+    assert_eq!(running.status.last_operation.type_, Some(OpType::Create));
 
     // providerID = node label = Node name, and the Node knows its machine.
     assert_eq!(running.spec.provider_id, "machine-test-machine");
@@ -236,13 +237,12 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
     .await;
     wait_for_deleted(&nodes, "machine-test-machine", TIMEOUT, "the Node is gone").await;
     // The deletion writes where it waits (here: for the VM to go).
-    let seen = seen_in(&history, |(p, d)| {
-        p == "Terminating" && d.contains("Initiate VM deletion")
-    })
-    .await;
+    let terminating = |(p, d): &(Option<Phase>, String)| {
+        *p == Some(Phase::Terminating) && d.contains("Initiate VM deletion")
+    };
+    let seen = seen_in(&history, terminating).await;
     assert!(
-        seen.iter()
-            .any(|(p, d)| p == "Terminating" && d.contains("Initiate VM deletion")),
+        seen.iter().any(terminating),
         "deletion steps seen: {seen:#?}"
     );
 
@@ -429,7 +429,7 @@ async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
         &good,
         TIMEOUT,
         "the good machine runs beside the bad ones",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     let events: Api<Event> = ns.api(&control);
@@ -442,8 +442,12 @@ async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
             |m| m.status.last_operation.description.contains(message),
         )
         .await;
-        assert_eq!(m.status.last_operation.state, "Failed", "{name}");
-        assert_eq!(phase(&m), "CrashLoopBackOff", "{name}");
+        assert_eq!(
+            m.status.last_operation.state,
+            Some(OpState::Failed),
+            "{name}"
+        );
+        assert_eq!(m.phase(), Some(&Phase::CrashLoopBackOff), "{name}");
         wait_for_list(
             &events,
             watcher::Config::default().fields(&format!("involvedObject.name={name}")),
@@ -510,11 +514,14 @@ async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
         &name,
         TIMEOUT,
         "the machine names the image pull failure",
-        |m| phase(m) == "CrashLoopBackOff" && m.status.last_operation.description.contains(why),
+        |m| {
+            m.phase() == Some(&Phase::CrashLoopBackOff)
+                && m.status.last_operation.description.contains(why)
+        },
     )
     .await;
-    assert_eq!(m.status.last_operation.state, "Failed");
-    assert_eq!(m.status.last_operation.type_, "Create");
+    assert_eq!(m.status.last_operation.state, Some(OpState::Failed));
+    assert_eq!(m.status.last_operation.type_, Some(OpType::Create));
     let events: Api<Event> = ns.api(&control);
     wait_for_list(
         &events,
@@ -594,7 +601,7 @@ async fn without_a_target_the_machine_is_available_with_its_addresses() {
     );
 
     let available = wait_for(&machines, &name, TIMEOUT, "the machine is Available", |m| {
-        phase(m) == "Available"
+        m.phase() == Some(&Phase::Available)
     })
     .await;
     assert_eq!(
@@ -732,7 +739,7 @@ async fn twenty_machines_created_at_once_all_run() {
         Default::default(),
         TIMEOUT * 2,
         "all 20 machines run",
-        |l: &[Machine]| l.len() == 20 && l.iter().all(|m| phase(m) == "Running"),
+        |l: &[Machine]| l.len() == 20 && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await;
     delete_all_machines(&machines).await;
@@ -759,7 +766,7 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
         .await
         .unwrap();
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
 
@@ -773,7 +780,7 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
         &name,
         TIMEOUT,
         "the machine turns Unknown",
-        |m| phase(m) == "Unknown",
+        |m| m.phase() == Some(&Phase::Unknown),
     )
     .await;
     assert!(
@@ -792,7 +799,7 @@ async fn a_machine_whose_vm_dies_turns_unknown_then_failed() {
         &name,
         TIMEOUT,
         "the machine turns Failed after the health timeout",
-        |m| phase(m) == "Failed",
+        |m| m.phase() == Some(&Phase::Failed),
     )
     .await;
     assert!(
@@ -860,7 +867,7 @@ async fn a_node_waiting_for_critical_components_keeps_its_machine_pending() {
         |m| ready(m),
     )
     .await;
-    assert_eq!(phase(&gated), "Pending", "{:?}", gated.status);
+    assert_eq!(gated.phase(), Some(&Phase::Pending), "{:?}", gated.status);
 
     let nodes: Api<Node> = Api::all(target);
     let mut node = nodes.get(&node_name).await.unwrap();
@@ -875,7 +882,7 @@ async fn a_node_waiting_for_critical_components_keeps_its_machine_pending() {
         &name,
         TIMEOUT,
         "the machine runs once the taint is gone",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
 
@@ -914,7 +921,7 @@ async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() 
         Default::default(),
         TIMEOUT,
         "all six machines run",
-        |l: &[Machine]| l.len() == 6 && l.iter().all(|m| phase(m) == "Running"),
+        |l: &[Machine]| l.len() == 6 && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await;
 
@@ -923,12 +930,12 @@ async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() 
     let watching = {
         let (api, most) = (machines.clone(), most_failed.clone());
         tokio::spawn(async move {
-            let mut phases = BTreeMap::<String, String>::new();
+            let mut phases = BTreeMap::<String, Option<Phase>>::new();
             let mut events = watcher(api, watcher::Config::default()).boxed();
             while let Some(Ok(event)) = events.next().await {
                 match event {
                     watcher::Event::Apply(m) | watcher::Event::InitApply(m) => {
-                        phases.insert(m.name_any(), phase(&m).to_string());
+                        phases.insert(m.name_any(), m.phase().cloned());
                     }
                     // A deleted machine is no longer Failed (a deletion may
                     // finish without ever writing Terminating).
@@ -937,7 +944,10 @@ async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() 
                     }
                     _ => {}
                 }
-                let failed = phases.values().filter(|p| *p == "Failed").count();
+                let failed = phases
+                    .values()
+                    .filter(|p| **p == Some(Phase::Failed))
+                    .count();
                 most.fetch_max(failed, Ordering::SeqCst);
             }
         })
@@ -955,10 +965,13 @@ async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() 
             Default::default(),
             TIMEOUT,
             &format!("a machine is Failed (round {round})"),
-            |l: &[Machine]| l.iter().any(|m| phase(m) == "Failed"),
+            |l: &[Machine]| l.iter().any(|m| m.phase() == Some(&Phase::Failed)),
         )
         .await;
-        let failed: Vec<&Machine> = listed.iter().filter(|m| phase(m) == "Failed").collect();
+        let failed: Vec<&Machine> = listed
+            .iter()
+            .filter(|m| m.phase() == Some(&Phase::Failed))
+            .collect();
         assert_eq!(
             failed.len(),
             1,
@@ -1026,10 +1039,13 @@ spec:
         &name,
         TIMEOUT,
         "the machine is Running and its lastOperation names the refused field",
-        |m| phase(m) == "Running" && m.status.last_operation.description.contains(field),
+        |m| {
+            m.phase() == Some(&Phase::Running)
+                && m.status.last_operation.description.contains(field)
+        },
     )
     .await;
-    assert_eq!(reported.status.last_operation.state, "Failed");
+    assert_eq!(reported.status.last_operation.state, Some(OpState::Failed));
     assert!(
         reported
             .status
@@ -1105,7 +1121,7 @@ async fn a_leftover_node_of_the_same_name_fails_the_new_machine() {
         TIMEOUT,
         "Failed for the stale Node",
         |m| {
-            m.status.current_status.phase == "Failed"
+            m.phase() == Some(&Phase::Failed)
                 && m.status.last_operation.description == "VM using old node obj"
         },
     )
@@ -1159,7 +1175,7 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
         .insert("force-drain".into(), "True".into());
     machines.create(&PostParams::default(), &m).await.unwrap();
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     let pods: Api<Pod> = ns.api(&target);
@@ -1222,7 +1238,7 @@ async fn a_node_templated_by_the_go_controller_follows_a_template_change() {
         .await
         .unwrap();
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     controller.stop().await;

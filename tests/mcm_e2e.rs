@@ -13,16 +13,13 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use mcm_local::controller::settings::Settings;
 use support::controller::{
     ControllerGuard, delete_all_machines, kubectl_apply, sample, settings, spawn_for, start,
 };
 use support::mcm::{MachineDeployment, free_port, mcm_binary};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
-
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
 
 #[tokio::test]
 async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
@@ -169,7 +166,8 @@ async fn mcm_rolls_an_in_place_update_through_us() {
         |l: &[Machine]| {
             l.len() == 2
                 && l.iter().all(|m| {
-                    phase(m) == "Running" && m.owner_references().iter().any(|o| o.name == new_set)
+                    m.phase() == Some(&Phase::Running)
+                        && m.owner_references().iter().any(|o| o.name == new_set)
                 })
         },
     )
@@ -282,7 +280,9 @@ async fn mcm_replaces_a_preserved_failed_machine_only_after_its_preserve_timeout
         left,
         "the preserved machine alone, Failed, before its expiry",
         |l: &[Machine]| {
-            only(l, &uid) && phase(&l[0]) == "Failed" && l[0].metadata.deletion_timestamp.is_none()
+            only(l, &uid)
+                && l[0].phase() == Some(&Phase::Failed)
+                && l[0].metadata.deletion_timestamp.is_none()
         },
     )
     .await;
@@ -294,7 +294,9 @@ async fn mcm_replaces_a_preserved_failed_machine_only_after_its_preserve_timeout
         Default::default(),
         TIMEOUT * 2,
         "a new machine Running in its place",
-        |l: &[Machine]| l.len() == 1 && l[0].name_any() != name && phase(&l[0]) == "Running",
+        |l: &[Machine]| {
+            l.len() == 1 && l[0].name_any() != name && l[0].phase() == Some(&Phase::Running)
+        },
     )
     .await
     .remove(0);
@@ -327,7 +329,7 @@ async fn all_running(machines: &Api<Machine>, n: usize) -> Vec<Machine> {
         Default::default(),
         TIMEOUT * 2,
         &description,
-        |l| l.len() == n && l.iter().all(|m| phase(m) == "Running"),
+        |l| l.len() == n && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await
 }

@@ -19,16 +19,13 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use mcm_local::api::Machine;
+use mcm_local::contract::{OpState, OpType, Phase};
 use support::admin::{
     Binary, RemoveOnDrop, get, impersonating_kubeconfig, kubeconfig_via, samples, wait_for_http,
 };
 use support::controller::{delete_all_machines, kubectl_apply, sample};
 use support::proxy::Proxy;
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
-
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
 
 /// A machine name no other test uses (Nodes, named after it, are cluster-wide),
 /// ending in random characters as a MachineSet's machines do: MCM derives the
@@ -174,7 +171,7 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
     .await;
 
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     let running_series = format!(
@@ -359,7 +356,7 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
         &one,
         TIMEOUT,
         "the first machine is Running",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     assert_eq!(
@@ -405,7 +402,7 @@ async fn one_of_two_replicas_acts_and_the_other_takes_over_when_it_is_killed() {
         &two,
         TIMEOUT,
         "the new leader brings up the second machine",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     wait_for_deleted(
@@ -527,7 +524,7 @@ async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answer
         &running,
         TIMEOUT,
         "the machine is Running",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     let (_, metrics) = get(admin, "/metrics").await.expect("GET /metrics");
@@ -557,11 +554,11 @@ async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answer
         })
         .await;
     let left = machines.get(&waiting).await.expect("get the new machine");
-    assert_eq!(phase(&left), "", "a frozen controller creates nothing");
+    assert_eq!(left.phase(), None, "a frozen controller creates nothing");
     assert_eq!(left.spec.provider_id, "");
     assert_eq!(
-        phase(&machines.get(&running).await.expect("get")),
-        "Unknown",
+        machines.get(&running).await.expect("get").phase(),
+        Some(&Phase::Unknown),
         "nor does it judge health"
     );
 
@@ -572,21 +569,21 @@ async fn an_unreachable_target_api_server_freezes_the_controller_until_it_answer
         &running,
         TIMEOUT,
         "the Unknown machine is reset to Running",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     assert_eq!(
         reset.status.last_operation.description,
         "Machine Health Timeout was reset due to APIServer being unreachable"
     );
-    assert_eq!(reset.status.last_operation.state, "Successful");
-    assert_eq!(reset.status.last_operation.type_, "HealthCheck");
+    assert_eq!(reset.status.last_operation.state, Some(OpState::Successful));
+    assert_eq!(reset.status.last_operation.type_, Some(OpType::HealthCheck));
     wait_for(
         &machines,
         &waiting,
         TIMEOUT,
         "the new machine is created after the thaw",
-        |m| phase(m) == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     delete_all_machines(&machines).await;
@@ -686,7 +683,7 @@ async fn user_data_tokens_and_kubeconfigs_never_reach_a_log_line() {
     assert_eq!(token_secret.len(), 16, "{token}");
 
     wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
-        phase(m) == "Running"
+        m.phase() == Some(&Phase::Running)
     })
     .await;
     machines

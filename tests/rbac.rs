@@ -12,6 +12,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use support::admin::{RemoveOnDrop, impersonating_kubeconfig};
 use support::controller::{kubectl_apply, sample};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted};
@@ -115,7 +116,7 @@ async fn the_shipped_rbac_is_enough_for_a_machine_lifecycle() {
         &machine,
         TIMEOUT,
         "the machine is Running under the shipped RBAC",
-        |m| m.status.current_status.phase == "Running",
+        |m| m.phase() == Some(&Phase::Running),
     )
     .await;
     machines

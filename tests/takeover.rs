@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use support::controller::{kubectl_apply, sample, spawn_binary, spawn_for};
 use support::mcm::free_port;
 use support::workload::guarded_workload;
@@ -112,10 +113,6 @@ async fn create(machines: &Api<Machine>, name: &str) {
         .expect("create machine");
 }
 
-fn phase(m: &Machine) -> &str {
-    &m.status.current_status.phase
-}
-
 /// The UIDs of the namespace's machine Pods, by name.
 async fn pods(ns: &TestNamespace) -> BTreeMap<String, String> {
     let pods: Api<Pod> = ns.api(&support::target().await);
@@ -168,7 +165,7 @@ async fn hand_over(first: Side, second: Side, prefix: &str) {
     }
     for m in [&running, &leaving] {
         wait_for(&machines, m, TIMEOUT * 2, "Running under the first", |m| {
-            phase(m) == "Running"
+            m.phase() == Some(&Phase::Running)
         })
         .await;
     }
@@ -182,11 +179,11 @@ async fn hand_over(first: Side, second: Side, prefix: &str) {
         .await
         .expect("delete a machine");
     wait_for(&machines, &pending, TIMEOUT, "a Pending machine", |m| {
-        phase(m) == "Pending"
+        m.phase() == Some(&Phase::Pending)
     })
     .await;
     wait_for(&machines, &leaving, TIMEOUT, "a machine draining", |m| {
-        phase(m) == "Terminating"
+        m.phase() == Some(&Phase::Terminating)
             && m.status
                 .last_operation
                 .description
@@ -203,7 +200,7 @@ async fn hand_over(first: Side, second: Side, prefix: &str) {
     let _after = run(second, &ns, "second");
     for m in [&running, &pending] {
         wait_for(&machines, m, TIMEOUT * 2, "Running under the second", |m| {
-            phase(m) == "Running"
+            m.phase() == Some(&Phase::Running)
         })
         .await;
     }

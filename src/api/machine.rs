@@ -3,9 +3,10 @@
 
 use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition, NodeSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::machine_resource;
+use crate::contract::{OpState, OpType, Phase};
 
 /// A Machine: one VM that should join the target cluster as one Node.
 ///
@@ -162,23 +163,47 @@ pub struct LastOperation {
     pub error_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub state: String,
-    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
-    pub type_: String,
+    #[serde(
+        default,
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub state: Option<OpState>,
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub type_: Option<OpType>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CurrentStatus {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub phase: String,
+    #[serde(
+        default,
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub phase: Option<Phase>,
     #[serde(default)]
     pub timeout_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_expiry_time: Option<Time>,
+}
+
+/// MCM writes these names with `omitempty`, so an empty one is none at all; as
+/// `None` it is left out again when we write, as MCM would.
+fn non_empty<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.filter(|s| !s.is_empty()).map(T::from))
 }
 
 impl Machine {
@@ -201,8 +226,9 @@ impl Machine {
             .as_ref()
             .is_some_and(|f| f.iter().any(|x| x == finalizer))
     }
-    pub fn phase(&self) -> &str {
-        &self.status.current_status.phase
+    /// `None` while no phase was written (a machine not yet created).
+    pub fn phase(&self) -> Option<&Phase> {
+        self.status.current_status.phase.as_ref()
     }
     pub fn is_deleting(&self) -> bool {
         self.metadata.deletion_timestamp.is_some()
@@ -260,6 +286,44 @@ mod tests {
     }
 
     #[test]
+    fn names_we_do_not_know_are_kept_exactly() {
+        let json = serde_json::json!({
+            "metadata": {"name": "m"},
+            "spec": {"class": {"name": "c"}},
+            "status": {
+                "lastOperation": {"state": "Paused", "type": "Rebuild"},
+                "currentStatus": {"phase": "Hibernating", "timeoutActive": false}
+            }
+        });
+        let machine: Machine = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(machine.parse_error, None);
+        assert_eq!(machine.phase(), Some(&Phase::Other("Hibernating".into())));
+        let lo = &machine.status.last_operation;
+        assert_eq!(lo.state, Some(OpState::Other("Paused".into())));
+        assert_eq!(lo.type_, Some(OpType::Other("Rebuild".into())));
+        assert_eq!(serde_json::to_value(&machine).unwrap(), json);
+    }
+
+    #[test]
+    fn empty_names_are_none_and_stay_unwritten() {
+        let machine: Machine = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m"},
+            "status": {
+                "lastOperation": {"state": "", "type": null},
+                "currentStatus": {"phase": ""}
+            }
+        }))
+        .unwrap();
+        assert_eq!(machine.parse_error, None);
+        assert_eq!(machine.phase(), None);
+        assert_eq!(machine.status.last_operation.state, None);
+        assert_eq!(machine.status.last_operation.type_, None);
+        let status = serde_json::to_value(&machine.status).unwrap();
+        assert_eq!(status["lastOperation"], serde_json::json!({}));
+        assert_eq!(status["currentStatus"].get("phase"), None);
+    }
+
+    #[test]
     fn a_malformed_machine_decodes_with_its_error() {
         let json = serde_json::json!({
             "metadata": {"name": "broken", "namespace": "default"},
@@ -282,7 +346,7 @@ mod tests {
     fn a_bare_machine_parses() {
         let machine: Machine =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "m"}})).unwrap();
-        assert_eq!(machine.phase(), "");
+        assert_eq!(machine.phase(), None);
         assert_eq!(machine.node_name(), None);
     }
 }

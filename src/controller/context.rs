@@ -13,6 +13,7 @@ use kube::{Client, Resource};
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
 use crate::api::{Machine, MachineClass};
+use crate::contract::Phase;
 use crate::driver::SecretData;
 
 pub struct Context<D> {
@@ -154,11 +155,15 @@ impl<D> Context<D> {
     pub async fn wait_for_cached_phase(
         &self,
         name: &str,
-        phase: &str,
+        phase: &Phase,
         timeout: std::time::Duration,
     ) -> bool {
         let key = ObjectRef::new(name).within(&self.settings.namespace);
-        let seen = || self.machines.get(&key).is_none_or(|m| m.phase() == phase);
+        let seen = || {
+            self.machines
+                .get(&key)
+                .is_none_or(|m| m.phase() == Some(phase))
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         while !seen() {
             if tokio::time::Instant::now() >= deadline {

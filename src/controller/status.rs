@@ -7,16 +7,17 @@ use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::Machine;
+use crate::contract::{OpState, OpType, Phase};
 
 /// A lastOperation/phase pair to write, with optional new conditions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusChange {
     pub description: String,
     pub error_code: String,
-    pub state: &'static str,
-    pub op: &'static str,
+    pub state: OpState,
+    pub op: OpType,
     /// `None` keeps the current phase (deletion steps do).
-    pub phase: Option<&'static str>,
+    pub phase: Option<Phase>,
     pub timeout_active: bool,
     pub conditions: Option<Vec<NodeCondition>>,
     /// Written only without a target cluster, where no Node reports them.
@@ -24,7 +25,7 @@ pub struct StatusChange {
 }
 
 impl StatusChange {
-    pub fn new(description: impl Into<String>, state: &'static str, op: &'static str) -> Self {
+    pub fn new(description: impl Into<String>, state: OpState, op: OpType) -> Self {
         StatusChange {
             description: description.into(),
             error_code: String::new(),
@@ -36,7 +37,7 @@ impl StatusChange {
             addresses: None,
         }
     }
-    pub fn phase(mut self, phase: &'static str) -> Self {
+    pub fn phase(mut self, phase: Phase) -> Self {
         self.phase = Some(phase);
         self
     }
@@ -64,11 +65,11 @@ impl StatusChange {
         let cs = &machine.status.current_status;
         lo.description == self.description
             && lo.error_code == self.error_code
-            && lo.state == self.state
-            && lo.type_ == self.op
-            && self
-                .phase
-                .is_none_or(|p| cs.phase == p && cs.timeout_active == self.timeout_active)
+            && lo.state.as_ref() == Some(&self.state)
+            && lo.type_.as_ref() == Some(&self.op)
+            && self.phase.as_ref().is_none_or(|p| {
+                cs.phase.as_ref() == Some(p) && cs.timeout_active == self.timeout_active
+            })
             && self
                 .conditions
                 .as_ref()
@@ -88,28 +89,27 @@ pub fn now() -> Time {
 mod tests {
     use super::*;
     use crate::api::{CurrentStatus, LastOperation};
-    use crate::contract::{op, phase, state};
 
     #[test]
     fn a_repeated_decision_is_a_noop() {
         let change = StatusChange::new(
             "Creating machine on cloud provider",
-            state::PROCESSING,
-            op::CREATE,
+            OpState::Processing,
+            OpType::Create,
         )
-        .phase(phase::PENDING)
+        .phase(Phase::Pending)
         .timeout_active();
         let mut machine = Machine::default();
         assert!(!change.is_noop_for(&machine));
         machine.status.last_operation = LastOperation {
             description: change.description.clone(),
-            state: "Processing".into(),
-            type_: "Create".into(),
+            state: Some(OpState::Processing),
+            type_: Some(OpType::Create),
             last_update_time: Some(now()),
             ..Default::default()
         };
         machine.status.current_status = CurrentStatus {
-            phase: "Pending".into(),
+            phase: Some(Phase::Pending),
             timeout_active: true,
             ..Default::default()
         };

@@ -5,6 +5,7 @@
 //! manager, guarded by the resourceVersion it was decided on, and remembered
 //! ([`super::own_writes`]) so that a reconcile of an older cached copy stops.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -12,7 +13,7 @@ use serde_json::json;
 use super::context::Context;
 use super::status::{StatusChange, now};
 use crate::api::{CurrentStatus, LastOperation, Machine};
-use crate::contract::{FIELD_MANAGER, MACHINE_FINALIZER};
+use crate::contract::{FIELD_MANAGER, MACHINE_FINALIZER, Phase};
 
 /// Every write of ours carries our field manager.
 pub fn params() -> PatchParams {
@@ -129,23 +130,33 @@ pub async fn write(
     if change.is_noop_for(machine) {
         return Ok(None);
     }
-    let now = now();
+    let patch = status_patch(machine, change, now());
+    let written = api
+        .patch_status(machine.name(), &params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Some(written))
+}
+
+/// The merge patch of the status subresource that writes `change` onto
+/// `machine` at `now`. A change without a phase leaves `currentStatus` out, so
+/// the phase on the server stays whatever it is, one we do not know included.
+pub fn status_patch(machine: &Machine, change: &StatusChange, now: Time) -> serde_json::Value {
     let last_operation = LastOperation {
         description: change.description.clone(),
         error_code: change.error_code.clone(),
         last_update_time: Some(now.clone()),
-        state: change.state.to_string(),
-        type_: change.op.to_string(),
+        state: Some(change.state.clone()),
+        type_: Some(change.op.clone()),
     };
     let mut status = json!({ "lastOperation": last_operation });
-    if let Some(phase) = change.phase {
+    if let Some(phase) = &change.phase {
         let current = CurrentStatus {
-            phase: phase.to_string(),
+            phase: Some(phase.clone()),
             timeout_active: change.timeout_active,
             last_update_time: Some(now),
             // Preservation outlives health and creation writes and ends with
             // termination, as in MCM v0.62.1's status writes.
-            preserve_expiry_time: if phase == crate::contract::phase::TERMINATING {
+            preserve_expiry_time: if *phase == Phase::Terminating {
                 None
             } else {
                 machine.status.current_status.preserve_expiry_time.clone()
@@ -161,12 +172,8 @@ pub async fn write(
     }
     // The resourceVersion makes a decision taken on a stale copy fail with a conflict
     // instead of overwriting a newer status.
-    let patch = json!({
+    json!({
         "metadata": { "resourceVersion": machine.metadata.resource_version },
         "status": status,
-    });
-    let written = api
-        .patch_status(machine.name(), &params(), &Patch::Merge(&patch))
-        .await?;
-    Ok(Some(written))
+    })
 }

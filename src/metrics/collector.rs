@@ -15,16 +15,17 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::api::Machine;
-use crate::contract::{NODE_LABEL, phase};
+use crate::contract::{NODE_LABEL, Phase};
 
-/// MCM's phase codes of `mcm_machine_current_status_phase`; other phases are 0.
-pub fn phase_value(phase: &str) -> i64 {
+/// MCM's phase codes of `mcm_machine_current_status_phase`; other phases, and
+/// none, are 0.
+pub fn phase_value(phase: Option<&Phase>) -> i64 {
     match phase {
-        phase::TERMINATING => -4,
-        phase::FAILED => -3,
-        phase::CRASH_LOOP_BACK_OFF => -2,
-        phase::UNKNOWN => -1,
-        phase::RUNNING => 1,
+        Some(Phase::Terminating) => -4,
+        Some(Phase::Failed) => -3,
+        Some(Phase::CrashLoopBackOff) => -2,
+        Some(Phase::Unknown) => -1,
+        Some(Phase::Running) => 1,
         _ => 0,
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::api::Machine;
-use crate::contract::{op, phase};
+use crate::contract::{OpType, Phase};
 
 /// A step of a machine's life whose duration is observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,10 +42,7 @@ pub fn lifecycle(
     }
     // A machine first seen (no old state) counts only if it is brand new, not
     // one that existed before we started.
-    let old_phase = match old {
-        Some(m) => m.phase(),
-        None => "",
-    };
+    let old_phase = old.and_then(Machine::phase);
     let new_phase = new.phase();
     if old_phase == new_phase {
         return Vec::new();
@@ -57,15 +54,15 @@ pub fn lifecycle(
         .as_ref()
         .map_or(now, |t| t.0);
     let mut out = Vec::new();
-    if matches!(old_phase, "" | phase::CRASH_LOOP_BACK_OFF)
-        && matches!(new_phase, phase::PENDING | phase::AVAILABLE)
+    if matches!(old_phase, None | Some(Phase::CrashLoopBackOff))
+        && matches!(new_phase, Some(Phase::Pending | Phase::Available))
         && let Some(d) = since(created, at)
     {
         out.push((Lifecycle::Created, d));
     }
     // First join only: a re-join after Unknown is a HealthCheck, not a Create.
-    if new_phase == phase::RUNNING
-        && new.status.last_operation.type_ == op::CREATE
+    if new_phase == Some(&Phase::Running)
+        && new.status.last_operation.type_ == Some(OpType::Create)
         && let Some(d) = since(created, at)
     {
         out.push((Lifecycle::Joined, d));

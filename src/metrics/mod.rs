@@ -290,6 +290,7 @@ pub(crate) enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{OpType, Phase};
     use crate::driver::Code;
     use k8s_openapi::api::core::v1::NodeCondition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -298,7 +299,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn machine(name: &str, phase: &str) -> Machine {
+    fn machine(name: &str, phase: impl Into<Option<Phase>>) -> Machine {
         let mut m = Machine::default();
         m.metadata.name = Some(name.into());
         m.metadata.namespace = Some("ns".into());
@@ -314,21 +315,22 @@ mod tests {
 
     #[test]
     fn phases_map_to_mcms_codes() {
-        assert_eq!(phase_value("Terminating"), -4);
-        assert_eq!(phase_value("Failed"), -3);
-        assert_eq!(phase_value("CrashLoopBackOff"), -2);
-        assert_eq!(phase_value("Unknown"), -1);
-        assert_eq!(phase_value("Pending"), 0);
-        assert_eq!(phase_value("Running"), 1);
-        assert_eq!(phase_value(""), 0);
-        assert_eq!(phase_value("InPlaceUpdating"), 0);
+        assert_eq!(phase_value(Some(&Phase::Terminating)), -4);
+        assert_eq!(phase_value(Some(&Phase::Failed)), -3);
+        assert_eq!(phase_value(Some(&Phase::CrashLoopBackOff)), -2);
+        assert_eq!(phase_value(Some(&Phase::Unknown)), -1);
+        assert_eq!(phase_value(Some(&Phase::Pending)), 0);
+        assert_eq!(phase_value(Some(&Phase::Running)), 1);
+        assert_eq!(phase_value(None), 0);
+        assert_eq!(phase_value(Some(&Phase::InPlaceUpdating)), 0);
+        assert_eq!(phase_value(Some(&Phase::from("Hibernating"))), 0);
     }
 
     #[test]
     fn info_labels_never_panic_on_missing_values() {
         let labels = info_labels(&Machine::default());
         assert!(labels.iter().all(|(_, v)| v.is_empty()), "{labels:?}");
-        let mut m = machine("m1", "Running");
+        let mut m = machine("m1", Phase::Running);
         m.spec.provider_id = "machine-m1".into();
         m.spec.class.name = "c".into();
         m.metadata.labels = Some([("node".to_string(), "machine-m1".to_string())].into());
@@ -340,34 +342,39 @@ mod tests {
     #[test]
     fn creation_is_observed_when_the_vm_exists() {
         let now = ts("2026-01-01T01:00:00Z");
-        let new = at(machine("m", "Pending"), "2026-01-01T00:00:07Z");
-        let seen = lifecycle(Some(&machine("m", "")), &new, false, now);
+        let new = at(machine("m", Phase::Pending), "2026-01-01T00:00:07Z");
+        let seen = lifecycle(Some(&machine("m", None)), &new, false, now);
         assert_eq!(seen, [(Lifecycle::Created, Duration::from_secs(7))]);
         // A retry after CrashLoopBackOff counts from creation too.
-        let seen = lifecycle(Some(&machine("m", "CrashLoopBackOff")), &new, false, now);
+        let seen = lifecycle(
+            Some(&machine("m", Phase::CrashLoopBackOff)),
+            &new,
+            false,
+            now,
+        );
         assert_eq!(seen, [(Lifecycle::Created, Duration::from_secs(7))]);
         // Not again on later changes, nor for a Pending machine seen at start-up.
         assert!(lifecycle(Some(&new), &new, false, now).is_empty());
         let mut moved = new.clone();
-        moved.status.current_status.phase = "Unknown".into();
+        moved.status.current_status.phase = Some(Phase::Unknown);
         assert!(lifecycle(Some(&moved), &new, false, now).is_empty());
     }
 
     #[test]
     fn only_the_first_join_is_observed() {
         let now = ts("2026-01-01T01:00:00Z");
-        let mut joined = at(machine("m", "Running"), "2026-01-01T00:01:00Z");
-        joined.status.last_operation.type_ = "Create".into();
-        let seen = lifecycle(Some(&machine("m", "Pending")), &joined, false, now);
+        let mut joined = at(machine("m", Phase::Running), "2026-01-01T00:01:00Z");
+        joined.status.last_operation.type_ = Some(OpType::Create);
+        let seen = lifecycle(Some(&machine("m", Phase::Pending)), &joined, false, now);
         assert_eq!(seen, [(Lifecycle::Joined, Duration::from_secs(60))]);
         let mut rejoined = joined.clone();
-        rejoined.status.last_operation.type_ = "HealthCheck".into();
-        assert!(lifecycle(Some(&machine("m", "Unknown")), &rejoined, false, now).is_empty());
+        rejoined.status.last_operation.type_ = Some(OpType::HealthCheck);
+        assert!(lifecycle(Some(&machine("m", Phase::Unknown)), &rejoined, false, now).is_empty());
     }
 
     #[test]
     fn deletion_counts_from_the_deletion_timestamp() {
-        let mut m = machine("m", "Terminating");
+        let mut m = machine("m", Phase::Terminating);
         m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:10:00Z")));
         let seen = lifecycle(None, &m, true, ts("2026-01-01T00:10:30Z"));
         assert_eq!(seen, [(Lifecycle::Deleted, Duration::from_secs(30))]);
@@ -376,7 +383,7 @@ mod tests {
         assert!(
             lifecycle(
                 None,
-                &machine("m", "Running"),
+                &machine("m", Phase::Running),
                 true,
                 ts("2026-01-01T00:09:00Z")
             )
@@ -393,14 +400,14 @@ mod tests {
         assert!(!text.contains("mcm_machine_items_total"), "{text}");
 
         let (store, mut writer) = kube::runtime::reflector::store::<Machine>();
-        let mut running = machine("a\"b", "Running");
+        let mut running = machine("a\"b", Phase::Running);
         running.status.conditions = vec![NodeCondition {
             type_: "Ready".into(),
             status: "True".into(),
             ..Default::default()
         }];
         writer.apply_watcher_event(&watcher::Event::Apply(running));
-        writer.apply_watcher_event(&watcher::Event::Apply(machine("c", "Terminating")));
+        writer.apply_watcher_event(&watcher::Event::Apply(machine("c", Phase::Terminating)));
         metrics.observe_machines(store);
         metrics.reconciled(None, Duration::from_millis(3));
         metrics.reconciled(Some("conflict"), Duration::from_millis(3));

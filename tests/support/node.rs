@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use serde_json::json;
 
 use super::machine::KWOK_LABEL;
@@ -81,8 +82,7 @@ pub async fn fails_preserved(
 ) -> (Machine, Node) {
     kubelet_dies(nodes, node).await;
     let failed = wait_for(machines, machine, TIMEOUT, "Failed and preserved", |m| {
-        m.status.current_status.phase == "Failed"
-            && m.status.current_status.preserve_expiry_time.is_some()
+        m.phase() == Some(&Phase::Failed) && m.status.current_status.preserve_expiry_time.is_some()
     })
     .await;
     let node = wait_for(nodes, node, TIMEOUT, "the Node preserved, cordoned", |n| {
@@ -108,7 +108,7 @@ pub async fn recovers(
         TIMEOUT,
         "Running, no longer preserved",
         |m| {
-            m.status.current_status.phase == "Running"
+            m.phase() == Some(&Phase::Running)
                 && m.status.current_status.preserve_expiry_time.is_none()
         },
     )

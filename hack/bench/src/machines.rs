@@ -17,7 +17,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::local::CREDENTIALS_KUBECONFIG_KEY;
-use mcm_local::contract::{self, phase};
+use mcm_local::contract::{self, Phase};
 use tokio::time::Instant;
 
 use crate::Options;
@@ -252,9 +252,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
             watcher::Config::default(),
             |_| true,
             move |m: &Machine, at| match m.phase() {
-                phase::PENDING => p.reach(0, m.name(), at),
-                phase::RUNNING => p.reach(1, m.name(), at),
-                f @ (phase::FAILED | phase::CRASH_LOOP_BACK_OFF) => p.fail(m.name(), f),
+                Some(Phase::Pending) => p.reach(0, m.name(), at),
+                Some(Phase::Running) => p.reach(1, m.name(), at),
+                Some(f @ (Phase::Failed | Phase::CrashLoopBackOff)) => p.fail(m.name(), f.as_str()),
                 _ => {}
             },
         )]

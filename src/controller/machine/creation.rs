@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
-    DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, USER_DATA_KEY, op, phase,
-    state, text,
+    DEFAULT_MACHINE_PRIORITY, MACHINE_PRIORITY_ANNOTATION, NODE_LABEL, OpState, OpType, Phase,
+    USER_DATA_KEY, text,
 };
 use crate::controller::bootstrap;
 use crate::controller::context::{Context, InputError};
@@ -23,16 +23,12 @@ use crate::driver::{Code, Driver, MachineError, MachineRequest, MachineResponse,
 use crate::duration::age;
 
 /// The phase a failed creation puts the machine in.
-pub fn failure_phase(
-    machine: &Machine,
-    creation_timeout: Duration,
-    now: jiff::Timestamp,
-) -> &'static str {
+pub fn failure_phase(machine: &Machine, creation_timeout: Duration, now: jiff::Timestamp) -> Phase {
     let created = machine.metadata.creation_timestamp.as_ref().map(|t| &t.0);
     if age(created, now) > creation_timeout {
-        phase::FAILED
+        Phase::Failed
     } else {
-        phase::CRASH_LOOP_BACK_OFF
+        Phase::CrashLoopBackOff
     }
 }
 
@@ -201,10 +197,10 @@ pub async fn run<D: Driver>(
         machine = ctx.patch_machine(&name, &patch).await?;
     }
 
-    if matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF) {
+    if matches!(machine.phase(), None | Some(Phase::CrashLoopBackOff)) {
         let change = if ctx.target.is_some() {
-            StatusChange::new(text::CREATING, state::PROCESSING, op::CREATE)
-                .phase(phase::PENDING)
+            StatusChange::new(text::CREATING, OpState::Processing, OpType::Create)
+                .phase(Phase::Pending)
                 .timeout_active()
         } else {
             // Without a target cluster no Node will ever join: the VM is all there
@@ -217,10 +213,10 @@ pub async fn run<D: Driver>(
             }
             StatusChange::new(
                 "Created machine on cloud provider",
-                state::SUCCESSFUL,
-                op::CREATE,
+                OpState::Successful,
+                OpType::Create,
             )
-            .phase(phase::AVAILABLE)
+            .phase(Phase::Available)
             .addresses(address_status(addresses, &node_name))
         };
         // No Event: the "Created" one just before says as much, and every Event
@@ -257,7 +253,7 @@ async fn stale<D: Driver>(
         tracing::warn!("deleting the VM of a stale node failed: {e}");
     }
     let change =
-        StatusChange::new(text::STALE_NODE, state::FAILED, op::CREATE).phase(phase::FAILED);
+        StatusChange::new(text::STALE_NODE, OpState::Failed, OpType::Create).phase(Phase::Failed);
     if ctx.write_status(machine, &change).await?.is_some() {
         let note = format!(
             "Node {} existed before the VM of machine {name}: the VM is deleted",
@@ -299,8 +295,8 @@ pub async fn failed<D>(
     );
     let change = StatusChange::new(
         format!("{}{err}", text::CLOUD_PROVIDER_MESSAGE),
-        state::FAILED,
-        op::CREATE,
+        OpState::Failed,
+        OpType::Create,
     )
     .code(err.code.as_str())
     .phase(phase);
@@ -331,13 +327,13 @@ pub async fn report_input<D>(
     let description = problem.to_string();
     if matches!(
         machine.phase(),
-        phase::RUNNING | phase::UNKNOWN | phase::PENDING | phase::AVAILABLE
+        Some(Phase::Running | Phase::Unknown | Phase::Pending | Phase::Available)
     ) {
         // A machine that exists is not demoted because its class went away: only an Event.
         ctx.event(machine, true, "InvalidInput", "Reconcile", description);
         return Ok(Action::requeue(retry::MEDIUM));
     }
-    let change = StatusChange::new(description.clone(), state::FAILED, op::CREATE)
+    let change = StatusChange::new(description.clone(), OpState::Failed, OpType::Create)
         .code(Code::InvalidArgument.as_str())
         .phase(failure_phase(
             machine,
@@ -427,11 +423,11 @@ mod tests {
         let t = Duration::from_secs(1200);
         assert_eq!(
             failure_phase(&m, t, "2026-01-01T00:19:00Z".parse().unwrap()),
-            "CrashLoopBackOff"
+            Phase::CrashLoopBackOff
         );
         assert_eq!(
             failure_phase(&m, t, "2026-01-01T00:21:00Z".parse().unwrap()),
-            "Failed"
+            Phase::Failed
         );
     }
 

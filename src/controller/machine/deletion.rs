@@ -20,7 +20,8 @@ use super::drain;
 use crate::api::Machine;
 use crate::client::describe;
 use crate::contract::{
-    JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, op, phase, state, step,
+    JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, OpState, OpType,
+    Phase, step,
 };
 use crate::controller::bootstrap;
 use crate::controller::context::Context;
@@ -43,7 +44,7 @@ pub enum Step {
 
 /// Reads the step from the machine, in MCM's order of precedence.
 pub fn current_step(machine: &Machine) -> Step {
-    if machine.phase() != phase::TERMINATING {
+    if machine.phase() != Some(&Phase::Terminating) {
         return Step::SetTerminating;
     }
     let d = machine.status.last_operation.description.as_str();
@@ -63,20 +64,20 @@ pub fn current_step(machine: &Machine) -> Step {
     .map_or(Step::SetTerminating, |(_, s)| s)
 }
 
-fn delete_op(description: impl Into<String>, st: &'static str) -> StatusChange {
-    StatusChange::new(description, st, op::DELETE)
+fn delete_op(description: impl Into<String>, st: OpState) -> StatusChange {
+    StatusChange::new(description, st, OpType::Delete)
 }
 
 /// After looking up the VM of a machine that has no node label.
 pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, Duration) {
     match result {
         Ok(_) => (
-            delete_op(step::INITIATE_DRAIN, state::PROCESSING),
+            delete_op(step::INITIATE_DRAIN, OpState::Processing),
             retry::SHORT,
         ),
         Err(e) => match e.code {
             Code::Unimplemented => (
-                delete_op(step::INITIATE_DRAIN, state::PROCESSING),
+                delete_op(step::INITIATE_DRAIN, OpState::Processing),
                 retry::SHORT,
             ),
             Code::NotFound => (
@@ -85,7 +86,7 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
                         "VM was not found at provider. Moving forward to node drain. {}",
                         step::INITIATE_DRAIN
                     ),
-                    state::PROCESSING,
+                    OpState::Processing,
                 ),
                 retry::SHORT,
             ),
@@ -95,7 +96,7 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
                         "VM instance was not initialized. Moving forward to node drain. {}",
                         step::INITIATE_DRAIN
                     ),
-                    state::PROCESSING,
+                    OpState::Processing,
                 ),
                 retry::SHORT,
             ),
@@ -105,7 +106,7 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
                         "Error occurred with decoding machine error status while getting VM status, aborting with retry. {}",
                         step::GET_VM_STATUS
                     ),
-                    state::FAILED,
+                    OpState::Failed,
                 ),
                 retry::SHORT,
             ),
@@ -115,7 +116,7 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
                         "Error occurred with decoding machine error status while getting VM status, aborting without retry. machine code: {e} {}",
                         step::GET_VM_STATUS
                     ),
-                    state::FAILED,
+                    OpState::Failed,
                 ),
                 retry::MEDIUM,
             ),
@@ -132,7 +133,7 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
                     "VM deletion was successful. {}",
                     step::INITIATE_NODE_DELETION
                 ),
-                state::PROCESSING,
+                OpState::Processing,
             ),
             retry::SHORT,
         ),
@@ -142,7 +143,7 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
                     "VM not found. Continuing deletion flow. {}",
                     step::INITIATE_NODE_DELETION
                 ),
-                state::PROCESSING,
+                OpState::Processing,
             ),
             retry::SHORT,
         ),
@@ -152,7 +153,7 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
                     "VM deletion failed due to - {e}. However, will re-try in the next resync. {}",
                     step::INITIATE_VM_DELETION
                 ),
-                state::FAILED,
+                OpState::Failed,
             ),
             retry::SHORT,
         ),
@@ -162,7 +163,7 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
                     "VM deletion failed due to - {e}. Aborting operation. {}",
                     step::INITIATE_VM_DELETION
                 ),
-                state::FAILED,
+                OpState::Failed,
             ),
             retry::LONG,
         ),
@@ -195,7 +196,7 @@ pub enum Stepped {
 /// A step's status change and retry as an outcome: a failure stops the pass
 /// (it is written, with its Event, and retried after `wait`); progress goes on.
 pub fn stepped((change, wait): (StatusChange, Duration)) -> Stepped {
-    if change.state == state::FAILED {
+    if change.state == OpState::Failed {
         Stepped::Stop(Some(change), wait)
     } else {
         Stepped::Next(change)
@@ -212,9 +213,9 @@ pub fn unwritten(earlier: Option<StatusChange>, last: StatusChange) -> StatusCha
 /// `machine` as a step's change leaves it, for reading the next step.
 fn advanced(mut machine: Machine, change: &StatusChange) -> Machine {
     machine.status.last_operation.description = change.description.clone();
-    machine.status.last_operation.state = change.state.to_string();
-    if let Some(p) = change.phase {
-        machine.status.current_status.phase = p.to_string();
+    machine.status.last_operation.state = Some(change.state.clone());
+    if let Some(p) = &change.phase {
+        machine.status.current_status.phase = Some(p.clone());
     }
     machine
 }
@@ -258,7 +259,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
         let (change, wait) = stop;
         if let Some(change) = change
             && ctx.write_status(&stored, &change).await?.is_some()
-            && change.state == state::FAILED
+            && change.state == OpState::Failed
         {
             ctx.event(
                 &stored,
@@ -290,7 +291,7 @@ async fn run_step<D: Driver>(
                 format!("Deleting machine {name}"),
             );
             Stepped::Next(
-                delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING),
+                delete_op(step::GET_VM_STATUS, OpState::Processing).phase(Phase::Terminating),
             )
         }
         Step::GetVmStatus => {
@@ -300,10 +301,10 @@ async fn run_step<D: Driver>(
                         "Running without target cluster, skipping node drain and volume attachment deletion. {}",
                         step::INITIATE_VM_DELETION
                     ),
-                    state::PROCESSING,
+                    OpState::Processing,
                 ))
             } else if at.node_name().is_some() {
-                Stepped::Next(delete_op(step::INITIATE_DRAIN, state::PROCESSING))
+                Stepped::Next(delete_op(step::INITIATE_DRAIN, OpState::Processing))
             } else {
                 let result = match ctx.resolve_for_deletion(at) {
                     Ok((class, secret)) => {
@@ -411,7 +412,7 @@ pub fn after_volume_attachments(node: &str, live: Result<usize, String>) -> Stat
             step::INITIATE_VM_DELETION
         ),
     };
-    delete_op(d, state::PROCESSING)
+    delete_op(d, OpState::Processing)
 }
 
 async fn delete_volume_attachments<D>(
@@ -460,14 +461,14 @@ async fn delete_node<D>(
             "Label {NODE_LABEL:?} not present on machine {name:?}, continuing deletion flow. {}",
             step::INITIATE_FINALIZER_REMOVAL
         );
-        return Ok((delete_op(d, state::PROCESSING), retry::SHORT));
+        return Ok((delete_op(d, OpState::Processing), retry::SHORT));
     };
     let gone = format!(
         "No node object found for {node_name:?}, continuing deletion flow. {}",
         step::INITIATE_FINALIZER_REMOVAL
     );
     let Some(target) = &ctx.target else {
-        return Ok((delete_op(gone, state::PROCESSING), retry::SHORT));
+        return Ok((delete_op(gone, OpState::Processing), retry::SHORT));
     };
     let nodes: Api<Node> = Api::all(target.clone());
     let finalizer_failed = |e: kube::Error| {
@@ -476,7 +477,7 @@ async fn delete_node<D>(
             describe(&e),
             step::INITIATE_NODE_DELETION
         );
-        Ok((delete_op(d, state::FAILED), retry::SHORT))
+        Ok((delete_op(d, OpState::Failed), retry::SHORT))
     };
     if let Some(node) = ctx.node(node_name)
         && let Err(e) = remove_node_finalizer(&nodes, &node).await
@@ -503,10 +504,10 @@ async fn delete_node<D>(
                 describe(&e),
                 step::INITIATE_NODE_DELETION
             );
-            return Ok((delete_op(d, state::FAILED), retry::SHORT));
+            return Ok((delete_op(d, OpState::Failed), retry::SHORT));
         }
     };
-    Ok((delete_op(d, state::PROCESSING), retry::SHORT))
+    Ok((delete_op(d, OpState::Processing), retry::SHORT))
 }
 
 /// Takes our finalizer, and only ours, off `node` if it carries it. The
@@ -532,54 +533,57 @@ async fn remove_node_finalizer(nodes: &Api<Node>, node: &Node) -> Result<(), kub
 mod tests {
     use super::*;
 
-    fn at(description: &str, phase: &str) -> Machine {
+    fn at(description: &str, phase: Phase) -> Machine {
         let mut m = Machine::default();
-        m.status.current_status.phase = phase.into();
+        m.status.current_status.phase = Some(phase);
         m.status.last_operation.description = description.into();
         m
     }
 
     #[test]
     fn steps_are_read_from_the_description() {
-        assert_eq!(current_step(&at("", "Running")), Step::SetTerminating);
+        assert_eq!(current_step(&at("", Phase::Running)), Step::SetTerminating);
         assert_eq!(
-            current_step(&at(step::GET_VM_STATUS, "Terminating")),
+            current_step(&at(step::GET_VM_STATUS, Phase::Terminating)),
             Step::GetVmStatus
         );
         assert_eq!(
-            current_step(&at("Drain successful. Initiate VM deletion", "Terminating")),
+            current_step(&at(
+                "Drain successful. Initiate VM deletion",
+                Phase::Terminating
+            )),
             Step::DeleteVm
         );
         assert_eq!(
             current_step(&at(
                 "Force Drain successful. Delete Volume Attachments",
-                "Terminating"
+                Phase::Terminating
             )),
             Step::DeleteVolumeAttachments
         );
         assert_eq!(
             current_step(&at(
                 "Drain failed due to - x. Will retry in next sync. Initiate node drain",
-                "Terminating"
+                Phase::Terminating
             )),
             Step::Drain
         );
         assert_eq!(
             current_step(&at(
                 "VM deletion was successful. Initiate node object deletion",
-                "Terminating"
+                Phase::Terminating
             )),
             Step::DeleteNode
         );
         assert_eq!(
             current_step(&at(
                 "Deletion of Node Object \"n\" is successful. Initiate machine object finalizer removal",
-                "Terminating"
+                Phase::Terminating
             )),
             Step::RemoveFinalizer
         );
         assert_eq!(
-            current_step(&at("garbage", "Terminating")),
+            current_step(&at("garbage", Phase::Terminating)),
             Step::SetTerminating
         );
     }
@@ -601,9 +605,10 @@ mod tests {
             ),
         ] {
             let c = after_volume_attachments("n1", live);
-            assert_eq!((c.description.as_str(), c.state), (text, state::PROCESSING));
+            assert_eq!(c.description, text);
+            assert_eq!(c.state, OpState::Processing);
             assert_eq!(
-                current_step(&advanced(at("", phase::TERMINATING), &c)),
+                current_step(&advanced(at("", Phase::Terminating), &c)),
                 Step::DeleteVm
             );
         }
@@ -611,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_pass_goes_on_after_progress_and_stops_at_a_failure() {
-        let progress = delete_op(step::INITIATE_DRAIN, state::PROCESSING);
+        let progress = delete_op(step::INITIATE_DRAIN, OpState::Processing);
         assert_eq!(
             stepped((progress.clone(), retry::SHORT)),
             Stepped::Next(progress)
@@ -626,12 +631,12 @@ mod tests {
     #[test]
     fn a_stopping_pass_writes_the_phase_an_earlier_step_set() {
         let terminating =
-            delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING);
+            delete_op(step::GET_VM_STATUS, OpState::Processing).phase(Phase::Terminating);
         let (vm, _) = after_vm_deletion(&Err(MachineError::new(Code::Internal, "boom")));
         let written = unwritten(Some(terminating), vm.clone());
-        assert_eq!(written.phase, Some(phase::TERMINATING));
+        assert_eq!(written.phase, Some(Phase::Terminating));
         assert_eq!(written.description, vm.description);
-        assert_eq!(written.state, state::FAILED);
+        assert_eq!(written.state, OpState::Failed);
         // Nothing earlier: the step's own change.
         assert_eq!(unwritten(None, vm.clone()), vm);
     }
@@ -639,14 +644,14 @@ mod tests {
     #[test]
     fn each_step_leads_to_the_next_in_mcm_order() {
         // The descriptions the steps write, read back as the step that follows.
-        let mut m = at("", "Running");
+        let mut m = at("", Phase::Running);
         let mut seen = vec![current_step(&m)];
         for change in [
-            delete_op(step::GET_VM_STATUS, state::PROCESSING).phase(phase::TERMINATING),
-            delete_op(step::INITIATE_DRAIN, state::PROCESSING),
+            delete_op(step::GET_VM_STATUS, OpState::Processing).phase(Phase::Terminating),
+            delete_op(step::INITIATE_DRAIN, OpState::Processing),
             delete_op(
                 format!("Drain successful. {}", step::INITIATE_VM_DELETION),
-                state::PROCESSING,
+                OpState::Processing,
             ),
             after_vm_deletion(&Ok(())).0,
             delete_op(
@@ -654,7 +659,7 @@ mod tests {
                     "Deletion of Node Object \"n\" is successful. {}",
                     step::INITIATE_FINALIZER_REMOVAL
                 ),
-                state::PROCESSING,
+                OpState::Processing,
             ),
         ] {
             m = advanced(m, &change);
@@ -671,7 +676,7 @@ mod tests {
                 Step::RemoveFinalizer
             ]
         );
-        assert_eq!(m.phase(), phase::TERMINATING);
+        assert_eq!(m.phase(), Some(&Phase::Terminating));
     }
 
     #[test]
@@ -699,7 +704,7 @@ mod tests {
         assert_eq!(c.description, "Initiate node drain");
         let (c, wait) = after_vm_status(Err(MachineError::new(Code::Internal, "boom")));
         assert!(c.description.ends_with(step::GET_VM_STATUS));
-        assert_eq!((c.state, wait), ("Failed", retry::MEDIUM));
+        assert_eq!((c.state, wait), (OpState::Failed, retry::MEDIUM));
 
         let (c, _) = after_vm_deletion(&Ok(()));
         assert_eq!(

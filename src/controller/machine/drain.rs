@@ -20,7 +20,7 @@ use crate::api::Machine;
 use crate::client::describe;
 use crate::contract::{
     FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
-    NODE_TERMINATING_REASON_UNHEALTHY, op, phase, state, step,
+    NODE_TERMINATING_REASON_UNHEALTHY, OpState, OpType, Phase, step,
 };
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
@@ -81,11 +81,11 @@ pub fn is_drainable(pod: &Pod) -> bool {
 /// The Terminating condition to put on the node.
 pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>) -> NodeCondition {
     let (reason, message) = match existing {
-        Some(c) if machine.phase() == phase::TERMINATING && c.status == "True" => (
+        Some(c) if machine.phase() == Some(&Phase::Terminating) && c.status == "True" => (
             c.reason.clone().unwrap_or_default(),
             c.message.clone().unwrap_or_default(),
         ),
-        _ if machine.phase() == phase::FAILED => (
+        _ if machine.phase() == Some(&Phase::Failed) => (
             NODE_TERMINATING_REASON_UNHEALTHY.to_string(),
             "Machine Controller is terminating failed machine".to_string(),
         ),
@@ -117,8 +117,11 @@ pub enum Outcome {
     Again(Duration),
 }
 
-fn done(description: String, st: &'static str) -> Outcome {
-    Outcome::Finished(StatusChange::new(description, st, op::DELETE), retry::SHORT)
+fn done(description: String, st: OpState) -> Outcome {
+    Outcome::Finished(
+        StatusChange::new(description, st, OpType::Delete),
+        retry::SHORT,
+    )
 }
 
 /// Runs one pass of the drain.
@@ -129,7 +132,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
                 "Skipping drain as nodeName is not a valid one for machine. {}",
                 step::INITIATE_VM_DELETION
             ),
-            state::PROCESSING,
+            OpState::Processing,
         ));
     };
     let force = force_reason(
@@ -143,7 +146,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         // No node, nothing to drain.
         return Ok(done(
             format!("Drain successful. {}", step::INITIATE_VM_DELETION),
-            state::PROCESSING,
+            OpState::Processing,
         ));
     };
 
@@ -156,7 +159,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
                 describe(&e),
                 step::INITIATE_DRAIN
             ),
-            state::FAILED,
+            OpState::Failed,
         ));
     }
 
@@ -202,11 +205,11 @@ pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome
                 "Force Drain successful. {}",
                 step::DELETE_VOLUME_ATTACHMENTS
             ),
-            state::PROCESSING,
+            OpState::Processing,
         ),
         Ok(Progress::Done) => done(
             format!("Drain successful. {}", step::INITIATE_VM_DELETION),
-            state::PROCESSING,
+            OpState::Processing,
         ),
         Ok(Progress::Leaving) => Outcome::Again(retry::SHORT),
         Ok(Progress::Blocked(_)) => Outcome::Again(PDB_RETRY),
@@ -215,14 +218,14 @@ pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome
                 "Drain failed due to - {e}. However, since it's a force deletion shall continue deletion of VM. {}",
                 step::DELETE_VOLUME_ATTACHMENTS
             ),
-            state::PROCESSING,
+            OpState::Processing,
         ),
         Err(e) => done(
             format!(
                 "Drain failed due to - {e}. Will retry in next sync. {}",
                 step::INITIATE_DRAIN
             ),
-            state::FAILED,
+            OpState::Failed,
         ),
     }
 }
@@ -515,21 +518,21 @@ mod tests {
     #[test]
     fn each_drain_outcome_in_mcm_words() {
         let text = |o: Outcome| match o {
-            Outcome::Finished(c, _) => (c.description, c.state),
-            Outcome::Again(wait) => (format!("again after {wait:?}"), ""),
+            Outcome::Finished(c, _) => (c.description, Some(c.state)),
+            Outcome::Again(wait) => (format!("again after {wait:?}"), None),
         };
         assert_eq!(
             text(after_evictions(Ok(Progress::Done), false)),
             (
                 "Drain successful. Initiate VM deletion".into(),
-                "Processing"
+                Some(OpState::Processing)
             )
         );
         assert_eq!(
             text(after_evictions(Ok(Progress::Done), true)),
             (
                 "Force Drain successful. Delete Volume Attachments".into(),
-                "Processing"
+                Some(OpState::Processing)
             )
         );
         assert_eq!(
@@ -545,14 +548,14 @@ mod tests {
             text(after_evictions(Err("boom".into()), false)),
             (
                 "Drain failed due to - boom. Will retry in next sync. Initiate node drain".into(),
-                "Failed"
+                Some(OpState::Failed)
             )
         );
         assert_eq!(
             text(after_evictions(Err("boom".into()), true)),
             (
                 "Drain failed due to - boom. However, since it's a force deletion shall continue deletion of VM. Delete Volume Attachments".into(),
-                "Processing"
+                Some(OpState::Processing)
             )
         );
     }
@@ -593,12 +596,12 @@ mod tests {
     #[test]
     fn terminating_reason_follows_the_phase() {
         let mut m = Machine::default();
-        m.status.current_status.phase = "Running".into();
+        m.status.current_status.phase = Some(Phase::Running);
         assert_eq!(
             terminating_condition(&m, None).reason.as_deref(),
             Some("ScaleDown")
         );
-        m.status.current_status.phase = "Failed".into();
+        m.status.current_status.phase = Some(Phase::Failed);
         assert_eq!(
             terminating_condition(&m, None).reason.as_deref(),
             Some("Unhealthy")

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 
 use crate::api::Machine;
 use crate::contract::{
-    CRITICAL_COMPONENTS_NOT_READY_TAINT, DEPLOYMENT_NAME_LABEL, op, phase, state, text,
+    CRITICAL_COMPONENTS_NOT_READY_TAINT, DEPLOYMENT_NAME_LABEL, OpState, OpType, Phase, text,
 };
 use crate::controller::settings::Settings;
 use crate::controller::status::StatusChange;
@@ -97,9 +97,9 @@ pub fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bo
             m.label(DEPLOYMENT_NAME_LABEL) == Some(deployment) && m.name() != machine.name()
         })
         .map(|m| match m.phase() {
-            phase::UNKNOWN | phase::RUNNING => 0,
+            Some(Phase::Unknown | Phase::Running) => 0,
             // Counted twice, as MCM does: its replacement may not exist yet.
-            phase::TERMINATING => 2,
+            Some(Phase::Terminating) => 2,
             _ if m.status.current_status.preserve_expiry_time.is_some() => 0,
             _ => 1,
         })
@@ -125,14 +125,14 @@ pub fn decide(
 
     match node {
         None => {
-            if current == phase::RUNNING && !machine.status.conditions.is_empty() {
+            if current == Some(&Phase::Running) && !machine.status.conditions.is_empty() {
                 plan.change = Some(
                     StatusChange::new(
                         text::node_missing(name),
-                        state::PROCESSING,
-                        op::HEALTH_CHECK,
+                        OpState::Processing,
+                        OpType::HealthCheck,
                     )
-                    .phase(phase::UNKNOWN),
+                    .phase(Phase::Unknown),
                 );
                 return plan;
             }
@@ -143,15 +143,17 @@ pub fn decide(
             // A Pending machine whose Node is healthy but still waits for its
             // critical components stays Pending, as in MCM: a rollout must not
             // count it available before CNI and CSI run.
-            let gated = current == phase::PENDING && critical_components_not_ready(node);
+            let gated = current == Some(&Phase::Pending) && critical_components_not_ready(node);
             // Mid-update, health cannot tell (MCM): the agent's result decides.
             let updating = matches!(
                 current,
-                phase::IN_PLACE_UPDATING | phase::IN_PLACE_UPDATE_FAILED
+                Some(Phase::InPlaceUpdating | Phase::InPlaceUpdateFailed)
             );
-            if healthy && current != phase::RUNNING && !gated && !updating {
+            let running = current == Some(&Phase::Running);
+            if healthy && !running && !gated && !updating {
                 let lo = &machine.status.last_operation;
-                let first_join = lo.type_ == op::CREATE && lo.state != state::SUCCESSFUL;
+                let first_join =
+                    lo.type_ == Some(OpType::Create) && lo.state != Some(OpState::Successful);
                 let change = if first_join {
                     let took = age(
                         machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
@@ -160,34 +162,40 @@ pub fn decide(
                     plan.joined_after = Some(took);
                     StatusChange::new(
                         text::joined(name, &format_go(round_ms(took))),
-                        state::SUCCESSFUL,
-                        op::CREATE,
+                        OpState::Successful,
+                        OpType::Create,
                     )
                 } else {
-                    StatusChange::new(text::rejoined(name), state::SUCCESSFUL, op::HEALTH_CHECK)
+                    StatusChange::new(
+                        text::rejoined(name),
+                        OpState::Successful,
+                        OpType::HealthCheck,
+                    )
                 };
-                plan.change = Some(change.phase(phase::RUNNING).conditions(node_conditions));
+                plan.change = Some(change.phase(Phase::Running).conditions(node_conditions));
                 return plan;
             }
-            if !healthy && current == phase::RUNNING && !updating {
+            if !healthy && running && !updating {
                 plan.change = Some(
                     StatusChange::new(
                         text::unhealthy(name, &format_conditions(&node_conditions)),
-                        state::PROCESSING,
-                        op::HEALTH_CHECK,
+                        OpState::Processing,
+                        OpType::HealthCheck,
                     )
-                    .phase(phase::UNKNOWN)
+                    .phase(Phase::Unknown)
                     .conditions(node_conditions),
                 );
                 return plan;
             }
             if changed {
-                // Only the conditions change: keep lastOperation and phase as they are.
+                // Only the conditions change: keep lastOperation and phase as
+                // they are, names we do not know included. A state or type
+                // never written must be written as something: Processing, Create.
                 let lo = &machine.status.last_operation;
                 let mut change = StatusChange::new(
                     lo.description.clone(),
-                    static_state(&lo.state),
-                    static_op(&lo.type_),
+                    lo.state.clone().unwrap_or(OpState::Processing),
+                    lo.type_.clone().unwrap_or(OpType::Create),
                 )
                 .code(lo.error_code.clone())
                 .conditions(node_conditions);
@@ -208,15 +216,15 @@ pub fn decide(
 
     // Timeouts of machines that are waiting for their node.
     let (timeout, since) = match current {
-        phase::PENDING => (
+        Some(Phase::Pending) => (
             settings.creation_timeout(machine),
             machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
         ),
-        phase::UNKNOWN | phase::IN_PLACE_UPDATE_FAILED => (
+        Some(Phase::Unknown | Phase::InPlaceUpdateFailed) => (
             settings.health_timeout(machine),
             machine.status_updated_at(),
         ),
-        phase::IN_PLACE_UPDATING => (
+        Some(Phase::InPlaceUpdating) => (
             settings.in_place_update_timeout(machine),
             machine.status_updated_at(),
         ),
@@ -228,24 +236,29 @@ pub fn decide(
         return plan;
     }
     let timeout_text = format_go(timeout);
-    if current == phase::IN_PLACE_UPDATING {
+    if current == Some(&Phase::InPlaceUpdating) {
         plan.change = Some(
             StatusChange::new(
                 format!("Machine {name} failed to in-place update in {timeout_text} minutes."),
-                state::FAILED,
-                op::IN_PLACE_UPDATE,
+                OpState::Failed,
+                OpType::InPlaceUpdate,
             )
-            .phase(phase::IN_PLACE_UPDATE_FAILED),
+            .phase(Phase::InPlaceUpdateFailed),
         );
-    } else if current == phase::PENDING {
-        let lo_type = static_op(&machine.status.last_operation.type_);
+    } else if current == Some(&Phase::Pending) {
+        let lo_type = machine
+            .status
+            .last_operation
+            .type_
+            .clone()
+            .unwrap_or(OpType::Create);
         plan.change = Some(
             StatusChange::new(
                 text::join_timeout(name, &timeout_text),
-                state::FAILED,
+                OpState::Failed,
                 lo_type,
             )
-            .phase(phase::FAILED),
+            .phase(Phase::Failed),
         );
     } else if !machine
         .spec
@@ -261,10 +274,10 @@ pub fn decide(
                         &timeout_text,
                         &format_conditions(&machine.status.conditions),
                     ),
-                    state::FAILED,
-                    op::HEALTH_CHECK,
+                    OpState::Failed,
+                    OpType::HealthCheck,
                 )
-                .phase(phase::FAILED),
+                .phase(Phase::Failed),
             );
         } else {
             // Another machine of the deployment is being replaced: look again
@@ -277,32 +290,6 @@ pub fn decide(
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
-}
-
-/// The contract's state names as statics (status changes carry `&'static str`).
-pub fn static_state(s: &str) -> &'static str {
-    [state::PROCESSING, state::FAILED, state::SUCCESSFUL]
-        .into_iter()
-        .find(|x| *x == s)
-        .unwrap_or(state::PROCESSING)
-}
-
-pub fn static_op(s: &str) -> &'static str {
-    [
-        "Create",
-        "Update",
-        "InPlaceUpdate",
-        "DrainNode",
-        "HealthCheck",
-        "Delete",
-    ]
-    .into_iter()
-    .find(|x| *x == s)
-    .unwrap_or(op::CREATE)
-}
-
-pub fn static_phase(s: &str) -> Option<&'static str> {
-    phase::ALL.into_iter().find(|x| *x == s)
 }
 
 #[cfg(test)]
@@ -335,18 +322,18 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn machine(phase: &str, op: &str, state: &str) -> Machine {
+    fn machine(phase: Phase, op: OpType, state: OpState) -> Machine {
         let mut m = Machine::default();
         m.metadata.name = Some("m1".into());
         m.metadata.creation_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
         m.status.current_status = CurrentStatus {
-            phase: phase.into(),
+            phase: Some(phase),
             last_update_time: Some(Time(ts("2026-01-01T00:00:00Z"))),
             ..Default::default()
         };
         m.status.last_operation = LastOperation {
-            type_: op.into(),
-            state: state.into(),
+            type_: Some(op),
+            state: Some(state),
             ..Default::default()
         };
         m
@@ -370,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_pending_machine_waits_for_its_critical_components() {
-        let m = machine("Pending", "Create", "Processing");
+        let m = machine(Phase::Pending, OpType::Create, OpState::Processing);
         let ready = node(vec![cond("Ready", "True")]);
         let gated = tainted(ready.clone(), "NoSchedule");
         let plan = decide_at(&m, Some(&gated), "2026-01-01T00:01:00Z");
@@ -384,10 +371,10 @@ mod tests {
             let change = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z")
                 .change
                 .unwrap();
-            assert_eq!(change.phase, Some("Running"));
+            assert_eq!(change.phase, Some(Phase::Running));
         }
         // A Running machine is not sent back for it.
-        let mut running = machine("Running", "Create", "Successful");
+        let mut running = machine(Phase::Running, OpType::Create, OpState::Successful);
         running.status.conditions = vec![cond("Ready", "True")];
         let plan = decide_at(&running, Some(&gated), "2026-01-01T00:01:00Z");
         assert_eq!(plan.change, None);
@@ -395,7 +382,7 @@ mod tests {
 
     #[test]
     fn flapping_conditions_never_restart_the_health_timer() {
-        let mut m = machine("Unknown", "HealthCheck", "Processing");
+        let mut m = machine(Phase::Unknown, OpType::HealthCheck, OpState::Processing);
         m.status.conditions = vec![cond("Ready", "False"), cond("DiskPressure", "False")];
         let flapped = node(vec![cond("Ready", "False"), cond("DiskPressure", "True")]);
         let change = decide_at(&m, Some(&flapped), "2026-01-01T00:05:00Z")
@@ -408,7 +395,32 @@ mod tests {
         let change = decide_at(&m, Some(&flapped), "2026-01-01T00:10:01Z")
             .change
             .unwrap();
-        assert_eq!(change.phase, Some("Failed"));
+        assert_eq!(change.phase, Some(Phase::Failed));
+    }
+
+    #[test]
+    fn names_we_do_not_know_survive_a_conditions_write() {
+        // A newer MCM's phase and operation: the conditions changed, so we write.
+        let mut m = machine(
+            Phase::from("Hibernating"),
+            OpType::from("Rebuild"),
+            OpState::from("Paused"),
+        );
+        m.status.conditions = vec![cond("Ready", "False")];
+        let n = node(vec![cond("Ready", "False"), cond("DiskPressure", "True")]);
+        let change = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z")
+            .change
+            .unwrap();
+        assert_eq!(change.state, OpState::Other("Paused".into()));
+        assert_eq!(change.op, OpType::Other("Rebuild".into()));
+        assert_eq!(change.phase, None);
+        let at = Time(ts("2026-01-01T00:01:00Z"));
+        let patch = crate::controller::writes::status_patch(&m, &change, at);
+        let status = &patch["status"];
+        assert_eq!(status["lastOperation"]["state"], "Paused");
+        assert_eq!(status["lastOperation"]["type"], "Rebuild");
+        // A merge patch without currentStatus leaves the phase on the server.
+        assert_eq!(status.get("currentStatus"), None);
     }
 
     #[test]
@@ -432,23 +444,23 @@ mod tests {
 
     #[test]
     fn first_join_reports_the_duration() {
-        let m = machine("Pending", "Create", "Processing");
+        let m = machine(Phase::Pending, OpType::Create, OpState::Processing);
         let n = node(vec![cond("Ready", "True")]);
         let plan = decide_at(&m, Some(&n), "2026-01-01T00:00:12.5Z");
         let change = plan.change.unwrap();
-        assert_eq!(change.phase, Some("Running"));
+        assert_eq!(change.phase, Some(Phase::Running));
         assert_eq!(
             change.description,
             "Machine m1 successfully joined the cluster in 12.5s"
         );
-        assert_eq!(change.state, "Successful");
-        assert_eq!(change.op, "Create");
+        assert_eq!(change.state, OpState::Successful);
+        assert_eq!(change.op, OpType::Create);
         assert_eq!(plan.joined_after, Some(Duration::from_millis(12_500)));
     }
 
     #[test]
     fn later_recovery_is_a_rejoin() {
-        let m = machine("Unknown", "HealthCheck", "Processing");
+        let m = machine(Phase::Unknown, OpType::HealthCheck, OpState::Processing);
         let n = node(vec![cond("Ready", "True")]);
         let plan = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z");
         assert_eq!(
@@ -460,31 +472,31 @@ mod tests {
 
     #[test]
     fn running_machine_whose_node_is_unready_or_gone_is_unknown() {
-        let mut m = machine("Running", "Create", "Successful");
+        let mut m = machine(Phase::Running, OpType::Create, OpState::Successful);
         m.status.conditions = vec![cond("Ready", "True")];
         let n = node(vec![cond("Ready", "False")]);
         let change = decide_at(&m, Some(&n), "2026-01-01T00:01:00Z")
             .change
             .unwrap();
-        assert_eq!(change.phase, Some("Unknown"));
+        assert_eq!(change.phase, Some(Phase::Unknown));
         assert!(
             change
                 .description
                 .starts_with("Machine m1 is unhealthy - changing MachinePhase to Unknown")
         );
         let change = decide_at(&m, None, "2026-01-01T00:01:00Z").change.unwrap();
-        assert_eq!(change.phase, Some("Unknown"));
+        assert_eq!(change.phase, Some(Phase::Unknown));
         assert!(change.description.starts_with("Node object went missing."));
     }
 
     #[test]
     fn pending_past_the_creation_timeout_fails() {
-        let m = machine("Pending", "Create", "Processing");
+        let m = machine(Phase::Pending, OpType::Create, OpState::Processing);
         let plan = decide_at(&m, None, "2026-01-01T00:10:00Z");
         assert_eq!(plan.change, None);
         assert_eq!(plan.recheck_after, Some(Duration::from_secs(601)));
         let change = decide_at(&m, None, "2026-01-01T00:20:01Z").change.unwrap();
-        assert_eq!(change.phase, Some("Failed"));
+        assert_eq!(change.phase, Some(Phase::Failed));
         assert_eq!(
             change.description,
             "Machine m1 failed to join the cluster in 20m0s minutes."
@@ -493,12 +505,12 @@ mod tests {
 
     #[test]
     fn unknown_past_the_health_timeout_fails_unless_another_is_replaced() {
-        let m = machine("Unknown", "HealthCheck", "Processing");
+        let m = machine(Phase::Unknown, OpType::HealthCheck, OpState::Processing);
         let late = ts("2026-01-01T00:10:01Z");
         let change = decide(&m, None, &Settings::default(), late, || true)
             .change
             .unwrap();
-        assert_eq!(change.phase, Some("Failed"));
+        assert_eq!(change.phase, Some(Phase::Failed));
         let plan = decide(&m, None, &Settings::default(), late, || false);
         assert_eq!(plan.change, None);
         let mut disabled = m.clone();
@@ -511,24 +523,24 @@ mod tests {
 
     #[test]
     fn meltdown_protection_counts_replacements_in_the_deployment() {
-        let with = |name: &str, dep: &str, phase: &str| {
-            let mut m = machine(phase, "Create", "Processing");
+        let with = |name: &str, dep: &str, phase: Phase| {
+            let mut m = machine(phase, OpType::Create, OpState::Processing);
             m.metadata.name = Some(name.into());
             m.metadata.labels = Some([("name".to_string(), dep.to_string())].into());
             Arc::new(m)
         };
-        let me = with("a", "d", "Unknown");
+        let me = with("a", "d", Phase::Unknown);
         assert!(may_mark_failed(
             &me,
-            &[me.clone(), with("b", "d", "Running")]
+            &[me.clone(), with("b", "d", Phase::Running)]
         ));
         assert!(!may_mark_failed(
             &me,
-            &[me.clone(), with("b", "d", "Pending")]
+            &[me.clone(), with("b", "d", Phase::Pending)]
         ));
         assert!(may_mark_failed(
             &me,
-            &[me.clone(), with("b", "other", "Pending")]
+            &[me.clone(), with("b", "other", Phase::Pending)]
         ));
     }
 

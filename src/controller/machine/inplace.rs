@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::drain;
 use crate::api::Machine;
-use crate::contract::{inplace, op, phase, state};
+use crate::contract::{OpState, OpType, Phase, inplace};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
@@ -110,10 +110,10 @@ pub fn condition_step(reason: Option<&str>) -> Step {
 pub fn updating(machine: &str) -> StatusChange {
     StatusChange::new(
         format!("Machine {machine} is undergoing an in-place update"),
-        state::PROCESSING,
-        op::IN_PLACE_UPDATE,
+        OpState::Processing,
+        OpType::InPlaceUpdate,
     )
-    .phase(phase::IN_PLACE_UPDATING)
+    .phase(Phase::InPlaceUpdating)
 }
 
 /// What health writes once gardener-node-agent labelled the result, for a
@@ -122,31 +122,33 @@ pub fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
     let name = machine.name();
     match node.labels().get(inplace::RESULT_LABEL).map(String::as_str) {
         Some(inplace::RESULT_SUCCESSFUL)
-            if machine.phase() != phase::IN_PLACE_UPDATE_SUCCESSFUL =>
+            if machine.phase() != Some(&Phase::InPlaceUpdateSuccessful) =>
         {
             Some(
                 StatusChange::new(
                     format!("Machine {name} successfully updated dependencies"),
-                    state::SUCCESSFUL,
-                    op::IN_PLACE_UPDATE,
+                    OpState::Successful,
+                    OpType::InPlaceUpdate,
                 )
-                .phase(phase::IN_PLACE_UPDATE_SUCCESSFUL),
+                .phase(Phase::InPlaceUpdateSuccessful),
             )
         }
-        Some(inplace::RESULT_FAILED) if machine.phase() != phase::IN_PLACE_UPDATE_FAILED => Some(
-            StatusChange::new(
-                format!(
-                    "Machine {name} failed to update dependencies: {}",
-                    node.annotations()
-                        .get(inplace::FAILED_REASON_ANNOTATION)
-                        .map(String::as_str)
-                        .unwrap_or_default()
-                ),
-                state::FAILED,
-                op::IN_PLACE_UPDATE,
+        Some(inplace::RESULT_FAILED) if machine.phase() != Some(&Phase::InPlaceUpdateFailed) => {
+            Some(
+                StatusChange::new(
+                    format!(
+                        "Machine {name} failed to update dependencies: {}",
+                        node.annotations()
+                            .get(inplace::FAILED_REASON_ANNOTATION)
+                            .map(String::as_str)
+                            .unwrap_or_default()
+                    ),
+                    OpState::Failed,
+                    OpType::InPlaceUpdate,
+                )
+                .phase(Phase::InPlaceUpdateFailed),
             )
-            .phase(phase::IN_PLACE_UPDATE_FAILED),
-        ),
+        }
         _ => None,
     }
 }
@@ -216,8 +218,8 @@ pub async fn run<D>(
                         "Drain failed due to - {why}. Will retry in next sync. {}",
                         crate::contract::step::INITIATE_DRAIN
                     ),
-                    state::PROCESSING,
-                    op::DRAIN_NODE,
+                    OpState::Processing,
+                    OpType::DrainNode,
                 );
                 ctx.write_status(machine, &lo).await?;
                 Ok(Some(drain::PDB_RETRY))
@@ -313,15 +315,16 @@ mod tests {
     #[test]
     fn the_agents_result_becomes_the_phase_in_mcm_words() {
         let mut m = Machine::named("m1");
-        m.status.current_status.phase = phase::IN_PLACE_UPDATING.into();
+        m.status.current_status.phase = Some(Phase::InPlaceUpdating);
         let ok = node(&[(inplace::RESULT_LABEL, inplace::RESULT_SUCCESSFUL)], None);
         let c = result_change(&m, &ok).unwrap();
-        assert_eq!(c.phase, Some(phase::IN_PLACE_UPDATE_SUCCESSFUL));
+        assert_eq!(c.phase, Some(Phase::InPlaceUpdateSuccessful));
         assert_eq!(
             c.description,
             "Machine m1 successfully updated dependencies"
         );
-        assert_eq!((c.state, c.op), (state::SUCCESSFUL, op::IN_PLACE_UPDATE));
+        assert_eq!(c.state, OpState::Successful);
+        assert_eq!(c.op, OpType::InPlaceUpdate);
         let mut bad = node(&[(inplace::RESULT_LABEL, inplace::RESULT_FAILED)], None);
         bad.metadata.annotations = Some(
             [(
@@ -331,7 +334,7 @@ mod tests {
             .into(),
         );
         let c = result_change(&m, &bad).unwrap();
-        assert_eq!(c.phase, Some(phase::IN_PLACE_UPDATE_FAILED));
+        assert_eq!(c.phase, Some(Phase::InPlaceUpdateFailed));
         assert_eq!(
             c.description,
             "Machine m1 failed to update dependencies: boom"

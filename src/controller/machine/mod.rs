@@ -25,7 +25,7 @@ use super::context::Context;
 use super::error::{Error, retry};
 use super::{bootstrap, class, node, writes};
 use crate::api::Machine;
-use crate::contract::{JOIN_DURATION_ANNOTATION, phase, text};
+use crate::contract::{JOIN_DURATION_ANNOTATION, Phase, text};
 use crate::driver::Driver;
 use crate::duration::format_go;
 
@@ -38,7 +38,10 @@ pub async fn reconcile<D: Driver>(
 ) -> Result<Action, Error> {
     tracing::trace!("reconcile: waiting for caches");
     ctx.wait_ready().await?;
-    tracing::debug!(phase = machine.phase(), "reconcile");
+    tracing::debug!(
+        phase = machine.phase().map_or("", Phase::as_str),
+        "reconcile"
+    );
     if let Some(error) = &machine.parse_error {
         // Nothing can be decided on a machine we cannot read; it waits for a fix.
         tracing::warn!("cannot decode the machine, skipping it: {error}");
@@ -76,7 +79,7 @@ pub async fn reconcile<D: Driver>(
 
     if matches!(
         machine.phase(),
-        "" | phase::PENDING | phase::CRASH_LOOP_BACK_OFF
+        None | Some(Phase::Pending | Phase::CrashLoopBackOff)
     ) && !machine.spec.provider_id.is_empty()
     {
         let req = crate::driver::MachineRequest {
@@ -92,7 +95,7 @@ pub async fn reconcile<D: Driver>(
 
     let mut wake = retry::LONG;
     let mut upkeep = None;
-    if machine.node_name().is_some() && !machine.phase().is_empty() {
+    if machine.node_name().is_some() && machine.phase().is_some() {
         let node = machine.node_name().and_then(|n| ctx.node(n));
         if let Some(node) = &node {
             if node.metadata.deletion_timestamp.is_some() {
@@ -125,8 +128,8 @@ pub async fn reconcile<D: Driver>(
             .map(str::to_string);
         let mut permit = None;
         if let (Some(change), Some(deployment)) = (&plan.change, &deployment)
-            && change.phase == Some(phase::FAILED)
-            && machine.phase() == phase::UNKNOWN
+            && change.phase == Some(Phase::Failed)
+            && machine.phase() == Some(&Phase::Unknown)
         {
             // One Failed at a time per deployment: decide again under its permit.
             let Some(taken) = ctx.meltdown.take(deployment).await else {
@@ -143,18 +146,19 @@ pub async fn reconcile<D: Driver>(
                 machine = Box::pin(joined(&ctx, &machine, took)).await?;
             }
             ctx.write_status(&machine, change).await?;
-            if permit.is_some() && change.phase == Some(phase::FAILED) {
+            if permit.is_some() && change.phase == Some(Phase::Failed) {
                 // The next holder must count this machine as Failed.
-                ctx.wait_for_cached_phase(&name, phase::FAILED, meltdown::CACHE_TIMEOUT)
+                ctx.wait_for_cached_phase(&name, &Phase::Failed, meltdown::CACHE_TIMEOUT)
                     .await;
             }
-            if change.phase.is_some_and(|p| p != machine.phase()) {
-                let warning = matches!(change.phase, Some(phase::UNKNOWN | phase::FAILED));
-                let reason = change.phase.unwrap_or_default();
+            if let Some(phase) = &change.phase
+                && Some(phase) != machine.phase()
+            {
+                let warning = matches!(phase, Phase::Unknown | Phase::Failed);
                 ctx.event(
                     &machine,
                     warning,
-                    reason,
+                    phase.as_str(),
                     "HealthCheck",
                     change.description.clone(),
                 );
@@ -184,7 +188,7 @@ pub async fn reconcile<D: Driver>(
     }
 
     if machine.spec.provider_id.is_empty()
-        || matches!(machine.phase(), "" | phase::CRASH_LOOP_BACK_OFF)
+        || matches!(machine.phase(), None | Some(Phase::CrashLoopBackOff))
     {
         return Box::pin(creation::run(&ctx, machine, &class, secret)).await;
     }

@@ -24,7 +24,7 @@ use serde_json::{Value as Json, json};
 
 use super::drain;
 use crate::api::Machine;
-use crate::contract::{phase, preserve};
+use crate::contract::{Phase, preserve};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::now;
@@ -122,7 +122,7 @@ pub fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> D
     } else {
         node_value
     };
-    let failed = machine.phase() == phase::FAILED;
+    let failed = machine.phase() == Some(&Phase::Failed);
     let expired = expiry.is_some_and(|t| t.0 <= now);
     let stop = |remove_annotations| Plan::Stop { remove_annotations };
     let plan = match effective {
@@ -150,7 +150,7 @@ pub fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> D
         (!removed && node_in_control && !unchanged).then(|| node_raw.clone().unwrap_or_default());
     Decision {
         uncordon: matches!(plan, Plan::Preserve { .. })
-            && machine.phase() == phase::RUNNING
+            && machine.phase() == Some(&Phase::Running)
             && node.is_some(),
         plan,
         record_node_value,
@@ -176,7 +176,7 @@ pub fn until_expiry(machine: &Machine, now: jiff::Timestamp) -> Option<std::time
 /// Whether a preserved machine's Node is to be drained: when Failed, until a
 /// drain succeeded.
 pub fn should_drain(machine: &Machine, existing: Option<&NodeCondition>) -> bool {
-    machine.phase() == phase::FAILED
+    machine.phase() == Some(&Phase::Failed)
         && existing.is_none_or(|c| {
             !c.message
                 .as_deref()
@@ -215,7 +215,7 @@ pub fn preserved_condition(
         .unwrap_or_default();
     let message = c.message.clone().unwrap_or_default();
     let drained_text = |prefix: &str| format!("{prefix} {} {until}.", preserve::UNTIL);
-    let outcome = if machine.phase() == phase::FAILED {
+    let outcome = if machine.phase() == Some(&Phase::Failed) {
         if drained != Some(false) {
             (!message.contains(preserve::DRAINED))
                 .then(|| ("True", drained_text(preserve::DRAINED)))
@@ -314,7 +314,7 @@ pub async fn run<D>(
                         .patch(&node.name_any(), &writes::params(), &Patch::Merge(&patch))
                         .await?;
                 }
-                if machine.phase() == phase::RUNNING {
+                if machine.phase() == Some(&Phase::Running) {
                     uncordon(target, node).await?;
                 }
             }
@@ -449,9 +449,9 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn machine(phase: &str, annotation: Option<&str>) -> Machine {
+    fn machine(phase: Phase, annotation: Option<&str>) -> Machine {
         let mut m = Machine::named("m1");
-        m.status.current_status.phase = phase.into();
+        m.status.current_status.phase = Some(phase);
         if let Some(v) = annotation {
             m.metadata.annotations =
                 Some([(preserve::ANNOTATION.to_string(), v.to_string())].into());
@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn machines_without_annotations_are_left_alone() {
         assert_eq!(
-            decide(&machine("Failed", None), Some(&node(None)), ts(NOW)).plan,
+            decide(&machine(Phase::Failed, None), Some(&node(None)), ts(NOW)).plan,
             Plan::Nothing
         );
     }
@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn when_failed_preserves_only_a_failed_machine() {
         let plan = decide(
-            &machine("Failed", Some("when-failed")),
+            &machine(Phase::Failed, Some("when-failed")),
             Some(&node(None)),
             ts(NOW),
         )
@@ -496,7 +496,7 @@ mod tests {
             }
         ));
         let plan = decide(
-            &machine("Running", Some("when-failed")),
+            &machine(Phase::Running, Some("when-failed")),
             Some(&node(None)),
             ts(NOW),
         )
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn expiry_stops_preservation_and_removes_the_annotation() {
-        let mut m = machine("Failed", Some("when-failed"));
+        let mut m = machine(Phase::Failed, Some("when-failed"));
         m.status.current_status.preserve_expiry_time = Some(Time(ts("2026-01-01T11:00:00Z")));
         assert_eq!(
             decide(&m, Some(&node(None)), ts(NOW)).plan,
@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_preserved_machine_is_looked_at_again_when_it_expires() {
-        let mut m = machine("Failed", Some("when-failed"));
+        let mut m = machine(Phase::Failed, Some("when-failed"));
         assert_eq!(until_expiry(&m, ts(NOW)), None);
         m.status.current_status.preserve_expiry_time = Some(Time(ts("2026-01-01T12:00:30Z")));
         assert_eq!(
@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn now_preserves_a_running_machine_and_uncordons_it_once_it_runs() {
-        let mut m = machine("Running", Some("now"));
+        let mut m = machine(Phase::Running, Some("now"));
         assert!(matches!(
             decide(&m, Some(&node(None)), ts(NOW)).plan,
             Plan::Preserve {
@@ -571,7 +571,12 @@ mod tests {
     #[test]
     fn auto_preserved_ends_when_the_machine_recovers() {
         assert_eq!(
-            decide(&machine("Running", Some("auto-preserved")), None, ts(NOW)).plan,
+            decide(
+                &machine(Phase::Running, Some("auto-preserved")),
+                None,
+                ts(NOW)
+            )
+            .plan,
             Plan::Stop {
                 remove_annotations: true
             }
@@ -580,7 +585,7 @@ mod tests {
 
     #[test]
     fn the_nodes_value_wins_and_is_recorded_on_the_machine() {
-        let m = machine("Failed", Some("false"));
+        let m = machine(Phase::Failed, Some("false"));
         let d = decide(&m, Some(&node(Some("when-failed"))), ts(NOW));
         assert!(matches!(
             d.plan,
@@ -591,7 +596,7 @@ mod tests {
         ));
         assert_eq!(d.record_node_value.as_deref(), Some("when-failed"));
         // Removed from the node after it was applied: the removal counts.
-        let mut m = machine("Failed", Some("when-failed"));
+        let mut m = machine(Phase::Failed, Some("when-failed"));
         m.metadata.annotations.get_or_insert_default().insert(
             preserve::LAST_APPLIED_NODE_VALUE.into(),
             "when-failed".into(),
@@ -615,7 +620,7 @@ mod tests {
     fn an_invalid_value_on_the_node_stops_all_and_on_the_machine_is_ignored() {
         assert_eq!(
             decide(
-                &machine("Failed", None),
+                &machine(Phase::Failed, None),
                 Some(&node(Some("always"))),
                 ts(NOW)
             )
@@ -624,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             decide(
-                &machine("Failed", Some("always")),
+                &machine(Phase::Failed, Some("always")),
                 Some(&node(None)),
                 ts(NOW)
             )
@@ -635,7 +640,7 @@ mod tests {
 
     #[test]
     fn the_condition_says_whether_the_drain_succeeded_in_mcm_words() {
-        let mut m = machine("Failed", Some("when-failed"));
+        let mut m = machine(Phase::Failed, Some("when-failed"));
         m.status.current_status.preserve_expiry_time = Some(Time(ts("2026-01-05T12:00:00Z")));
         assert!(should_drain(&m, None));
         let (c, update) = preserved_condition(&m, Value::WhenFailed, Some(true), None);
@@ -662,7 +667,7 @@ mod tests {
                 .starts_with("Preserved node could not be drained.")
         );
         // A running machine preserved `now`: no drain, preserved.
-        let running = machine("Running", Some("now"));
+        let running = machine(Phase::Running, Some("now"));
         let (c, _) = preserved_condition(&running, Value::Now, None, None);
         assert_eq!(c.status, "True");
         assert!(c.message.unwrap().starts_with("Machine preserved until"));

@@ -18,7 +18,8 @@ use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
-    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, op, phase, state, text,
+    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, OpState, OpType, Phase,
+    text,
 };
 use crate::controller::context::Context;
 use crate::controller::error::Error;
@@ -132,18 +133,18 @@ pub fn template_report(machine: &Machine, node: &str, upkeep: &Upkeep) -> Option
     let lo = &machine.status.last_operation;
     let reported = lo.description.starts_with(text::NODE_TEMPLATE_REFUSED);
     match upkeep {
-        Upkeep::Refused(why) if machine.phase() == phase::RUNNING => Some(
+        Upkeep::Refused(why) if machine.phase() == Some(&Phase::Running) => Some(
             StatusChange::new(
                 text::node_template_refused(node, why),
-                state::FAILED,
-                op::UPDATE,
+                OpState::Failed,
+                OpType::Update,
             )
             .code(Code::InvalidArgument.as_str()),
         ),
         Upkeep::Done if reported => Some(StatusChange::new(
             text::node_template_applied(node),
-            state::SUCCESSFUL,
-            op::UPDATE,
+            OpState::Successful,
+            OpType::Update,
         )),
         _ => None,
     }
@@ -205,17 +206,18 @@ mod tests {
     #[test]
     fn a_refused_template_is_reported_on_a_running_machine_and_taken_back() {
         let mut m = Machine::named("m1");
-        m.status.current_status.phase = phase::PENDING.into();
+        m.status.current_status.phase = Some(Phase::Pending);
         let refused = Upkeep::Refused("spec.taints[0].effect: Unsupported value".into());
         // While Pending the creation texts stay: the health check reads them.
         assert_eq!(template_report(&m, "machine-m1", &refused), None);
-        m.status.current_status.phase = phase::RUNNING.into();
+        m.status.current_status.phase = Some(Phase::Running);
         let change = template_report(&m, "machine-m1", &refused).unwrap();
         assert_eq!(
             change.description,
             "Node template could not be applied to node machine-m1: spec.taints[0].effect: Unsupported value"
         );
-        assert_eq!((change.state, change.op), (state::FAILED, op::UPDATE));
+        assert_eq!(change.state, OpState::Failed);
+        assert_eq!(change.op, OpType::Update);
         assert_eq!(change.phase, None, "the phase stays Running");
         assert_eq!(template_report(&m, "machine-m1", &Upkeep::Done), None);
 
@@ -225,7 +227,7 @@ mod tests {
             fixed.description,
             "Node template applied to node machine-m1"
         );
-        assert_eq!(fixed.state, state::SUCCESSFUL);
+        assert_eq!(fixed.state, OpState::Successful);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kube::Api;
 use tokio::time::Instant;
 
 use crate::api::Machine;
-use crate::contract::{op, phase, state};
+use crate::contract::{OpState, OpType, Phase};
 use crate::controller::context::Context;
 use crate::controller::status::StatusChange;
 use crate::metrics::Metrics;
@@ -112,13 +112,13 @@ async fn probe<D>(ctx: &Context<D>, timeout: Duration) -> Result<(), String> {
 
 /// Resets every Unknown machine that is not being deleted to Running.
 async fn reset_unknown<D>(ctx: &Context<D>) -> Result<usize, kube::Error> {
-    let change = StatusChange::new(RESET_DESCRIPTION, state::SUCCESSFUL, op::HEALTH_CHECK)
-        .phase(phase::RUNNING);
+    let change = StatusChange::new(RESET_DESCRIPTION, OpState::Successful, OpType::HealthCheck)
+        .phase(Phase::Running);
     let unknown: Vec<Arc<Machine>> = ctx
         .machines
         .state()
         .into_iter()
-        .filter(|m| m.phase() == phase::UNKNOWN && !m.is_deleting())
+        .filter(|m| m.phase() == Some(&Phase::Unknown) && !m.is_deleting())
         .collect();
     for machine in &unknown {
         ctx.write_status(machine, &change).await?;

@@ -29,7 +29,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Notify;
 
 use crate::api::{Machine, MachineClass};
-use crate::contract::phase;
+use crate::contract::Phase;
 use crate::controller::context::Context;
 use crate::driver::{Code, Driver, MachineList, VmFacts};
 use crate::metrics::Metrics;
@@ -119,7 +119,7 @@ pub fn judge(
             return Verdict::Keep("its machine exists");
         }
         // As MCM: a machine still being created may yet settle on this VM.
-        Some(m) if matches!(m.phase(), "" | phase::CRASH_LOOP_BACK_OFF) => {
+        Some(m) if matches!(m.phase(), None | Some(Phase::CrashLoopBackOff)) => {
             return Verdict::Keep("its machine is still being created");
         }
         Some(_) => Reason::MachineNamesAnotherVm,
@@ -381,7 +381,7 @@ mod tests {
             judged(Some(&m), Some(&old)),
             Verdict::Keep("its machine is still being created")
         );
-        m.status.current_status.phase = phase::RUNNING.into();
+        m.status.current_status.phase = Some(Phase::Running);
         assert_eq!(
             judged(Some(&m), Some(&old)),
             Verdict::Delete {
