@@ -72,16 +72,17 @@ pub fn label_step(node: &Node) -> Option<(&'static str, String)> {
         )),
         Some(inplace::RESULT_FAILED) if current != Some(inplace::FAILED) => Some((
             inplace::FAILED,
-            format!(
-                "Node in-place update failed: {}",
-                node.annotations()
-                    .get(inplace::FAILED_REASON_ANNOTATION)
-                    .map(String::as_str)
-                    .unwrap_or_default()
-            ),
+            format!("Node in-place update failed: {}", failed_reason(node)),
         )),
         _ => None,
     }
+}
+
+/// Why gardener-node-agent says the update failed (empty if it does not say).
+fn failed_reason(node: &Node) -> &str {
+    node.annotations()
+        .get(inplace::FAILED_REASON_ANNOTATION)
+        .map_or("", String::as_str)
 }
 
 /// What the condition's reason calls for (MCM's `inPlaceUpdate`).
@@ -138,10 +139,7 @@ pub fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
                 StatusChange::new(
                     format!(
                         "Machine {name} failed to update dependencies: {}",
-                        node.annotations()
-                            .get(inplace::FAILED_REASON_ANNOTATION)
-                            .map(String::as_str)
-                            .unwrap_or_default()
+                        failed_reason(node)
                     ),
                     OpState::Failed,
                     OpType::InPlaceUpdate,
