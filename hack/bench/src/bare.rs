@@ -1,19 +1,25 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! The limit: a bare client creates the objects of N machines (Secret, Pod,
-//! Service each, built by the driver's own builders) under the controller's token
-//! bucket, as fast as the API server takes them, and waits until every Pod runs.
+//! The limit: a bare client does for N machines what a machine inherently costs
+//! the cluster, under the controller's token bucket and as fast as the API server
+//! takes it: the bootstrap token, the user-data Secret, Pod and Service (built by
+//! the controller's own builders), the Node that the machine's kubelet registers,
+//! and the token's deletion once the Pod runs and the Node is Ready. What the
+//! controller does beyond that (its status writes, Events, finalizers, node
+//! labels) is its own overhead, which "our rate / bare-client rate" shows.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Secret, Service, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use mcm_local::api::provider_spec::LocalProviderSpec;
+use mcm_local::controller::bootstrap;
 use mcm_local::driver::local::build;
 use tokio::time::Instant;
 
@@ -23,9 +29,9 @@ use crate::machines::{machine_name, run_tag};
 use crate::report::{BareRun, PhaseCpu, per_machine, summarize};
 use crate::track::{Progress, Tracker};
 
-/// The user data of the sample secret (`stringData.userData: |` block), with a
-/// token in place of the placeholder: the same size as what the driver writes.
-fn sample_user_data(env: &Env, machine: &str) -> Result<String> {
+/// The user data of the sample secret (`stringData.userData: |` block), with the
+/// placeholders still in: the bare client substitutes them as the controller does.
+fn sample_user_data(env: &Env) -> Result<String> {
     let text = env.sample("secret.yaml", "default")?;
     let mut lines = text
         .lines()
@@ -38,11 +44,52 @@ fn sample_user_data(env: &Env, machine: &str) -> Result<String> {
         .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
         .map(|l| l.get(indent..).unwrap_or(""))
         .collect();
-    Ok(mcm_local::controller::bootstrap::substitute(
-        &(body.join("\n") + "\n"),
-        Some("abcdef.0123456789abcdef"),
-        machine,
-    ))
+    Ok(body.join("\n") + "\n")
+}
+
+/// Label on the bare client's Nodes, valued with its namespace.
+const BARE_NODE_LABEL: &str = "bench.local.machine.sapcloud.io/bare";
+
+/// The Node a machine's kubelet registers, as the kubelet stand-in builds it: named
+/// after the Pod, played by kwok, and tainted so that no VM Pod lands on it.
+fn node(name: &str, ns: &str) -> Node {
+    let labels = [
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+        ("kwok.x-k8s.io/node", "fake"),
+        (BARE_NODE_LABEL, ns),
+    ];
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            provider_id: Some(name.to_string()),
+            taints: Some(vec![Taint {
+                key: "local.machine.sapcloud.io/machine-node".into(),
+                value: Some("true".into()),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The image the sample class asks for.
@@ -64,9 +111,11 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         ..Default::default()
     };
 
-    let progress = Progress::new();
-    let tracker = {
-        let p = progress.clone();
+    // Pods: scheduled, Running. Nodes: Ready (stage 1). Sets: started, and done
+    // (stage 1) once the Pod runs, the Node is Ready and the token is deleted.
+    let (pods, nodes, sets) = (Progress::new(), Progress::new(), Progress::new());
+    let pod_tracker = {
+        let p = pods.clone();
         Tracker::start(
             "pods",
             Api::<Pod>::namespaced(env.target.client.clone(), &ns),
@@ -86,11 +135,32 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
             },
         )
     };
-    if !tracker
-        .synced(Instant::now() + Duration::from_secs(60))
-        .await
-    {
-        return Err("the watch of the bare client's Pods did not sync within 60s".into());
+    let selector = format!("{BARE_NODE_LABEL}={ns}");
+    let node_tracker = {
+        let p = nodes.clone();
+        Tracker::start(
+            "nodes",
+            Api::<Node>::all(env.target.client.clone()),
+            watcher::Config::default().labels(&selector),
+            |_| true,
+            move |node: &Node, at| {
+                if is_ready(node) {
+                    p.reach(1, node.metadata.name.as_deref().unwrap_or_default(), at);
+                }
+            },
+        )
+    };
+    for tracker in [&pod_tracker, &node_tracker] {
+        if !tracker
+            .synced(Instant::now() + Duration::from_secs(60))
+            .await
+        {
+            return Err(format!(
+                "the watch of the bare client's {} did not sync within 60s",
+                tracker.kind
+            )
+            .into());
+        }
     }
 
     // The controller's bucket, built the controller's way.
@@ -101,31 +171,34 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     )?
     .client;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let services: Api<Service> = Api::namespaced(client, &ns);
-    let sets: Vec<(String, String)> = (0..n)
-        .map(|i| {
-            let m = machine_name(&tag, i);
-            let data = sample_user_data(env, &m)?;
-            Ok((m, data))
-        })
-        .collect::<Result<_>>()?;
+    let tokens: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let node_api: Api<Node> = Api::all(client.clone());
+    let user_data = sample_user_data(env)?;
+    let machines: Vec<String> = (0..n).map(|i| machine_name(&tag, i)).collect();
     let server0 = env.server_requests().await?;
     let load0 = env.load.snapshot();
     let cpu0 = crate::proc::components(&env.root);
 
-    eprintln!("bench: N={n}: bare client creating {n} Secrets, Pods and Services");
+    eprintln!("bench: N={n}: bare client creating {n} tokens, Secrets, Pods, Services and Nodes");
     let t0 = Instant::now();
     let deadline = t0 + opts.deadline(n);
-    let results: Vec<Result<(), String>> = stream::iter(sets.iter())
-        .map(|(m, user_data)| {
-            let (secrets, pods, services, progress, spec, ns) = (
+    let ttl = Duration::from_secs(20 * 60);
+    let create = stream::iter(machines.iter())
+        .map(|m| {
+            let (secrets, pod_api, services, node_api) = (
                 secrets.clone(),
-                pods.clone(),
+                pod_api.clone(),
                 services.clone(),
-                progress.clone(),
+                node_api.clone(),
+            );
+            let (client, sets, spec, ns, user_data) = (
+                client.clone(),
+                sets.clone(),
                 spec.clone(),
                 ns.clone(),
+                &user_data,
             );
             async move {
                 let pp = PostParams::default();
@@ -139,32 +212,66 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
                     .into(),
                 );
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                progress.start(&name, Instant::now());
+                sets.start(&name, Instant::now());
+                let token = bootstrap::ensure_token(&client, &ns, m, ttl, "")
+                    .await
+                    .map_err(|e| format!("create token for {m}: {e}"))?;
+                let data = bootstrap::substitute(user_data, Some(&token), m);
                 secrets
-                    .create(&pp, &build::user_data_secret(m, &ns, user_data.as_bytes()))
+                    .create(&pp, &build::user_data_secret(m, &ns, data.as_bytes()))
                     .await
                     .map_err(|e| format!("create Secret for {m}: {e}"))?;
-                pods.create(&pp, &pod)
+                pod_api
+                    .create(&pp, &pod)
                     .await
                     .map_err(|e| format!("create Pod for {m}: {e}"))?;
                 services
                     .create(&pp, &build::service(m, &ns))
                     .await
                     .map_err(|e| format!("create Service for {m}: {e}"))?;
+                // The kubelet's registration (the stand-in's, without its join delay).
+                node_api
+                    .create(&pp, &node(&name, &ns))
+                    .await
+                    .map_err(|e| format!("create Node for {m}: {e}"))?;
                 Ok(())
             }
         })
         .buffer_unordered(usize::from(opts.flags.concurrent_syncs.max(1)))
-        .collect()
-        .await;
-    let submitted = t0.elapsed();
+        .collect::<Vec<Result<(), String>>>();
+    // Joined sets lose their token, as the controller's machines do on joining.
+    let finish = futures::future::join_all(machines.iter().map(|m| {
+        let (tokens, pods, nodes, sets, ns) = (&tokens, &pods, &nodes, &sets, &ns);
+        async move {
+            let name = mcm_local::contract::local::pod_name(m);
+            pods.reached_by(1, &name, deadline).await?;
+            nodes.reached_by(1, &name, deadline).await?;
+            let gone = tokens
+                .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
+                .await;
+            match gone {
+                Ok(_) => sets.reach(1, &name, Instant::now()),
+                Err(e) => sets.fail(&name, &format!("token deletion failed: {e}")),
+            }
+            Some(())
+        }
+    }));
+    let (results, _) = futures::join!(
+        async {
+            let results = create.await;
+            (results, t0.elapsed())
+        },
+        finish
+    );
+    let (results, submitted) = results;
     let mut messages = Vec::new();
     let mut errors = crate::report::tally_errors(results, &mut messages);
-    let running = progress.wait(1, n - errors, deadline).await;
-    if !running {
+    if sets.reached_count(1) < n - errors {
         eprintln!(
-            "bench: N={n}: bare client: deadline passed with {} of {n} Pods Running",
-            progress.reached_count(1)
+            "bench: N={n}: bare client: deadline passed with {} Pods Running, {} Nodes Ready, {} of {n} sets done",
+            pods.reached_count(1),
+            nodes.reached_count(1),
+            sets.reached_count(1)
         );
     }
     let cpu1 = crate::proc::components(&env.root);
@@ -172,28 +279,25 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     let server1 = env.server_requests().await?;
     let load1 = env.load.snapshot();
     let since = |at: Option<Instant>| at.map(|a| a.saturating_duration_since(t0).as_secs_f64());
-    let all_scheduled_s = (progress.reached_count(0) == n)
-        .then(|| since(progress.last(0)))
+    let all_scheduled_s = (pods.reached_count(0) == n)
+        .then(|| since(pods.last(0)))
         .flatten();
-    let all_running_s = (progress.reached_count(1) == n)
-        .then(|| since(progress.last(1)))
+    let all_running_s = (sets.reached_count(1) == n)
+        .then(|| since(sets.last(1)))
         .flatten();
     eprintln!(
-        "bench: N={n}: bare client: all Pods Running after {}",
+        "bench: N={n}: bare client: all sets Running (Pod Running, Node Ready, token deleted) after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))
     );
-    let failed = progress.failures();
+    let mut failed = pods.failures();
+    failed.extend(sets.failures());
     errors += failed.len();
-    messages.extend(
-        failed
-            .iter()
-            .take(5)
-            .map(|(p, what)| format!("Pod {p} {what}")),
-    );
-    drop(tracker);
-    let cleanup = delete_namespace(&env.target.client, &ns, opts.deadline(n)).await?;
+    messages.extend(failed.iter().take(5).map(|(p, what)| format!("{p} {what}")));
+    drop(pod_tracker);
+    drop(node_tracker);
+    let cleanup = cleanup(env, &ns, &selector, &machines, opts.deadline(n)).await?;
 
-    let resources: BTreeSet<String> = ["pods", "secrets", "services"]
+    let resources: BTreeSet<String> = ["pods", "secrets", "services", "nodes"]
         .into_iter()
         .map(String::from)
         .collect();
@@ -201,11 +305,11 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     Ok(BareRun {
         n,
         namespace: ns,
-        requests_per_set_client: 3.0,
+        requests_per_set_client: 6.0,
         submitted_s: submitted.as_secs_f64(),
         all_scheduled_s,
         all_running_s,
-        to_running: summarize(progress.latencies(1)),
+        to_running: summarize(sets.latencies(1)),
         throughput_per_s: all_running_s.map(|s| n as f64 / s),
         errors: errors as u64,
         messages,
@@ -218,4 +322,35 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         },
         cleanup_s: cleanup.map(|d| d.as_secs_f64()),
     })
+}
+
+/// Removes what the namespace's deletion does not: the Nodes, and the tokens of
+/// sets that never got as far as deleting theirs.
+async fn cleanup(
+    env: &Env,
+    ns: &str,
+    selector: &str,
+    machines: &[String],
+    deadline: Duration,
+) -> Result<Option<Duration>> {
+    let nodes: Api<Node> = Api::all(env.target.client.clone());
+    nodes
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(selector),
+        )
+        .await
+        .map_err(|e| format!("delete the bare client's Nodes: {e}"))?;
+    let tokens: Api<Secret> = Api::namespaced(env.target.client.clone(), "kube-system");
+    for m in machines {
+        match tokens
+            .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(format!("delete the bare client's token for {m}: {e}").into()),
+        }
+    }
+    delete_namespace(&env.target.client, ns, deadline).await
 }

@@ -206,6 +206,22 @@ impl Progress {
         )
     }
 
+    /// Waits until `name` reached `stage`: when it did, or None at the deadline.
+    pub async fn reached_by(&self, stage: usize, name: &str, deadline: Instant) -> Option<Instant> {
+        // Subscribed before the first look, so that no reach between look and wait is missed.
+        let mut counts = self.counts.subscribe();
+        loop {
+            if let Some(at) =
+                self.reached.lock().unwrap_or_else(|e| e.into_inner())[stage].get(name)
+            {
+                return Some(*at);
+            }
+            if !matches!(timeout_at(deadline, counts.changed()).await, Ok(Ok(()))) {
+                return None;
+            }
+        }
+    }
+
     /// When the last object reached `stage`.
     pub fn last(&self, stage: usize) -> Option<Instant> {
         let reached = self.reached.lock().unwrap_or_else(|e| e.into_inner());
