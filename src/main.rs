@@ -43,7 +43,7 @@ fn log_filter(rust_log: Option<&str>, v: u8) -> EnvFilter {
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| {
             EnvFilter::new(format!(
-                "{level},kube=warn,hyper=warn,tower=warn,rustls=warn"
+                "{level},kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mcm_local::client::http=warn"
             ))
         })
 }
@@ -51,7 +51,7 @@ fn log_filter(rust_log: Option<&str>, v: u8) -> EnvFilter {
 /// False for what must never be written whatever `RUST_LOG` or `--v` ask:
 /// kube-client's `client` module logs a whole response body (Secret data
 /// included) at WARN when it cannot decode it. Only its errors pass; its
-/// submodules (the HTTP spans of `client::builder`) are not affected.
+/// submodules are not affected.
 fn hygienic(meta: &Metadata<'_>) -> bool {
     !(meta.target() == "kube_client::client" && *meta.level() > Level::ERROR)
 }
@@ -259,7 +259,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "kube_client::client", "BODY of a Secret");
             tracing::error!(target: "kube_client::client", "ERROR line");
-            tracing::debug!(target: "kube_client::client::builder", "requesting");
+            tracing::debug!(target: "mcm_local::client::http", "requesting");
             tracing::trace!(target: "mcm_local::controller", "reconciled");
         });
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()

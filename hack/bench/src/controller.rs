@@ -3,7 +3,7 @@
 
 //! The controller under test as a child process: ours or gardener's Go peer,
 //! started with the benchmark's flags, its CPU time and peak RSS read from
-//! `/proc`. Ours has its requests counted from its own log (kube-client's `HTTP`
+//! `/proc`. Ours has its requests counted from its own log (the client's `HTTP`
 //! span, one `requesting` event per request that left the token bucket); the Go
 //! peer logs no request, so only its klog severities are counted.
 
@@ -103,10 +103,10 @@ impl Flags {
     }
 }
 
-/// Our defaults plus kube-client's per-request span and event, which the JSON log
+/// Our defaults plus the client's per-request span and event, which the JSON log
 /// carries with method and URL.
 const RUST_LOG: &str =
-    "info,kube=warn,hyper=warn,tower=warn,rustls=warn,kube_client::client::builder=debug";
+    "info,kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mcm_local::client::http=debug";
 
 /// What the controller's log told so far.
 #[derive(Clone, Debug, Default)]
@@ -115,7 +115,7 @@ pub struct LogStats {
     pub requests: Requests,
     /// Responses by HTTP status (from the span when the body was read to the end).
     pub statuses: BTreeMap<u16, u64>,
-    /// WARN and ERROR lines other than kube-client's per-request ones.
+    /// WARN and ERROR lines other than the client's per-request ones.
     pub warnings: u64,
     pub errors: u64,
     /// The first few of those lines.
@@ -139,7 +139,7 @@ impl LogStats {
         let message = v["fields"]["message"].as_str().unwrap_or_default();
         let target = v["target"].as_str().unwrap_or_default();
         let level = v["level"].as_str().unwrap_or_default();
-        if target == "kube_client::client::builder" {
+        if target == "mcm_local::client::http" {
             let span = &v["span"];
             match message {
                 "requesting" => {
