@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::store::Writer;
 use kube::{Api, Client};
 
 use crate::client::describe;
@@ -35,14 +35,11 @@ use crate::contract::{self, local::*};
 pub const MAX_MACHINE_NAME_LEN: usize = 63 - NAME_PREFIX.len();
 
 pub struct LocalDriver {
-    /// The target cluster, whose machine Pods are watched into `pods` once the
-    /// controller runs [`Driver::watch`].
-    target: Option<Client>,
-    pods: Option<Store<Pod>>,
-    /// Fills `pods`; taken by [`Driver::watch`].
+    /// The target cluster, whose machine Pods are watched into its cache once
+    /// the controller runs [`Driver::watch`].
+    target: Option<(Client, watch::PodCache)>,
+    /// Fills the target's cache; taken by [`Driver::watch`].
     pods_writer: Mutex<Option<Writer<Pod>>>,
-    /// Machine Pods the watch saw go.
-    tombstones: watch::Tombstones,
     /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
     foreign: Mutex<HashMap<u64, Client>>,
     /// The client-side token bucket (`--kube-api-qps`, `--kube-api-burst`) for
@@ -54,26 +51,25 @@ pub struct LocalDriver {
 struct Place {
     client: Client,
     namespace: String,
-    /// True when `client` is the watched target, so its Pods are in the store.
-    watched: bool,
+    /// The cluster's machine Pods, once its watch has listed; `None`: ask
+    /// `client`.
+    cache: Option<watch::PodCache>,
 }
 
 impl LocalDriver {
     /// The driver for `target` (none: every class must name its cluster by
     /// a kubeconfig in its credentials).
     pub fn new(target: Option<Client>) -> Self {
-        let (pods, writer) = match target {
-            Some(_) => {
-                let (store, writer) = kube::runtime::reflector::store();
-                (Some(store), Some(writer))
+        let (target, writer) = match target {
+            Some(client) => {
+                let (pods, writer) = watch::PodCache::new();
+                (Some((client, pods)), Some(writer))
             }
             None => (None, None),
         };
         LocalDriver {
             target,
-            pods,
             pods_writer: Mutex::new(writer),
-            tombstones: Default::default(),
             foreign: Mutex::new(HashMap::new()),
             rate: None,
         }
@@ -127,10 +123,10 @@ impl LocalDriver {
             return Ok(Place {
                 client: self.foreign_client(kubeconfig).await?,
                 namespace,
-                watched: false,
+                cache: None,
             });
         }
-        let client = self.target.clone().ok_or_else(|| {
+        let (client, pods) = self.target.clone().ok_or_else(|| {
             MachineError::new(
                 Code::FailedPrecondition,
                 "no target cluster is configured and the class credentials carry no kubeconfig",
@@ -139,7 +135,7 @@ impl LocalDriver {
         Ok(Place {
             client,
             namespace,
-            watched: self.pods.is_some(),
+            cache: pods.readable(),
         })
     }
 
@@ -196,10 +192,8 @@ impl LocalDriver {
 
     async fn find_pod(&self, place: &Place, machine: &str) -> DriverResult<Option<Arc<Pod>>> {
         let name = pod_name(machine);
-        if place.watched
-            && let Some(store) = &self.pods
-        {
-            return Ok(store.get(&ObjectRef::new(&name).within(&place.namespace)));
+        if let Some(cache) = &place.cache {
+            return Ok(cache.get(&place.namespace, &name));
         }
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
         pods.get_opt(&name)
@@ -354,11 +348,11 @@ impl Driver for LocalDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()?;
-        Some(watch::watch(
-            self.target.clone()?,
-            writer,
-            self.tombstones.clone(),
-        ))
+        let (client, pods) = self.target.as_ref()?;
+        Some(VmWatch {
+            name: watch::NAME,
+            items: watch::watch(client.clone(), writer, pods),
+        })
     }
 
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
@@ -427,7 +421,7 @@ impl Driver for LocalDriver {
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                 return Ok(Deletion::Going);
             }
-            None if place.watched && self.tombstones.gone(ns, &name) => {
+            None if place.cache.as_ref().is_some_and(|c| c.gone(ns, &name)) => {
                 return Err(MachineError::new(
                     Code::NotFound,
                     format!("Pod {ns}/{name} not found"),
@@ -491,14 +485,14 @@ impl Driver for LocalDriver {
                     .map(String::as_str)
                     == Some(PROVIDER)
         };
-        let pods: Vec<Pod> = match (&self.pods, place.watched) {
-            (Some(store), true) => store
-                .state()
+        let pods: Vec<Pod> = match &place.cache {
+            Some(cache) => cache
+                .pods()
                 .iter()
                 .filter(|p| is_machine_pod(p))
                 .map(|p| (**p).clone())
                 .collect(),
-            _ => {
+            None => {
                 let api: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
                 let lp = ListParams::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
                 api.list(&lp)

@@ -1,22 +1,25 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! The local driver's cache: machine Pods of the target cluster, watched by the
-//! controller ([`crate::driver::Driver::watch`]) and read by the driver's calls.
+//! The local driver's cache: machine Pods of the target cluster, watched while
+//! the controller runs [`crate::driver::Driver::watch`] and read by the
+//! driver's calls once listed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use super::build::machine_of_pod;
 use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
-use crate::driver::{VmWatch, VmWatchItem};
+use crate::driver::VmWatchItem;
 
 /// Cache name of the machine Pods.
 pub const NAME: &str = "pods";
@@ -113,19 +116,82 @@ pub fn item(event: &Result<watcher::Event<Pod>, watcher::Error>) -> VmWatchItem 
     }
 }
 
-/// The watch of machine Pods in every namespace of `target`, filling `writer`.
-pub fn watch(target: Client, writer: Writer<Pod>, tombstones: Tombstones) -> VmWatch {
-    let config = watcher::Config::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
-    let events = watcher(Api::<Pod>::all(target), config)
-        .modify(trim_pod)
-        .inspect(move |event| tombstones.observe(event, Instant::now()))
-        .default_backoff();
-    VmWatch {
-        name: NAME,
-        items: reflector::reflector(writer, events)
-            .map(|event| item(&event))
-            .boxed(),
+/// One cluster's machine Pods as its watch keeps them, and the Pods it saw go.
+/// Until the watch has listed once, the store is empty or partial: a Pod
+/// missing from it may well exist, so it is not read at all
+/// ([`PodCache::readable`]) and the driver asks the API server instead.
+#[derive(Clone)]
+pub struct PodCache {
+    store: Store<Pod>,
+    tombstones: Tombstones,
+    listed: Arc<AtomicBool>,
+}
+
+impl PodCache {
+    /// An empty cache, and the writer its watch ([`watch`]) fills it through.
+    pub fn new() -> (Self, Writer<Pod>) {
+        let (store, writer) = reflector::store();
+        let cache = PodCache {
+            store,
+            tombstones: Tombstones::default(),
+            listed: Arc::default(),
+        };
+        (cache, writer)
     }
+
+    /// This cache if its watch has listed once, else `None`: ask the API server.
+    /// A later re-list keeps it readable: the reflector swaps the new list in
+    /// whole, and until then the old one stands.
+    pub fn readable(&self) -> Option<PodCache> {
+        self.listed.load(Ordering::Acquire).then(|| self.clone())
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.store.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// True if the watch saw Pod `namespace/name` deleted and not made again.
+    pub fn gone(&self, namespace: &str, name: &str) -> bool {
+        self.tombstones.gone(namespace, name)
+    }
+
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.store.state()
+    }
+}
+
+/// The watch of machine Pods in every namespace of `cluster`, filling `cache`
+/// through `writer`; it runs while polled.
+pub fn watch(
+    cluster: Client,
+    writer: Writer<Pod>,
+    cache: &PodCache,
+) -> BoxStream<'static, VmWatchItem> {
+    let config = watcher::Config::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
+    let events = watcher(Api::<Pod>::all(cluster), config)
+        .modify(trim_pod)
+        .default_backoff();
+    fill(events, writer, cache)
+}
+
+/// Feeds watch `events` into `cache` and says what each means to the controller.
+fn fill(
+    events: impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + 'static,
+    writer: Writer<Pod>,
+    cache: &PodCache,
+) -> BoxStream<'static, VmWatchItem> {
+    let (tombstones, listed) = (cache.tombstones.clone(), cache.listed.clone());
+    let events = events.inspect(move |event| tombstones.observe(event, Instant::now()));
+    reflector::reflector(writer, events)
+        .map(move |event| {
+            let item = item(&event);
+            if item == VmWatchItem::Listed {
+                // The reflector has applied the list before yielding it.
+                listed.store(true, Ordering::Release);
+            }
+            item
+        })
+        .boxed()
 }
 
 #[cfg(test)]
@@ -133,17 +199,18 @@ mod tests {
     use super::*;
     use crate::driver::local::build;
 
+    /// Machine m1's Pod in namespace ns.
+    fn machine_pod() -> Pod {
+        let spec = crate::api::provider_spec::LocalProviderSpec::parse(
+            &serde_json::json!({"image": "img"}),
+        )
+        .unwrap();
+        build::pod("m1", "ns", "ns", &spec)
+    }
+
     #[test]
     fn trimmed_pods_keep_what_the_driver_reads() {
-        let mut pod = build::pod(
-            "m1",
-            "ns",
-            "ns",
-            &crate::api::provider_spec::LocalProviderSpec::parse(
-                &serde_json::json!({"image": "img"}),
-            )
-            .unwrap(),
-        );
+        let mut pod = machine_pod();
         pod.metadata.uid = Some("u1".into());
         pod.status = Some(
             serde_json::from_value(serde_json::json!({
@@ -196,15 +263,7 @@ mod tests {
 
     #[test]
     fn events_name_the_machine_whose_pod_changed() {
-        let pod = build::pod(
-            "m1",
-            "ns",
-            "ns",
-            &crate::api::provider_spec::LocalProviderSpec::parse(
-                &serde_json::json!({"image": "img"}),
-            )
-            .unwrap(),
-        );
+        let pod = machine_pod();
         assert_eq!(
             item(&Ok(watcher::Event::Apply(pod.clone()))),
             VmWatchItem::Changed("m1".into())
@@ -218,5 +277,35 @@ mod tests {
             VmWatchItem::Other
         );
         assert_eq!(item(&Ok(watcher::Event::InitDone)), VmWatchItem::Listed);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_read_only_once_its_watch_has_listed() {
+        let pod = machine_pod();
+        let (cache, writer) = PodCache::new();
+        let (events, rx) = futures::channel::mpsc::unbounded();
+        let mut items = fill(rx, writer, &cache);
+        let mut next = async |event| {
+            events.unbounded_send(Ok(event)).unwrap();
+            items.next().await.unwrap()
+        };
+        assert_eq!(next(watcher::Event::Init).await, VmWatchItem::Other);
+        assert_eq!(
+            next(watcher::Event::InitApply(pod.clone())).await,
+            VmWatchItem::Changed("m1".into())
+        );
+        // Half a list says nothing of the Pods not in it yet.
+        assert!(cache.readable().is_none());
+        assert_eq!(next(watcher::Event::InitDone).await, VmWatchItem::Listed);
+        let readable = cache.readable().expect("listed");
+        assert!(readable.get("ns", "machine-m1").is_some());
+        // A re-list keeps the old list readable until the new one is in.
+        next(watcher::Event::Init).await;
+        let readable = cache.readable().expect("still listed");
+        assert!(readable.get("ns", "machine-m1").is_some());
+        next(watcher::Event::InitDone).await;
+        assert!(readable.get("ns", "machine-m1").is_none());
+        next(watcher::Event::Delete(pod)).await;
+        assert!(readable.gone("ns", "machine-m1"));
     }
 }
