@@ -6,11 +6,13 @@
 //! source, and nothing of ours; the real MCM rolls out a worker pool whose class
 //! puts its Pods in an `infra-…` namespace through credentials that carry a
 //! kubeconfig, as gardener's provider-local classes do; and the worker is
-//! deleted in the order Gardener's worker actuator deletes it.
+//! deleted in the order Gardener's worker actuator deletes it. The cluster such
+//! credentials name is watched as the target is, not asked for each machine's Pod.
 
 mod support;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -21,9 +23,10 @@ use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::Phase;
 use mcm_local::controller::bootstrap;
 use mcm_local::driver::local::build;
-use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig};
+use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig, kubeconfig_via};
 use support::controller::{kubectl_apply, spawn_for};
 use support::mcm::{MachineDeployment, MachineSet, free_port, mcm_binary};
+use support::proxy::Proxy;
 use support::{
     Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list, wait_for_none,
 };
@@ -122,6 +125,160 @@ subjects:
   name: {user}
 "#
     )
+}
+
+/// The Secret `user-data`, whose script only joins (the kubelet stand-in
+/// reads the bootstrap token that replaces the placeholder).
+async fn create_user_data(secrets: &Api<Secret>) {
+    let script = "#!/bin/bash\n# joins with <<BOOTSTRAP_TOKEN>>\n";
+    let mut user_data = Secret {
+        string_data: Some([("userData".to_string(), script.to_string())].into()),
+        ..Default::default()
+    };
+    user_data.metadata.name = Some("user-data".into());
+    secrets
+        .create(&PostParams::default(), &user_data)
+        .await
+        .unwrap();
+}
+
+/// The class `pool` in namespace `n` with the Secret `user-data`, plus
+/// `spec_lines` under its providerSpec and `more` at its top level.
+fn pool_class(n: &str, spec_lines: &str, more: &str) -> String {
+    format!(
+        r#"apiVersion: machine.sapcloud.io/v1alpha1
+kind: MachineClass
+metadata:
+  name: pool
+  namespace: {n}
+provider: local
+providerSpec:
+  image: localhost/machine-image:latest
+{spec_lines}secretRef:
+  name: user-data
+  namespace: {n}
+{more}"#
+    )
+}
+
+/// What the controller asked of the API server at `server`, from its JSON log
+/// (`kube_client::client::builder=debug`): method and path with query.
+fn requests_to(log: &str, server: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| {
+            v["target"] == "kube_client::client::builder" && v["fields"]["message"] == "requesting"
+        })
+        .filter_map(|v| {
+            let span = &v["span"];
+            let url = span["http.url"].as_str()?;
+            let path = url.strip_prefix(server)?;
+            Some((span["http.method"].as_str()?.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// Issue "lean as creation": the cluster a class's credentials name by
+/// kubeconfig (gardener's class shape) has its machine Pods watched, as the
+/// target's are. Once that watch has listed, the driver reads a machine's Pod
+/// from it instead of asking the API server for it at every look: deleting a
+/// machine sends that cluster the Pod's DELETE and no GET of it. The
+/// credentials reach the cluster through a proxy of their own, so that the
+/// controller's request log tells their requests from the target's.
+#[tokio::test]
+async fn a_cluster_named_by_credentials_is_watched_not_asked_per_machine() {
+    let ns = TestNamespace::in_both("foreign").await;
+    let control = support::control().await;
+    let target = support::target().await;
+    let n = ns.name();
+    let server = Cluster::Target.server();
+    let upstream: SocketAddr = server
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap_or_else(|e| panic!("target server {server}: {e}"));
+    let proxy = Proxy::start(upstream).await;
+    let credentials = RemoveOnDrop(kubeconfig_via(
+        Cluster::Target,
+        &proxy.url(),
+        &format!("{n}-credentials.kubeconfig"),
+    ));
+    let secrets: Api<Secret> = ns.api(&control);
+    let pp = PostParams::default();
+    let kubeconfig = std::fs::read_to_string(&credentials.0).expect("the credentials' kubeconfig");
+    let mut cloudprovider = Secret {
+        string_data: Some([("kubeconfig".to_string(), kubeconfig)].into()),
+        ..Default::default()
+    };
+    cloudprovider.metadata.name = Some("cloudprovider".into());
+    secrets.create(&pp, &cloudprovider).await.unwrap();
+    create_user_data(&secrets).await;
+    let name = format!("far-{}", &n[n.len() - 6..]);
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &format!("machine-{name}"));
+    let credentials_ref =
+        format!("credentialsSecretRef:\n  name: cloudprovider\n  namespace: {n}\n");
+    let machine = format!(
+        r#"---
+apiVersion: machine.sapcloud.io/v1alpha1
+kind: Machine
+metadata:
+  name: {name}
+  namespace: {n}
+spec:
+  class: {{kind: MachineClass, name: pool}}
+"#
+    );
+    let yaml = pool_class(n, "", &credentials_ref) + &machine;
+    kubectl_apply(Cluster::Control, &yaml).await;
+    let controller = Binary::spawn(
+        n,
+        &format!("{n}-controller.log"),
+        &["--leader-elect=false".into(), "--log-format=json".into()],
+        &[("RUST_LOG", "info,kube_client::client::builder=debug")],
+    );
+
+    let machines: Api<Machine> = ns.api(&control);
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        m.phase() == Some(&Phase::Running)
+    })
+    .await;
+    let foreign = proxy.url();
+    // The watch asks for its first list, then watches from it.
+    controller
+        .wait_for_log(TIMEOUT, "watch of the credentials' cluster", |log| {
+            requests_to(log, &foreign).iter().any(|(method, path)| {
+                method == "GET" && path.starts_with("/api/v1/pods?") && path.contains("watch=true")
+            })
+        })
+        .await;
+    let before = controller.log_text().len();
+
+    machines.delete(&name, &Default::default()).await.unwrap();
+    wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
+    let pods: Api<Pod> = ns.api(&target);
+    wait_for_deleted(
+        &pods,
+        &format!("machine-{name}"),
+        TIMEOUT,
+        "the Pod is gone",
+    )
+    .await;
+
+    let log = controller.log_text();
+    let pod = format!("/api/v1/namespaces/{n}/pods/machine-{name}");
+    let asked: Vec<(String, String)> = requests_to(&log[before..], &foreign)
+        .into_iter()
+        .filter(|(_, path)| path.split('?').next() == Some(pod.as_str()))
+        .collect();
+    assert!(
+        asked.iter().any(|(method, _)| method == "DELETE"),
+        "the Pod was deleted through the credentials' cluster: {asked:?}"
+    );
+    let gets: Vec<&(String, String)> = asked.iter().filter(|(m, _)| m == "GET").collect();
+    assert!(
+        gets.is_empty(),
+        "the watched Pod was still asked for {} times: {gets:?}",
+        gets.len()
+    );
 }
 
 #[tokio::test]
@@ -411,32 +568,8 @@ async fn orphans_in_a_shared_infra_namespace_are_collected_only_if_ours() {
     let (control, target) = (support::control().await, support::target().await);
     let n = ns.name();
     let suffix = &n[n.len() - 6..];
-    let secrets: Api<Secret> = ns.api(&control);
-    let mut user_data = Secret {
-        string_data: Some([("userData".to_string(), "#!/bin/sh\n".to_string())].into()),
-        ..Default::default()
-    };
-    user_data.metadata.name = Some("user-data".into());
-    secrets
-        .create(&PostParams::default(), &user_data)
-        .await
-        .unwrap();
-    let class = format!(
-        r#"apiVersion: machine.sapcloud.io/v1alpha1
-kind: MachineClass
-metadata:
-  name: pool
-  namespace: {n}
-provider: local
-providerSpec:
-  image: localhost/machine-image:latest
-  namespace: {infra}
-secretRef:
-  name: user-data
-  namespace: {n}
-"#,
-        infra = infra.name()
-    );
+    create_user_data(&ns.api(&control)).await;
+    let class = pool_class(n, &format!("  namespace: {}\n", infra.name()), "");
     kubectl_apply(Cluster::Control, &class).await;
 
     let spec = LocalProviderSpec {

@@ -253,13 +253,13 @@ fn peer_shown(opts: &Options) -> String {
 fn our_class(opts: &Options) -> String {
     if opts.credentials {
         "the Go peer's shape (BENCH_CREDENTIALS=1): `credentialsSecretRef` with the target's \
-         kubeconfig, so our driver reaches the Pods through a client of its own, unwatched \
-         (a GET per look) and without the token bucket"
+         kubeconfig, so our driver reaches the Pods through a client of its own (with the \
+         token bucket), whose machine Pods it watches too: a second watch of the same cluster"
             .into()
     } else {
         "the sample class (no `credentialsSecretRef`): our driver uses its target client, whose \
-         machine Pods it watches; with the Go peer's shape it would GET them instead \
-         (BENCH_CREDENTIALS=1 runs it so)"
+         machine Pods it watches; with the Go peer's shape it would use a client and a watch \
+         of its own (BENCH_CREDENTIALS=1 runs it so)"
             .into()
     }
 }

@@ -6,16 +6,17 @@
 //! credentials' `kubeconfig`.
 //!
 //! Long because: MCM's six calls and the two of orphan collection share one
-//! placement and one error mapping; the objects are built in [`build`].
+//! placement and one error mapping; the objects are built in [`build`], the
+//! clusters named by credentials are kept in [`clusters`].
 
 pub mod build;
+pub mod clusters;
 pub mod trouble;
 pub mod watch;
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::store::Writer;
@@ -25,7 +26,7 @@ use crate::client::describe;
 
 use super::{
     Code, Deletion, Driver, DriverResult, MachineError, MachineList, MachineRequest,
-    MachineResponse, SecretData, VmFacts, VmWatch,
+    MachineResponse, SecretData, VmFacts, VmWatch, VmWatchItem,
 };
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::api::{Machine, MachineClass};
@@ -40,11 +41,8 @@ pub struct LocalDriver {
     target: Option<(Client, watch::PodCache)>,
     /// Fills the target's cache; taken by [`Driver::watch`].
     pods_writer: Mutex<Option<Writer<Pod>>>,
-    /// Clusters named by class credentials, keyed by a hash of their kubeconfig.
-    foreign: Mutex<HashMap<u64, Client>>,
-    /// The client-side token bucket (`--kube-api-qps`, `--kube-api-burst`) for
-    /// those clusters' clients, as for the target's; `None`: unlimited.
-    rate: Option<(f32, u32)>,
+    /// Clusters named by class credentials, each watched the same way.
+    foreign: clusters::ForeignClusters,
 }
 
 /// Where one machine's objects live.
@@ -70,15 +68,14 @@ impl LocalDriver {
         LocalDriver {
             target,
             pods_writer: Mutex::new(writer),
-            foreign: Mutex::new(HashMap::new()),
-            rate: None,
+            foreign: clusters::ForeignClusters::new(None),
         }
     }
 
     /// Clients of clusters named by class credentials get the token bucket
     /// `qps`/`burst`, as the controller's own clients do.
     pub fn with_rate(mut self, qps: f32, burst: u32) -> Self {
-        self.rate = Some((qps, burst));
+        self.foreign = clusters::ForeignClusters::new(Some((qps, burst)));
         self
     }
 
@@ -119,19 +116,18 @@ impl LocalDriver {
         secret: &SecretData,
     ) -> DriverResult<Place> {
         let namespace = spec.pod_namespace(machine_namespace).to_string();
-        if let Some(kubeconfig) = secret.get(CREDENTIALS_KUBECONFIG_KEY) {
-            return Ok(Place {
-                client: self.foreign_client(kubeconfig).await?,
-                namespace,
-                cache: None,
-            });
-        }
-        let (client, pods) = self.target.clone().ok_or_else(|| {
-            MachineError::new(
-                Code::FailedPrecondition,
-                "no target cluster is configured and the class credentials carry no kubeconfig",
-            )
-        })?;
+        let (client, pods) = match secret.get(CREDENTIALS_KUBECONFIG_KEY) {
+            Some(kubeconfig) => {
+                let cluster = self.foreign.cluster(kubeconfig).await?;
+                (cluster.client, cluster.pods)
+            }
+            None => self.target.clone().ok_or_else(|| {
+                MachineError::new(
+                    Code::FailedPrecondition,
+                    "no target cluster is configured and the class credentials carry no kubeconfig",
+                )
+            })?,
+        };
         Ok(Place {
             client,
             namespace,
@@ -148,46 +144,6 @@ impl LocalDriver {
         let spec = Self::validate(class)?;
         let class_ns = class.metadata.namespace.as_deref().unwrap_or("default");
         self.place(&spec, class_ns, secret).await
-    }
-
-    async fn foreign_client(&self, kubeconfig: &[u8]) -> DriverResult<Client> {
-        let mut hasher = DefaultHasher::new();
-        kubeconfig.hash(&mut hasher);
-        let key = hasher.finish();
-        if let Some(client) = self
-            .foreign
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(client.clone());
-        }
-        let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            // Never echo the kubeconfig: it holds credentials.
-            MachineError::new(
-                Code::InvalidArgument,
-                format!("the class credentials' kubeconfig {what}: {e}"),
-            )
-        };
-        let text = std::str::from_utf8(kubeconfig).map_err(|e| invalid("is not UTF-8", &e))?;
-        let parsed = kube::config::Kubeconfig::from_yaml(text)
-            .map_err(|e| invalid("cannot be parsed", &e))?;
-        let config = kube::Config::from_custom_kubeconfig(
-            parsed,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(|e| invalid("is unusable", &e))?;
-        let client = match self.rate {
-            Some((qps, burst)) => crate::client::from_config(config, qps, burst).map(|c| c.client),
-            None => Client::try_from(config),
-        }
-        .map_err(|e| invalid("is unusable", &e))?;
-        self.foreign
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, client.clone());
-        Ok(client)
     }
 
     async fn find_pod(&self, place: &Place, machine: &str) -> DriverResult<Option<Arc<Pod>>> {
@@ -342,16 +298,23 @@ impl Driver for LocalDriver {
                 .is_some_and(|m| secret.metadata.name.as_deref() == Some(&user_data_secret_name(m)))
     }
 
+    /// The target's watch, with the watches of clusters named by class
+    /// credentials merged in as they start. Only the target's says `Listed`:
+    /// without a target there is nothing to list, so it says so at once.
     fn watch(&self) -> Option<VmWatch> {
+        let foreign = self.foreign.items()?;
         let writer = self
             .pods_writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        let (client, pods) = self.target.as_ref()?;
+            .take();
+        let target = match (&self.target, writer) {
+            (Some((client, pods)), Some(writer)) => watch::watch(client.clone(), writer, pods),
+            _ => futures::stream::once(std::future::ready(VmWatchItem::Listed)).boxed(),
+        };
         Some(VmWatch {
             name: watch::NAME,
-            items: watch::watch(client.clone(), writer, pods),
+            items: futures::stream::select(target, foreign).boxed(),
         })
     }
 

@@ -1,9 +1,9 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! The local driver's cache: machine Pods of the target cluster, watched while
-//! the controller runs [`crate::driver::Driver::watch`] and read by the
-//! driver's calls once listed.
+//! The local driver's caches: machine Pods of the target cluster and of each
+//! cluster named by class credentials, watched while the controller runs
+//! [`crate::driver::Driver::watch`] and read by the driver's calls.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
