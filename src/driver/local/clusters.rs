@@ -108,10 +108,14 @@ impl ForeignClusters {
     /// the kubeconfig, which holds credentials).
     async fn client(&self, kubeconfig: &[u8]) -> DriverResult<(Client, String)> {
         let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            // Never echo the kubeconfig: it holds credentials.
+            // Never echo the kubeconfig: it holds credentials, and this message
+            // goes to the machine's status and Events.
             MachineError::new(
                 Code::InvalidArgument,
-                format!("the class credentials' kubeconfig {what}: {e}"),
+                format!(
+                    "the class credentials' kubeconfig {what}: {}",
+                    first_line(e)
+                ),
             )
         };
         let text = std::str::from_utf8(kubeconfig).map_err(|e| invalid("is not UTF-8", &e))?;
@@ -131,6 +135,12 @@ impl ForeignClusters {
         .map_err(|e| invalid("is unusable", &e))?;
         Ok((client, server))
     }
+}
+
+/// The first line of an error. The YAML parser's says what is wrong and
+/// where; the lines after it quote the kubeconfig around that place.
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -234,13 +244,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unparsable_kubeconfig_is_an_invalid_argument() {
+    async fn an_unparsable_kubeconfig_is_an_invalid_argument_that_quotes_none_of_it() {
         let clusters = ForeignClusters::new(None);
-        let Err(err) = clusters.cluster(b"secret-token: [").await else {
+        let kubeconfig = "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    \
+                          token: s3cr3t\n    exec: notamap\n";
+        let Err(err) = clusters.cluster(kubeconfig.as_bytes()).await else {
             panic!("parsed");
         };
         assert_eq!(err.code, Code::InvalidArgument);
         assert!(err.message.contains("cannot be parsed"), "{err}");
+        assert!(err.message.contains("line 7"), "where: {err}");
+        assert!(!err.message.contains("s3cr3t"), "{err}");
+        assert!(!err.message.contains("notamap"), "{err}");
         // Nothing was started for it.
         assert!(lock(&clusters.known).is_empty());
     }
