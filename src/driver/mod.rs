@@ -142,7 +142,10 @@ pub struct VmWatch {
     /// Names the cache in readiness, health and logs.
     pub name: &'static str,
     /// Runs the watch while polled; the driver's cache is filled before each item
-    /// is yielded, so `Listed` means the cache is full.
+    /// is yielded, so `Listed` means the cache is full. A driver may merge in
+    /// watches it starts later (the local driver's, of clusters that classes
+    /// name): their changes wake machines, but `Listed` and `Failed` speak of
+    /// the cache the controller waits for at start only.
     pub items: futures::stream::BoxStream<'static, VmWatchItem>,
 }
 
