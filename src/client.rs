@@ -20,6 +20,9 @@ use tower::{BoxError, Layer, Service, ServiceBuilder};
 
 mod http;
 
+/// The log target of the per-request `HTTP` spans (`requesting`, `stream closed`).
+pub use http::TARGET as REQUEST_LOG_TARGET;
+
 /// A token bucket of `qps` refills per second holding up to `burst` tokens.
 pub fn limiter(qps: f32, burst: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
     if qps <= 0.0 {

@@ -43,7 +43,8 @@ fn log_filter(rust_log: Option<&str>, v: u8) -> EnvFilter {
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| {
             EnvFilter::new(format!(
-                "{level},kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mcm_local::client::http=warn"
+                "{level},kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,{}=warn",
+                mcm_local::client::REQUEST_LOG_TARGET
             ))
         })
 }
@@ -259,7 +260,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "kube_client::client", "BODY of a Secret");
             tracing::error!(target: "kube_client::client", "ERROR line");
-            tracing::debug!(target: "mcm_local::client::http", "requesting");
+            tracing::debug!(target: mcm_local::client::REQUEST_LOG_TARGET, "requesting");
             tracing::trace!(target: "mcm_local::controller", "reconciled");
         });
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()

@@ -162,12 +162,13 @@ providerSpec:
 }
 
 /// What the controller asked of the API server at `server`, from its JSON log
-/// (`kube_client::client::builder=debug`): method and path with query.
+/// (`mcm_local::client::http=debug`): method and path with query.
 fn requests_to(log: &str, server: &str) -> Vec<(String, String)> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|v| {
-            v["target"] == "kube_client::client::builder" && v["fields"]["message"] == "requesting"
+            v["target"] == mcm_local::client::REQUEST_LOG_TARGET
+                && v["fields"]["message"] == "requesting"
         })
         .filter_map(|v| {
             let span = &v["span"];
@@ -233,7 +234,10 @@ spec:
         n,
         &format!("{n}-controller.log"),
         &["--leader-elect=false".into(), "--log-format=json".into()],
-        &[("RUST_LOG", "info,kube_client::client::builder=debug")],
+        &[(
+            "RUST_LOG",
+            &format!("info,{}=debug", mcm_local::client::REQUEST_LOG_TARGET),
+        )],
     );
 
     let machines: Api<Machine> = ns.api(&control);

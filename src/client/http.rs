@@ -14,6 +14,9 @@ use tower_http::classify::{ServerErrorsAsFailures, ServerErrorsFailureClass, Sha
 use tower_http::trace::{MakeSpan, OnEos, OnFailure, OnRequest, OnResponse, TraceLayer};
 use tracing::Span;
 
+/// The target of those spans and events, for log filters and for readers of the log.
+pub const TARGET: &str = module_path!();
+
 pub type Layer =
     TraceLayer<SharedClassifier<ServerErrorsAsFailures>, Spans, Spans, Spans, (), Spans, Spans>;
 

@@ -105,8 +105,12 @@ impl Flags {
 
 /// Our defaults plus the client's per-request span and event, which the JSON log
 /// carries with method and URL.
-const RUST_LOG: &str =
-    "info,kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,mcm_local::client::http=debug";
+fn rust_log() -> String {
+    format!(
+        "info,kube=warn,hyper=warn,h2=warn,tower=warn,rustls=warn,{}=debug",
+        mcm_local::client::REQUEST_LOG_TARGET
+    )
+}
 
 /// What the controller's log told so far.
 #[derive(Clone, Debug, Default)]
@@ -139,7 +143,7 @@ impl LogStats {
         let message = v["fields"]["message"].as_str().unwrap_or_default();
         let target = v["target"].as_str().unwrap_or_default();
         let level = v["level"].as_str().unwrap_or_default();
-        if target == "mcm_local::client::http" {
+        if target == mcm_local::client::REQUEST_LOG_TARGET {
             let span = &v["span"];
             match message {
                 "requesting" => {
@@ -330,7 +334,7 @@ impl Controller {
         };
         let mut child = Command::new(binary)
             .args(args)
-            .env("RUST_LOG", RUST_LOG)
+            .env("RUST_LOG", rust_log())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
