@@ -118,9 +118,22 @@ pub mod step {
 /// lastOperation descriptions outside the deletion steps.
 pub mod text {
     pub const CREATING: &str = "Creating machine on cloud provider";
+    /// Without a target cluster the VM is all there is: Available at once.
+    pub const CREATED: &str = "Created machine on cloud provider";
     /// A Node of the new VM's name was there before the VM: MCM deletes the VM.
     pub const STALE_NODE: &str = "VM using old node obj";
     pub const CLOUD_PROVIDER_MESSAGE: &str = "Cloud provider message - ";
+    /// MCM's `machineCreateErrorHandler`: the driver's error after the prefix.
+    pub fn cloud_provider_message(error: &impl std::fmt::Display) -> String {
+        format!("{CLOUD_PROVIDER_MESSAGE}{error}")
+    }
+    /// MCM's Internal error when the driver left the VM's node name (with a
+    /// target cluster) or providerID empty; Go's `%q` as Rust's `{:?}`.
+    pub fn empty_after_creation(machine: &str, node_name: &str, provider_id: &str) -> String {
+        format!(
+            "machine {machine:?}: nodeName ({node_name:?}) or providerID ({provider_id:?}) is empty after creation flow"
+        )
+    }
 
     pub fn joined(machine: &str, took: &str) -> String {
         format!("Machine {machine} successfully joined the cluster in {took}")

@@ -255,8 +255,14 @@ impl<D> Context<D> {
             warning,
             reason: reason.to_string(),
             action: action.to_string(),
-            message: truncate(note, 1024),
+            message: note,
         };
+        self.note(machine, event);
+    }
+
+    /// [`Self::event`] for a note decided beforehand.
+    pub fn note(&self, machine: &Machine, mut event: super::events::Note) {
+        event.message = truncate(event.message, 1024);
         let events = self.events.clone();
         let reference = machine.object_ref(&());
         let name = machine.name().to_string();

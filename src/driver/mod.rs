@@ -110,7 +110,7 @@ pub struct MachineResponse {
     pub addresses: Vec<NodeAddress>,
     pub last_known_state: String,
     /// When the VM was made, if the provider says: a Node older than its VM
-    /// cannot be that VM's (see `creation::stale_node`).
+    /// cannot be that VM's (see `creation::plan::stale_node`).
     pub created: Option<jiff::Timestamp>,
 }
 
