@@ -19,6 +19,8 @@ use crate::driver::{
 };
 use plan::{Call, Failure, Finish, Given, Invalid, Made, Record, Stale, Start};
 
+/// One pass of creation: GetMachineStatus, then CreateMachine or
+/// InitializeMachine if the plan says so, then what is recorded of the VM.
 pub async fn run<D: Driver>(
     ctx: &Context<D>,
     mut machine: Machine,
@@ -61,6 +63,8 @@ pub async fn run<D: Driver>(
         Record::Empty(e) => return Err(e.into()),
         Record::Write { patch, finish } => (patch, finish),
     };
+    // The plan read the phase before this patch: the patch carries the
+    // machine's resourceVersion, so it succeeds only on that very machine.
     if let Some(patch) = patch {
         machine = ctx.patch_machine(machine.name(), &patch).await?;
     }
