@@ -6,10 +6,12 @@
 
 mod machine;
 mod machine_class;
+mod pod_view;
 pub mod provider_spec;
 
 pub use machine::*;
 pub use machine_class::*;
+pub use pod_view::*;
 
 pub const GROUP: &str = "machine.sapcloud.io";
 pub const VERSION: &str = "v1alpha1";

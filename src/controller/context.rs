@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
-use crate::api::{Machine, MachineClass};
+use crate::api::{Machine, MachineClass, PodOnNode};
 use crate::contract::Phase;
 use crate::driver::SecretData;
 
@@ -28,7 +28,7 @@ pub struct Context<D> {
     pub secrets: Store<Secret>,
     pub nodes: Option<Store<Node>>,
     /// Every Pod of the target, trimmed to what a drain reads.
-    pub pods: Option<Store<Pod>>,
+    pub pods: Option<Store<PodOnNode>>,
     /// Core Events on Machines; repeated warnings are counted into one.
     pub events: super::events::Events,
     /// Our last write to each machine, to tell a stale cached copy.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,7 +25,7 @@ use super::settings::Settings;
 use super::workers::WorkerPools;
 use super::{error_policy, reconcile};
 use crate::admin::{Health, Telemetry};
-use crate::api::{Machine, MachineClass};
+use crate::api::{Machine, MachineClass, PodOnNode};
 use crate::client::ClusterClients;
 use crate::driver::instrumented::InstrumentedDriver;
 use crate::driver::{Driver, VmWatch, VmWatchItem};
@@ -203,12 +203,12 @@ pub async fn run_with<D: Driver>(
                 .predicate_filter(node_fingerprint, Default::default());
             // Every Pod of the target, for drains (MCM's pod lister): a Pod
             // leaving a node wakes the machine that drains it.
-            let (pods, pods_w) = reflector::store::<Pod>();
+            let (pods, pods_w) = reflector::store::<PodOnNode>();
             let pod_stream = gate
                 .reflect(
                     TARGET_PODS,
                     pods_w,
-                    watcher(Api::<Pod>::all(target.clone()), cfg.clone())
+                    watcher(Api::<PodOnNode>::all(target.clone()), cfg.clone())
                         .modify(drain::trim_pod)
                         .inspect(watch_health(&health, TARGET_PODS)),
                 )
@@ -360,7 +360,9 @@ pub async fn run_with<D: Driver>(
             };
             let start = Instant::now();
             let work = metrics.queue.started(machine.name(), start);
-            let result = reconcile(machine, ctx).await;
+            // Boxed: a reconcile's state is kilobytes, and up to every machine
+            // waits above for a worker; only the running ones need it.
+            let result = Box::pin(reconcile(machine, ctx)).await;
             metrics.queue.done(work, Instant::now());
             let category = result.as_ref().err().map(super::Error::category);
             metrics.reconciled(category, start.elapsed());

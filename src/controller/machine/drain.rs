@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::api::Machine;
+use crate::api::{Machine, PodOnNode};
 use crate::client::describe;
 use crate::contract::{
     FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
@@ -69,7 +69,7 @@ pub fn force_reason(
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// Pods a drain leaves alone: DaemonSet Pods and mirror Pods.
-pub fn is_drainable(pod: &Pod) -> bool {
+pub fn is_drainable(pod: &PodOnNode) -> bool {
     let daemon = pod
         .owner_references()
         .iter()
@@ -173,7 +173,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
     let on_node = match &ctx.pods {
         Some(pods) => pods_on(&pods.state(), node_name),
         None => {
-            let all: Api<Pod> = Api::all(target.clone());
+            let all: Api<PodOnNode> = Api::all(target.clone());
             all.list(&ListParams::default().fields(&format!("spec.nodeName={node_name}")))
                 .await?
                 .items
@@ -331,7 +331,7 @@ pub async fn cordon_and_evict<D>(
     let on_node = match &ctx.pods {
         Some(pods) => pods_on(&pods.state(), &name),
         None => {
-            let all: Api<Pod> = Api::all(target.clone());
+            let all: Api<PodOnNode> = Api::all(target.clone());
             all.list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
                 .await?
                 .items
@@ -342,7 +342,7 @@ pub async fn cordon_and_evict<D>(
 }
 
 /// The Pods bound to `node`, of all of the target's Pods.
-pub fn pods_on(pods: &[std::sync::Arc<Pod>], node: &str) -> Vec<Pod> {
+pub fn pods_on(pods: &[std::sync::Arc<PodOnNode>], node: &str) -> Vec<PodOnNode> {
     pods.iter()
         .filter(|p| node_of(p) == Some(node))
         .map(|p| (**p).clone())
@@ -350,13 +350,13 @@ pub fn pods_on(pods: &[std::sync::Arc<Pod>], node: &str) -> Vec<Pod> {
 }
 
 /// The node a Pod is bound to.
-pub fn node_of(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref()?.node_name.as_deref()
+pub fn node_of(pod: &PodOnNode) -> Option<&str> {
+    pod.node_name()
 }
 
 /// What the drain reads of a Pod (identity, owner, mirror annotation, deletion,
 /// node), for a cache of every Pod of the target that stays small.
-pub fn trim_pod(pod: &mut Pod) {
+pub fn trim_pod(pod: &mut PodOnNode) {
     let meta = &mut pod.metadata;
     meta.managed_fields = None;
     meta.labels = None;
@@ -364,25 +364,17 @@ pub fn trim_pod(pod: &mut Pod) {
         a.retain(|k, _| k == MIRROR_ANNOTATION);
         (!a.is_empty()).then_some(a)
     });
-    pod.spec = pod
-        .spec
-        .take()
-        .map(|s| k8s_openapi::api::core::v1::PodSpec {
-            node_name: s.node_name,
-            ..Default::default()
-        });
-    pod.status = None;
 }
 
 async fn evict_all(
     target: &Client,
     evictor: &Client,
     node: &str,
-    on_node: Vec<Pod>,
+    on_node: Vec<PodOnNode>,
     force: bool,
     exhausted: bool,
 ) -> Result<Progress, kube::Error> {
-    let drainable: Vec<Pod> = on_node.into_iter().filter(is_drainable).collect();
+    let drainable: Vec<PodOnNode> = on_node.into_iter().filter(is_drainable).collect();
     let mut blocked = None;
     for pod in &drainable {
         let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
@@ -501,7 +493,7 @@ mod tests {
 
     #[test]
     fn daemonset_and_mirror_pods_stay() {
-        let mut pod = Pod::default();
+        let mut pod = PodOnNode::default();
         assert!(is_drainable(&pod));
         pod.metadata.owner_references = Some(vec![OwnerReference {
             kind: "DaemonSet".into(),
@@ -509,7 +501,7 @@ mod tests {
             ..Default::default()
         }]);
         assert!(!is_drainable(&pod));
-        let mut mirror = Pod::default();
+        let mut mirror = PodOnNode::default();
         mirror.metadata.annotations =
             Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
         assert!(!is_drainable(&mirror));
@@ -562,7 +554,7 @@ mod tests {
 
     #[test]
     fn the_pod_cache_keeps_what_a_drain_reads() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+        let pod: PodOnNode = serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": "web", "namespace": "app", "labels": {"app": "web"},
                 "annotations": {"kubernetes.io/config.mirror": "x", "big": "y"},
@@ -583,11 +575,10 @@ mod tests {
             pod.metadata.deletion_timestamp
         );
         assert_eq!(trimmed.annotations().len(), 1);
-        assert_eq!(trimmed.status, None);
-        assert!(trimmed.spec.as_ref().unwrap().containers.is_empty());
+        assert_eq!(trimmed.labels().len(), 0);
         let pods = [
             std::sync::Arc::new(trimmed),
-            std::sync::Arc::new(Pod::default()),
+            std::sync::Arc::new(PodOnNode::default()),
         ];
         assert_eq!(pods_on(&pods, "n1").len(), 1);
         assert!(pods_on(&pods, "n2").is_empty());

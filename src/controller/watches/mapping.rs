@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::api::Machine;
+use crate::api::{Machine, PodOnNode};
 use crate::controller::machine::drain;
 use crate::controller::node::machine_of_node;
 use crate::driver::Driver;
@@ -41,7 +41,7 @@ pub(super) fn trim_node(node: &mut Node) {
 pub(super) const TARGET_PODS: &str = "target pods";
 
 /// The node a Pod leaves (deleted, or on its way out), for waking its drain.
-pub(super) fn leaving_pod(event: watcher::Event<Pod>) -> Option<String> {
+pub(super) fn leaving_pod(event: watcher::Event<PodOnNode>) -> Option<String> {
     match event {
         watcher::Event::Delete(pod) => drain::node_of(&pod).map(str::to_string),
         watcher::Event::Apply(pod) if pod.metadata.deletion_timestamp.is_some() => {

@@ -439,22 +439,27 @@ impl Driver for LocalDriver {
         secret: &SecretData,
     ) -> DriverResult<MachineList> {
         let place = self.place_of_class(class, secret).await?;
-        let is_machine_pod = |p: &Pod| {
-            p.metadata.namespace.as_deref() == Some(place.namespace.as_str())
+        // A live machine Pod of the class's namespace, as (VM, machine) names.
+        // Pods on their way out are no orphans to collect.
+        let vm = |p: &Pod| {
+            let ours = p.metadata.namespace.as_deref() == Some(place.namespace.as_str())
                 && p.metadata
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(LABEL_PROVIDER))
                     .map(String::as_str)
-                    == Some(PROVIDER)
+                    == Some(PROVIDER);
+            if !ours || p.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            let name = p.metadata.name.clone()?;
+            let machine = name.strip_prefix(NAME_PREFIX)?.to_string();
+            Some((name, machine))
         };
-        let pods: Vec<Pod> = match &place.cache {
-            Some(cache) => cache
-                .pods()
-                .iter()
-                .filter(|p| is_machine_pod(p))
-                .map(|p| (**p).clone())
-                .collect(),
+        // Read in place: this runs after every burst of deletions, and a copy
+        // of each cached Pod would be the largest thing the process holds then.
+        Ok(match &place.cache {
+            Some(cache) => cache.pods().iter().filter_map(|p| vm(p)).collect(),
             None => {
                 let api: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
                 let lp = ListParams::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
@@ -462,18 +467,11 @@ impl Driver for LocalDriver {
                     .await
                     .map_err(|e| api_error(&format!("list Pods in {}", place.namespace), e))?
                     .items
+                    .iter()
+                    .filter_map(vm)
+                    .collect()
             }
-        };
-        Ok(pods
-            .iter()
-            // Pods on their way out are no orphans to collect.
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| {
-                let name = p.metadata.name.clone()?;
-                let machine = name.strip_prefix(NAME_PREFIX)?.to_string();
-                Some((name, machine))
-            })
-            .collect())
+        })
     }
 
     async fn get_volume_ids(&self, _: &[PersistentVolumeSpec]) -> DriverResult<Vec<String>> {
