@@ -1,16 +1,18 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! A Pod as a drain reads it, for the cache of every Pod of the target.
+//! Pods as our caches read them: a drain (every Pod of the target) and the
+//! local driver (the machine Pods).
 //!
-//! That cache holds every Pod of a cluster, thousands of them. A
-//! `k8s_openapi` Pod is 2.2 KB before any of its strings, even with all but a
-//! few fields emptied, because its spec and status are inline structs of
-//! optional fields; this view is its metadata and node name, decoded straight
-//! from the API server's JSON (other fields are skipped while decoding).
+//! Each cache holds thousands of Pods. A `k8s_openapi` Pod is 2.2 KB before
+//! any of its strings, even with all but a few fields emptied, because its spec
+//! and status are inline structs of optional fields. These views are decoded
+//! straight from the API server's JSON (the fields they lack are skipped while
+//! decoding) and served where Pods are.
 
 use std::borrow::Cow;
 
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
@@ -36,51 +38,72 @@ impl PodOnNode {
     }
 }
 
-impl kube::Resource for PodOnNode {
-    type DynamicType = ();
-    type Scope = kube::core::NamespaceResourceScope;
+/// A machine Pod as the local driver reads it: its metadata and status (its
+/// spec is the driver's own, and the larger part of it).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct PodWithStatus {
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PodStatus>,
+}
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+impl From<Pod> for PodWithStatus {
+    fn from(pod: Pod) -> Self {
+        PodWithStatus {
+            metadata: pod.metadata,
+            status: pod.status,
+        }
     }
 }
 
+/// Serves a view as `v1` Pods.
+macro_rules! served_as_pods {
+    ($ty:ty) => {
+        impl kube::Resource for $ty {
+            type DynamicType = ();
+            type Scope = kube::core::NamespaceResourceScope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                "Pod".into()
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                "".into()
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                "v1".into()
+            }
+            fn api_version(_: &()) -> Cow<'_, str> {
+                "v1".into()
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                "pods".into()
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+served_as_pods!(PodOnNode);
+served_as_pods!(PodWithStatus);
+
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Pod;
     use kube::Resource;
 
     use super::*;
 
     #[test]
-    fn it_is_served_where_pods_are() {
+    fn they_are_served_where_pods_are() {
         for ns in [None, Some("app")] {
-            assert_eq!(
-                PodOnNode::url_path(&(), ns),
-                Pod::url_path(&(), ns),
-                "namespace {ns:?}"
-            );
+            assert_eq!(PodOnNode::url_path(&(), ns), Pod::url_path(&(), ns));
+            assert_eq!(PodWithStatus::url_path(&(), ns), Pod::url_path(&(), ns));
         }
         assert_eq!(PodOnNode::kind(&()), Pod::kind(&()));
-        assert_eq!(PodOnNode::api_version(&()), Pod::api_version(&()));
+        assert_eq!(PodWithStatus::api_version(&()), Pod::api_version(&()));
     }
 
     #[test]
@@ -102,8 +125,22 @@ mod tests {
     }
 
     #[test]
-    fn it_is_far_smaller_than_a_pod() {
-        // What makes a cache of every Pod affordable.
+    fn a_full_pod_decodes_to_its_metadata_and_status() {
+        let json = serde_json::json!({
+            "metadata": {"name": "machine-a", "namespace": "ns"},
+            "spec": {"containers": [{"name": "node", "image": "i"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1"},
+        });
+        let pod: PodWithStatus = serde_json::from_value(json.clone()).unwrap();
+        let full: Pod = serde_json::from_value(json).unwrap();
+        assert_eq!(pod, PodWithStatus::from(full));
+        assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn they_are_far_smaller_than_a_pod() {
+        // What makes a cache of thousands affordable.
         assert!(std::mem::size_of::<PodOnNode>() * 4 < std::mem::size_of::<Pod>());
+        assert!(std::mem::size_of::<PodWithStatus>() * 2 < std::mem::size_of::<Pod>());
     }
 }

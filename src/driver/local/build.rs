@@ -192,29 +192,23 @@ pub fn service(machine: &str, namespace: &str) -> Service {
 
 /// Makes the Pod the controller of a Secret or Service so that the garbage
 /// collector removes them with it (gardener's `SetControllerReference`).
-pub fn owner_reference(pod: &Pod) -> Option<OwnerReference> {
+pub fn owner_reference(pod: &ObjectMeta) -> Option<OwnerReference> {
     Some(OwnerReference {
         api_version: "v1".to_string(),
         kind: "Pod".to_string(),
-        name: pod.metadata.name.clone()?,
-        uid: pod.metadata.uid.clone()?,
+        name: pod.name.clone()?,
+        uid: pod.uid.clone()?,
         controller: Some(true),
         block_owner_deletion: Some(true),
     })
 }
 
 /// The machine a machine Pod belongs to: its `machine` label, else its name without the prefix.
-pub fn machine_of_pod(pod: &Pod) -> Option<String> {
-    if let Some(m) = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_MACHINE))
-    {
+pub fn machine_of_pod(pod: &ObjectMeta) -> Option<String> {
+    if let Some(m) = pod.labels.as_ref().and_then(|l| l.get(LABEL_MACHINE)) {
         return Some(m.clone());
     }
-    pod.metadata
-        .name
+    pod.name
         .as_deref()?
         .strip_prefix(NAME_PREFIX)
         .map(str::to_string)
@@ -321,10 +315,10 @@ mod tests {
     #[test]
     fn finds_the_machine_of_a_pod() {
         let mut p = pod("m1", "ns", "ns", &spec());
-        assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));
+        assert_eq!(machine_of_pod(&p.metadata).as_deref(), Some("m1"));
         p.metadata.labels = None;
-        assert_eq!(machine_of_pod(&p).as_deref(), Some("m1"));
+        assert_eq!(machine_of_pod(&p.metadata).as_deref(), Some("m1"));
         p.metadata.name = Some("other".into());
-        assert_eq!(machine_of_pod(&p), None);
+        assert_eq!(machine_of_pod(&p.metadata), None);
     }
 }

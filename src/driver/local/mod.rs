@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{NodeAddress, PersistentVolumeSpec, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::store::Writer;
 use kube::{Api, Client};
@@ -29,7 +30,7 @@ use super::{
     MachineResponse, SecretData, VmFacts, VmWatch, VmWatchItem,
 };
 use crate::api::provider_spec::LocalProviderSpec;
-use crate::api::{Machine, MachineClass};
+use crate::api::{Machine, MachineClass, PodWithStatus};
 use crate::contract::{self, local::*};
 
 /// Longest machine name whose Service name (`machine-<name>`) is still a DNS label.
@@ -40,7 +41,7 @@ pub struct LocalDriver {
     /// the controller runs [`Driver::watch`].
     target: Option<(Client, watch::PodCache)>,
     /// Fills the target's cache; taken by [`Driver::watch`].
-    pods_writer: Mutex<Option<Writer<Pod>>>,
+    pods_writer: Mutex<Option<Writer<PodWithStatus>>>,
     /// Clusters named by class credentials, each watched the same way.
     foreign: clusters::ForeignClusters,
 }
@@ -146,12 +147,16 @@ impl LocalDriver {
         self.place(&spec, class_ns, secret).await
     }
 
-    async fn find_pod(&self, place: &Place, machine: &str) -> DriverResult<Option<Arc<Pod>>> {
+    async fn find_pod(
+        &self,
+        place: &Place,
+        machine: &str,
+    ) -> DriverResult<Option<Arc<PodWithStatus>>> {
         let name = pod_name(machine);
         if let Some(cache) = &place.cache {
             return Ok(cache.get(&place.namespace, &name));
         }
-        let pods: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
+        let pods: Api<PodWithStatus> = Api::namespaced(place.client.clone(), &place.namespace);
         pods.get_opt(&name)
             .await
             .map(|p| p.map(Arc::new))
@@ -160,7 +165,7 @@ impl LocalDriver {
 
     /// providerID and node name are the Pod's name; the addresses are every Pod
     /// IP (as gardener's provider-local reports them) and the Hostname.
-    fn response(pod: &Pod) -> MachineResponse {
+    fn response(pod: &PodWithStatus) -> MachineResponse {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let status = pod.status.as_ref();
         let mut ips: Vec<String> = status
@@ -213,11 +218,11 @@ impl LocalDriver {
         &self,
         place: &Place,
         machine: &str,
-        pod: &Pod,
+        pod: &PodWithStatus,
         user_data: &[u8],
     ) -> DriverResult<()> {
         let ns = &place.namespace;
-        let owner = build::owner_reference(pod).map(|o| vec![o]);
+        let owner = build::owner_reference(&pod.metadata).map(|o| vec![o]);
         let name = pod_name(machine);
         let mut service = build::service(machine, ns);
         service.metadata.owner_references = owner.clone();
@@ -331,14 +336,15 @@ impl Driver for LocalDriver {
         // Uninitialized, which InitializeMachine completes. Apply makes every step
         // repeatable.
         let name = pod_name(machine);
-        let pod = pods
+        let pod: PodWithStatus = pods
             .patch(
                 &name,
                 &apply_params(),
                 &Patch::Apply(&build::pod(machine, machine_ns(req.machine), ns, &spec)),
             )
             .await
-            .map_err(|e| api_error(&format!("apply Pod {ns}/{name}"), e))?;
+            .map_err(|e| api_error(&format!("apply Pod {ns}/{name}"), e))?
+            .into();
         if pod.metadata.deletion_timestamp.is_some() {
             return Err(MachineError::new(
                 Code::Unavailable,
@@ -441,25 +447,28 @@ impl Driver for LocalDriver {
         let place = self.place_of_class(class, secret).await?;
         // A live machine Pod of the class's namespace, as (VM, machine) names.
         // Pods on their way out are no orphans to collect.
-        let vm = |p: &Pod| {
-            let ours = p.metadata.namespace.as_deref() == Some(place.namespace.as_str())
-                && p.metadata
-                    .labels
+        let vm = |p: &ObjectMeta| {
+            let ours = p.namespace.as_deref() == Some(place.namespace.as_str())
+                && p.labels
                     .as_ref()
                     .and_then(|l| l.get(LABEL_PROVIDER))
                     .map(String::as_str)
                     == Some(PROVIDER);
-            if !ours || p.metadata.deletion_timestamp.is_some() {
+            if !ours || p.deletion_timestamp.is_some() {
                 return None;
             }
-            let name = p.metadata.name.clone()?;
+            let name = p.name.clone()?;
             let machine = name.strip_prefix(NAME_PREFIX)?.to_string();
             Some((name, machine))
         };
         // Read in place: this runs after every burst of deletions, and a copy
         // of each cached Pod would be the largest thing the process holds then.
         Ok(match &place.cache {
-            Some(cache) => cache.pods().iter().filter_map(|p| vm(p)).collect(),
+            Some(cache) => cache
+                .pods()
+                .iter()
+                .filter_map(|p| vm(&p.metadata))
+                .collect(),
             None => {
                 let api: Api<Pod> = Api::namespaced(place.client.clone(), &place.namespace);
                 let lp = ListParams::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
@@ -468,7 +477,7 @@ impl Driver for LocalDriver {
                     .map_err(|e| api_error(&format!("list Pods in {}", place.namespace), e))?
                     .items
                     .iter()
-                    .filter_map(vm)
+                    .filter_map(|p| vm(&p.metadata))
                     .collect()
             }
         })

@@ -7,7 +7,9 @@
 //! Machine say within seconds what is wrong (an image that cannot be pulled, no
 //! node to schedule on, a crashing container), in the Pod's own words.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::ContainerStatus;
+
+use crate::api::PodWithStatus;
 
 /// Container waiting reasons that mean the container will not start without a
 /// change (to the image, the node or the configuration); passing states such as
@@ -24,7 +26,7 @@ const STUCK: &[&str] = &[
 ];
 
 /// What keeps the Pod from running, or `None` while it runs or is on its way.
-pub fn pod_trouble(pod: &Pod) -> Option<String> {
+pub fn pod_trouble(pod: &PodWithStatus) -> Option<String> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
@@ -82,7 +84,7 @@ fn stuck(c: &ContainerStatus) -> Option<(&str, &str, Option<&str>)> {
 mod tests {
     use super::*;
 
-    fn pod(status: serde_json::Value) -> Pod {
+    fn pod(status: serde_json::Value) -> PodWithStatus {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "machine-a"},
             "status": status,
@@ -155,6 +157,6 @@ mod tests {
         ] {
             assert_eq!(pod_trouble(&pod(status.clone())), None, "{status}");
         }
-        assert_eq!(pod_trouble(&Pod::default()), None);
+        assert_eq!(pod_trouble(&PodWithStatus::default()), None);
     }
 }

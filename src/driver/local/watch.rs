@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use super::build::machine_of_pod;
+use crate::api::PodWithStatus;
 use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
 use crate::driver::VmWatchItem;
 
@@ -25,10 +26,9 @@ use crate::driver::VmWatchItem;
 pub const NAME: &str = "pods";
 
 /// A machine Pod is read for its identity, labels, deletion, IPs and what
-/// [`super::trouble`] reads; its spec is the larger part of it.
-pub fn trim_pod(pod: &mut Pod) {
+/// [`super::trouble`] reads (its spec is not even decoded).
+pub fn trim_pod(pod: &mut PodWithStatus) {
     pod.metadata.managed_fields = None;
-    pod.spec = None;
     pod.metadata.annotations = None;
     pod.status = pod.status.take().map(|s| {
         let states = |statuses: Option<Vec<ContainerStatus>>| {
@@ -75,8 +75,12 @@ impl Tombstones {
     }
 
     /// Notes what `event` says about which Pods exist.
-    pub fn observe(&self, event: &Result<watcher::Event<Pod>, watcher::Error>, now: Instant) {
-        let key = |pod: &Pod| {
+    pub fn observe(
+        &self,
+        event: &Result<watcher::Event<PodWithStatus>, watcher::Error>,
+        now: Instant,
+    ) {
+        let key = |pod: &PodWithStatus| {
             format!(
                 "{}/{}",
                 pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -103,14 +107,14 @@ impl Tombstones {
 
 /// What one watch event means to the controller. The store has applied it
 /// already (the reflector applies before it yields), so `Listed` means full.
-pub fn item(event: &Result<watcher::Event<Pod>, watcher::Error>) -> VmWatchItem {
+pub fn item(event: &Result<watcher::Event<PodWithStatus>, watcher::Error>) -> VmWatchItem {
     match event {
         Ok(watcher::Event::InitDone) => VmWatchItem::Listed,
         Ok(
             watcher::Event::Apply(pod)
             | watcher::Event::InitApply(pod)
             | watcher::Event::Delete(pod),
-        ) => machine_of_pod(pod).map_or(VmWatchItem::Other, VmWatchItem::Changed),
+        ) => machine_of_pod(&pod.metadata).map_or(VmWatchItem::Other, VmWatchItem::Changed),
         Ok(watcher::Event::Init) => VmWatchItem::Other,
         Err(_) => VmWatchItem::Failed,
     }
@@ -122,14 +126,14 @@ pub fn item(event: &Result<watcher::Event<Pod>, watcher::Error>) -> VmWatchItem 
 /// ([`PodCache::readable`]) and the driver asks the API server instead.
 #[derive(Clone)]
 pub struct PodCache {
-    store: Store<Pod>,
+    store: Store<PodWithStatus>,
     tombstones: Tombstones,
     listed: Arc<AtomicBool>,
 }
 
 impl PodCache {
     /// An empty cache, and the writer its watch ([`watch`]) fills it through.
-    pub fn new() -> (Self, Writer<Pod>) {
+    pub fn new() -> (Self, Writer<PodWithStatus>) {
         let (store, writer) = reflector::store();
         let cache = PodCache {
             store,
@@ -146,7 +150,7 @@ impl PodCache {
         self.listed.load(Ordering::Acquire).then(|| self.clone())
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodWithStatus>> {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
@@ -155,7 +159,7 @@ impl PodCache {
         self.tombstones.gone(namespace, name)
     }
 
-    pub fn pods(&self) -> Vec<Arc<Pod>> {
+    pub fn pods(&self) -> Vec<Arc<PodWithStatus>> {
         self.store.state()
     }
 }
@@ -164,11 +168,11 @@ impl PodCache {
 /// through `writer`; it runs while polled.
 pub fn watch(
     cluster: Client,
-    writer: Writer<Pod>,
+    writer: Writer<PodWithStatus>,
     cache: &PodCache,
 ) -> BoxStream<'static, VmWatchItem> {
     let config = watcher::Config::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
-    let events = watcher(Api::<Pod>::all(cluster), config)
+    let events = watcher(Api::<PodWithStatus>::all(cluster), config)
         .modify(trim_pod)
         .default_backoff();
     fill(events, writer, cache)
@@ -176,8 +180,8 @@ pub fn watch(
 
 /// Feeds watch `events` into `cache` and says what each means to the controller.
 fn fill(
-    events: impl Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send + 'static,
-    writer: Writer<Pod>,
+    events: impl Stream<Item = Result<watcher::Event<PodWithStatus>, watcher::Error>> + Send + 'static,
+    writer: Writer<PodWithStatus>,
     cache: &PodCache,
 ) -> BoxStream<'static, VmWatchItem> {
     let (tombstones, listed) = (cache.tombstones.clone(), cache.listed.clone());
@@ -200,12 +204,12 @@ mod tests {
     use crate::driver::local::build;
 
     /// Machine m1's Pod in namespace ns.
-    fn machine_pod() -> Pod {
+    fn machine_pod() -> PodWithStatus {
         let spec = crate::api::provider_spec::LocalProviderSpec::parse(
             &serde_json::json!({"image": "img"}),
         )
         .unwrap();
-        build::pod("m1", "ns", "ns", &spec)
+        build::pod("m1", "ns", "ns", &spec).into()
     }
 
     #[test]
@@ -230,9 +234,8 @@ mod tests {
         // What the driver reads of a Pod survives the trim.
         assert_eq!(super::super::trouble::pod_trouble(&pod), trouble);
         assert!(trouble.is_some());
-        assert_eq!(pod.spec, None);
-        assert_eq!(machine_of_pod(&pod).as_deref(), Some("m1"));
-        assert!(build::owner_reference(&pod).is_some());
+        assert_eq!(machine_of_pod(&pod.metadata).as_deref(), Some("m1"));
+        assert!(build::owner_reference(&pod.metadata).is_some());
         let status = pod.status.unwrap();
         assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(status.host_ip, None);
@@ -241,7 +244,7 @@ mod tests {
     #[test]
     fn a_pod_is_gone_once_deleted_until_it_is_made_again() {
         let tombstones = Tombstones::default();
-        let mut pod = Pod::default();
+        let mut pod = PodWithStatus::default();
         pod.metadata.name = Some("machine-m1".into());
         pod.metadata.namespace = Some("ns".into());
         let t0 = Instant::now();
@@ -273,7 +276,7 @@ mod tests {
             VmWatchItem::Changed("m1".into())
         );
         assert_eq!(
-            item(&Ok(watcher::Event::Apply(Pod::default()))),
+            item(&Ok(watcher::Event::Apply(PodWithStatus::default()))),
             VmWatchItem::Other
         );
         assert_eq!(item(&Ok(watcher::Event::InitDone)), VmWatchItem::Listed);
