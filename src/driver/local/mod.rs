@@ -256,33 +256,6 @@ impl LocalDriver {
         Ok(secret.is_some() && service.is_some())
     }
 
-    /// Deletes the Pod's Secret and Service now, not after the Pod: the garbage
-    /// collector starts on what a Pod owns only once the Pod is gone (at N=1000
-    /// in `make bench` they outlived the last Machine by 13 s). Best effort: if
-    /// this fails or is cut short, the collector still removes them.
-    async fn delete_companions(&self, place: &Place, machine: &str) {
-        let ns = &place.namespace;
-        let (service, secret) = (pod_name(machine), user_data_secret_name(machine));
-        let dp = DeleteParams::default();
-        let services = Api::<Service>::namespaced(place.client.clone(), ns);
-        let secrets = Api::<Secret>::namespaced(place.client.clone(), ns);
-        let (service_result, secret_result) =
-            futures::join!(services.delete(&service, &dp), secrets.delete(&secret, &dp));
-        for (what, result) in [
-            (format!("Service {ns}/{service}"), service_result.map(drop)),
-            (format!("Secret {ns}/{secret}"), secret_result.map(drop)),
-        ] {
-            match result {
-                Ok(()) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => tracing::debug!(
-                    "delete {what}: {}; the garbage collector removes it after the Pod",
-                    describe(&e)
-                ),
-            }
-        }
-    }
-
     async fn prepare(&self, req: &MachineRequest<'_>) -> DriverResult<(LocalProviderSpec, Place)> {
         Self::check_name(req.machine)?;
         let spec = Self::validate(req.class)?;
@@ -411,7 +384,8 @@ impl Driver for LocalDriver {
         // Its "no such Pod" alone is never taken as the answer: it may not have
         // seen a Pod made moments ago (or by another process). Only a Pod the
         // watch saw deleted (and not made again) is known gone; otherwise the
-        // DELETE decides, and the Pod's Secret and Service go with it.
+        // DELETE decides, and the Pod's Secret and Service go with it (the
+        // garbage collector removes what the Pod owns).
         match self.find_pod(&place, machine).await? {
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                 return Ok(Deletion::Going);
@@ -437,10 +411,7 @@ impl Driver for LocalDriver {
             // Saying "gone" before the Pod is gone would let its kubelet register
             // the Node again after the controller deletes it; the Pod's watch
             // event brings the machine back.
-            Ok(_) => {
-                self.delete_companions(&place, machine).await;
-                Ok(Deletion::Going)
-            }
+            Ok(_) => Ok(Deletion::Going),
         }
     }
 
