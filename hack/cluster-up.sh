@@ -21,6 +21,10 @@
 #   SKIP_STANDIN=1      do not build or start the kubelet stand-in
 #   STANDIN_BIN         use this kubelet-stand-in binary instead of building one
 #   TIMEOUT             seconds to wait for each component (default 120)
+#   AUDIT_DIR           the API servers write an audit log (who sent which request, at
+#                       Metadata level) to AUDIT_DIR/<cluster>-audit.log, which outlives
+#                       cluster-down; hack/audit-summary.py reads it. It costs the API
+#                       server CPU, so a benchmark run with it measures a slower cluster.
 set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -220,6 +224,14 @@ for c in "${names[@]}"; do
   # kubernetes Service cannot point at a loopback address (Endpoints reject it) and
   # nothing runs inside the cluster that would use it. The in-flight limits are
   # raised so that benchmarks with 1000 machines are not throttled by the server.
+  audit=()
+  if [[ -n "${AUDIT_DIR:-}" ]]; then
+    mkdir -p "$AUDIT_DIR"
+    printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' \
+      'omitStages: [RequestReceived]' 'rules:' '- level: Metadata' >"$STATE/$c/audit-policy.yaml"
+    audit=(--audit-policy-file "$STATE/$c/audit-policy.yaml"
+      --audit-log-path "$AUDIT_DIR/$c-audit.log" --audit-log-maxsize 4096 --audit-log-mode batch)
+  fi
   start "$c" kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --bind-address 127.0.0.1 \
@@ -246,7 +258,8 @@ for c in "${names[@]}"; do
     --endpoint-reconciler-type none \
     --max-requests-inflight 800 \
     --max-mutating-requests-inflight 400 \
-    --profiling=false
+    --profiling=false \
+    "${audit[@]}"
 done
 for c in "${names[@]}"; do
   load "$c"

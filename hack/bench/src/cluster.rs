@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use axum::http::Request;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, USER_AGENT};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::client::ClientBuilder;
@@ -158,7 +159,12 @@ impl Cluster {
     async fn load(kubeconfig: PathBuf, counter: &Counter) -> Result<Self> {
         let kc = Kubeconfig::read_from(&kubeconfig)
             .map_err(|e| format!("{}: {e} (is the local cluster up?)", kubeconfig.display()))?;
-        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        // Named, so that an audit log (AUDIT_DIR=… hack/cluster-up.sh) tells the
+        // benchmark's own requests from the controller's.
+        config
+            .headers
+            .push((USER_AGENT, HeaderValue::from_static("mcm-bench")));
         let client = ClientBuilder::try_from(config.clone())?
             .with_layer(&CountLayer(counter.clone()))
             .build();
