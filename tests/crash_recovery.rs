@@ -6,12 +6,13 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::contract::Phase;
+use mcm_local::contract::local::{USER_DATA_SECRET_KEY, user_data_secret_name};
 use mcm_local::controller::settings::Settings;
 use mcm_local::driver::local::build;
 use std::time::Duration;
@@ -139,6 +140,59 @@ async fn a_killed_controller_started_again_finishes_with_one_pod() {
     delete_all_machines(&machines).await;
     second.start_kill().ok();
     let _ = second.wait().await;
+}
+
+/// A user-data Secret already there when the machine is created (left by a
+/// crash, or by the Go controller with a token of its own) is written over and
+/// owned by the new Pod. With the stale token the kubelet stand-in would be
+/// refused and the machine would never join.
+#[tokio::test]
+async fn a_user_data_secret_left_from_before_is_written_over() {
+    let (ns, machines, pods, name) = setup("crash-secret").await;
+    let secrets: Api<Secret> = ns.api(&support::target().await);
+    let stale = b"#!/bin/bash\n# joins with abcdef.0123456789abcdef\n";
+    let left = secrets
+        .create(
+            &PostParams::default(),
+            &build::user_data_secret(&name, ns.name(), stale),
+        )
+        .await
+        .unwrap();
+    machines
+        .create(&PostParams::default(), &new_machine(&name))
+        .await
+        .unwrap();
+
+    let controller = start(settings(&ns)).await;
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        m.phase() == Some(&Phase::Running)
+    })
+    .await;
+    let secret = secrets.get(&user_data_secret_name(&name)).await.unwrap();
+    assert_eq!(
+        secret.uid(),
+        left.uid(),
+        "the Secret was written over, not replaced"
+    );
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(USER_DATA_SECRET_KEY))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    assert_ne!(data, stale.to_vec(), "the stale user data is gone");
+    let pod_uid = pods.get(&format!("machine-{name}")).await.unwrap().uid();
+    assert!(
+        secret
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == pod_uid.as_ref()),
+        "the Secret is owned by the machine's Pod: {:?}",
+        secret.owner_references()
+    );
+
+    delete_all_machines(&machines).await;
+    controller.stop().await;
 }
 
 /// A VM whose Machine vanished (its finalizer removed by hand) is collected.

@@ -78,17 +78,33 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
     let target = support::target().await;
     workload_on(&pods, &node_name, "workload", &[]).await;
 
-    // Record the node's cordon and the machine's deletion steps as they happen.
-    let cordoned = Arc::new(Mutex::new(false));
+    // Record the node's cordon (the taint keys before it, and in the very
+    // write that cordons) and the machine's deletion steps as they happen.
+    type Taints = Vec<String>;
+    let cordoned = Arc::new(Mutex::new(None::<(Taints, Taints)>));
     {
         let cordoned = cordoned.clone();
         let nodes: Api<Node> = Api::all(target.clone());
         let cfg = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
         tokio::spawn(async move {
             let mut events = watcher(nodes, cfg).applied_objects().boxed();
+            let mut before = Taints::new();
             while let Some(Ok(n)) = events.next().await {
-                if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-                    *cordoned.lock().unwrap() = true;
+                let spec = n.spec.clone().unwrap_or_default();
+                let keys: Taints = spec
+                    .taints
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| t.key)
+                    .collect();
+                let mut cordoned = cordoned.lock().unwrap();
+                if cordoned.is_some() {
+                    continue;
+                }
+                if spec.unschedulable == Some(true) {
+                    *cordoned = Some((std::mem::take(&mut before), keys));
+                } else {
+                    before = keys;
                 }
             }
         });
@@ -115,7 +131,23 @@ async fn deleting_a_machine_evicts_its_workload_before_the_vm_goes() {
         .unwrap();
     wait_for_deleted(&pods, "workload", TIMEOUT, "the workload is evicted").await;
     wait_for_deleted(&machines, &name, TIMEOUT, "the machine is deleted").await;
-    assert!(*cordoned.lock().unwrap(), "the node was never cordoned");
+    let (before, at_cordon) = cordoned
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the node was never cordoned");
+    // The cordon carries the taint the node lifecycle controller would add in
+    // a second write, and keeps the taints the Node had.
+    assert!(
+        at_cordon
+            .iter()
+            .any(|k| k == "node.kubernetes.io/unschedulable"),
+        "the cordon's write taints the node unschedulable: {at_cordon:?}"
+    );
+    assert!(
+        before.iter().all(|k| at_cordon.contains(k)),
+        "the cordon kept the node's taints: {before:?} -> {at_cordon:?}"
+    );
     let steps = steps.lock().unwrap().clone();
     // Written where the pass waits for the VM to go, which it reaches only
     // once the drain found no Pod left on the node.

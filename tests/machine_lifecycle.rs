@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::{Machine, MachineClass};
@@ -214,27 +214,60 @@ async fn sample_machine_joins_and_is_deleted_without_leftovers() {
         .await
         .expect("the machine's Service");
 
-    // Deletion removes everything.
+    // Deletion removes everything. The Secret and Service go just before the
+    // Pod, not only once the Pod is gone (when the garbage collector would take
+    // them): a finalizer holds the Pod meanwhile.
+    const HOLD: &str = "test.mcm-local/hold";
+    let hold = |finalizers: Vec<&str>| {
+        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+        let pods = pods.clone();
+        async move {
+            pods.patch(
+                "machine-test-machine",
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    hold(vec![HOLD]).await;
     machines
         .delete("test-machine", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for_deleted(&machines, "test-machine", TIMEOUT, "the machine is deleted").await;
-    wait_for_deleted(&pods, "machine-test-machine", TIMEOUT, "the Pod is gone").await;
+    wait_for(
+        &pods,
+        "machine-test-machine",
+        TIMEOUT,
+        "the Pod is being deleted",
+        |p| p.metadata.deletion_timestamp.is_some(),
+    )
+    .await;
     wait_for_deleted(
         &secrets,
         "machine-test-machine-userdata",
         TIMEOUT,
-        "the user data Secret is gone",
+        "the user data Secret is gone while the Pod terminates",
     )
     .await;
     wait_for_deleted(
         &services,
         "machine-test-machine",
         TIMEOUT,
-        "the Service is gone",
+        "the Service is gone while the Pod terminates",
     )
     .await;
+    assert!(
+        pods.get_opt("machine-test-machine")
+            .await
+            .unwrap()
+            .is_some(),
+        "the Pod is still held by the test's finalizer"
+    );
+    hold(vec![]).await;
+    wait_for_deleted(&machines, "test-machine", TIMEOUT, "the machine is deleted").await;
+    wait_for_deleted(&pods, "machine-test-machine", TIMEOUT, "the Pod is gone").await;
     wait_for_deleted(&nodes, "machine-test-machine", TIMEOUT, "the Node is gone").await;
     // The deletion writes where it waits (here: for the VM to go).
     let terminating = |(p, d): &(Option<Phase>, String)| {

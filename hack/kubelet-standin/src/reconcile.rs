@@ -43,6 +43,8 @@ struct Memory {
     running_since: HashMap<PodKey, (String, Instant)>,
     /// The Pod UID whose kubelet registered or re-joined the Node.
     joined: HashMap<PodKey, String>,
+    /// The resourceVersion of the Node as our last stop left it, by Node name.
+    stopped: HashMap<String, u64>,
 }
 
 pub struct Context {
@@ -115,6 +117,30 @@ impl Context {
         }
     }
 
+    /// Whether `node` is a cached copy from before our last stop of it. Every
+    /// Node event brings the Pod back, and a copy that does not show the stop
+    /// yet (the watch lags on a busy API server) would stop it again: at N=1000
+    /// in `make bench` that was three or four writes a Node instead of two.
+    /// Our own write's event comes, and brings the Pod back, in any case.
+    fn before_our_stop(&self, node: &Node) -> bool {
+        let (Some(name), Some(version)) = (node.metadata.name.as_ref(), resource_version(node))
+        else {
+            return false;
+        };
+        self.memory()
+            .stopped
+            .get(name)
+            .is_some_and(|&stopped| version < stopped)
+    }
+
+    fn mark_stopped(&self, node: &Node) {
+        if let (Some(name), Some(version)) = (node.metadata.name.clone(), resource_version(node)) {
+            let mut memory = self.memory();
+            let entry = memory.stopped.entry(name).or_insert(version);
+            *entry = (*entry).max(version);
+        }
+    }
+
     fn mark_joined(&self, key: &PodKey, uid: &str) {
         self.memory().joined.insert(key.clone(), uid.to_owned());
     }
@@ -168,6 +194,10 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 PodState::Running { .. }
             )
         });
+    if node.as_deref().is_some_and(|n| ctx.before_our_stop(n)) {
+        debug!(pod = %key, "the cached node predates our stop of it");
+        return Ok(None);
+    }
     let (joined_uid, running_for) = ctx.remember(&key, state);
     let plan = decide(&Observation {
         key: &key,
@@ -246,18 +276,22 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
             mark_not_ready,
         } => {
             let params = PatchParams::apply(FIELD_MANAGER);
-            let ignore_gone = |r: kube::Result<Node>| match r {
+            let ignore_gone = |r: kube::Result<Node>, ctx: &Context| match r {
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                other => other.map(drop),
+                Ok(node) => {
+                    ctx.mark_stopped(&node);
+                    Ok(())
+                }
+                Err(e) => Err(e),
             };
             if stop_heartbeat {
                 let patch = Patch::Merge(node::stop_heartbeat_patch());
-                ignore_gone(nodes.patch(&key.name, &params, &patch).await)
+                ignore_gone(nodes.patch(&key.name, &params, &patch).await, &ctx)
                     .map_err(|e| Error::Kube("removing the kwok annotation", e))?;
             }
             if mark_not_ready {
                 let patch = Patch::Strategic(node::not_ready_status_patch(jiff::Timestamp::now()));
-                ignore_gone(nodes.patch_status(&key.name, &params, &patch).await)
+                ignore_gone(nodes.patch_status(&key.name, &params, &patch).await, &ctx)
                     .map_err(|e| Error::Kube("marking the node NotReady", e))?;
             }
             info!(pod = %key, "machine pod is gone: node {} is NotReady", key.name);
@@ -357,4 +391,10 @@ fn token_client(admin: &Config, token: &BootstrapToken) -> kube::Result<Client> 
     config.auth_info = serde_json::from_value(serde_json::json!({ "token": token.bearer() }))
         .map_err(kube::Error::SerdeError)?;
     Client::try_from(config)
+}
+
+/// The API server's resourceVersions are etcd revisions; anything else is not
+/// compared.
+fn resource_version(node: &Node) -> Option<u64> {
+    node.metadata.resource_version.as_deref()?.parse().ok()
 }
