@@ -91,6 +91,10 @@ pub struct ClusterClients {
     /// Sees 429 answers at once instead of retrying them: an eviction refused by a
     /// PodDisruptionBudget is an answer, not a transient failure.
     pub no_retry: kube::Client,
+    /// For Events, with a token bucket of its own, as MCM's event recorder has
+    /// (a clientset of its own, `app.go`): Events never wait behind the
+    /// machines' writes nor hold them up.
+    pub events: kube::Client,
 }
 
 /// Builds the clients of a cluster from a kubeconfig path (`""` or
@@ -109,26 +113,49 @@ pub async fn build(kubeconfig: &str, qps: f32, burst: u32) -> Result<ClusterClie
 }
 
 pub fn from_config(
-    config: kube::Config,
+    mut config: kube::Config,
     qps: f32,
     burst: u32,
 ) -> Result<ClusterClients, kube::Error> {
+    // Named as client-go names a program, so that the API server's audit log
+    // tells our requests from other clients' (unless the caller named itself).
+    if !config
+        .headers
+        .iter()
+        .any(|(name, _)| name == ::http::header::USER_AGENT)
+    {
+        config.headers.push((
+            ::http::header::USER_AGENT,
+            ::http::HeaderValue::from_static(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/v",
+                env!("CARGO_PKG_VERSION")
+            )),
+        ));
+    }
     let layer = RateLimitLayer(limiter(qps, burst));
+    let events_layer = RateLimitLayer(limiter(qps, burst));
     if config.proxy_url.is_some() {
         // kube's own stack answers a proxy with the error saying which feature it
         // lacks; ours does not speak to proxies either.
         let mut no_retry_config = config.clone();
         no_retry_config.default_retry = false;
         return Ok(ClusterClients {
-            client: ClientBuilder::try_from(config)?.with_layer(&layer).build(),
+            client: ClientBuilder::try_from(config.clone())?
+                .with_layer(&layer)
+                .build(),
             no_retry: ClientBuilder::try_from(no_retry_config)?
                 .with_layer(&layer)
+                .build(),
+            events: ClientBuilder::try_from(config)?
+                .with_layer(&events_layer)
                 .build(),
         });
     }
     Ok(ClusterClients {
         client: http2_client(&config, true, &layer)?,
         no_retry: http2_client(&config, false, &layer)?,
+        events: http2_client(&config, true, &events_layer)?,
     })
 }
 

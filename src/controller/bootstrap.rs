@@ -4,13 +4,14 @@
 //! Bootstrap tokens: one per machine, in the target's `kube-system`, substituted
 //! into the user data so that the machine's kubelet can join.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use rand::Rng;
 
@@ -59,6 +60,14 @@ pub fn mcm_token_id(machine: &str) -> String {
     }
     hex.truncate(6);
     hex
+}
+
+/// Whether a token Secret's name has MCM's form: our ids start with one of
+/// `g`..`z`, MCM's are hex.
+fn is_mcm_form(secret_name: &str) -> bool {
+    secret_name
+        .strip_prefix("bootstrap-token-")
+        .is_some_and(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn secret_name_of(id: &str) -> String {
@@ -175,12 +184,60 @@ pub async fn ensure_token(
     }
 }
 
+/// The tokens of MCM's form in the target's `kube-system`, listed once when the
+/// controller starts to lead.
+///
+/// Only the Go controller makes such tokens, and it does not run while this
+/// one leads (they share the leader lock), so a machine whose token is not in
+/// the list has none: its join then spares the GET that would look for one (at
+/// 1000 machines, 1000 requests in the target's token bucket). Until the list
+/// is in, or if listing failed, each machine looks for itself.
+#[derive(Default)]
+pub struct McmTokens(Mutex<Option<HashMap<String, Secret>>>);
+
+impl McmTokens {
+    fn with<T>(&self, f: impl FnOnce(&mut Option<HashMap<String, Secret>>) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Lists the bootstrap tokens and keeps those of MCM's form. The Gardener
+    /// Role for `kube-system` grants `list` on Secrets (not `watch`).
+    pub async fn load(&self, target: &Client) -> Result<usize, kube::Error> {
+        let api: Api<Secret> = Api::namespaced(target.clone(), NAMESPACE);
+        let lp = ListParams::default().fields("type=bootstrap.kubernetes.io/token");
+        let found: HashMap<String, Secret> = api
+            .list(&lp)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|s| {
+                let name = s.metadata.name.clone()?;
+                is_mcm_form(&name).then_some((name, s))
+            })
+            .collect();
+        let n = found.len();
+        self.with(|t| *t = Some(found));
+        Ok(n)
+    }
+
+    /// `Some(token)` if the list is in (`None` inside: no such token), `None`
+    /// if it is not.
+    fn get(&self, name: &str) -> Option<Option<Secret>> {
+        self.with(|t| t.as_ref().map(|t| t.get(name).cloned()))
+    }
+
+    fn forget(&self, name: &str) {
+        self.with(|t| t.as_mut().map(|t| t.remove(name)));
+    }
+}
+
 /// Deletes every token of the machine: ours, and one of MCM's form that the Go
 /// controller made for it before a takeover. MCM's form is shared by machines
 /// whose names end alike, so that one is deleted only if its description names
 /// this machine, and only that very Secret (a UID precondition).
 pub async fn delete_tokens(
     target: &Client,
+    mcm_tokens: &McmTokens,
     namespace: &str,
     machine: &str,
 ) -> Result<(), kube::Error> {
@@ -190,7 +247,11 @@ pub async fn delete_tokens(
             .await,
     )?;
     let mcm_name = secret_name_of(&mcm_token_id(machine));
-    let Some(mcm) = api.get_opt(&mcm_name).await? else {
+    let mcm = match mcm_tokens.get(&mcm_name) {
+        Some(listed) => listed,
+        None => api.get_opt(&mcm_name).await?,
+    };
+    let Some(mcm) = mcm else {
         return Ok(());
     };
     let names_this_machine = mcm
@@ -213,6 +274,7 @@ pub async fn delete_tokens(
                 other?;
             }
         }
+        mcm_tokens.forget(&mcm_name);
     }
     Ok(())
 }
@@ -220,6 +282,15 @@ pub async fn delete_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_go_controllers_tokens_are_told_from_ours() {
+        for machine in ["m", "shoot--a--worker-z1-7f9c4-x2b8q"] {
+            assert!(is_mcm_form(&secret_name_of(&mcm_token_id(machine))));
+            assert!(!is_mcm_form(&secret_name("shoot--a", machine)));
+        }
+        assert!(!is_mcm_form("default-token-abcdef"));
+    }
 
     fn valid_id(id: &str) -> bool {
         // The API server's bootstrap token id: [a-z0-9]{6}.

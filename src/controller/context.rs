@@ -33,6 +33,8 @@ pub struct Context<D> {
     pub events: super::events::Events,
     /// Our last write to each machine, to tell a stale cached copy.
     pub own_writes: Arc<OwnWrites>,
+    /// The Go controller's bootstrap tokens, listed at the start.
+    pub mcm_tokens: super::bootstrap::McmTokens,
     /// Set while an API server does not answer; see [`super::safety::freeze`].
     pub frozen: Frozen,
     /// One machine at a time per deployment may be marked Failed.

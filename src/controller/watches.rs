@@ -229,16 +229,30 @@ pub async fn run_with<D: Driver>(
         pods: target_streams.as_ref().map(|t| t.2.clone()),
         synced,
         events: super::events::Events::new(
-            clients.control.client.clone(),
+            clients.control.events.clone(),
             crate::contract::LEASE_NAME,
             reporter_instance.as_deref(),
         ),
         own_writes,
+        mcm_tokens: Default::default(),
         frozen: Default::default(),
         meltdown: Default::default(),
         settings,
     });
 
+    if let Some(target) = ctx.target.clone() {
+        // In the background: until the list is in, each join looks for itself.
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            match ctx.mcm_tokens.load(&target).await {
+                Ok(n) => tracing::debug!("{n} bootstrap tokens of the Go controller's form"),
+                Err(e) => tracing::info!(
+                    "listing bootstrap tokens failed, each join looks for the Go controller's: {}",
+                    crate::client::describe(&e)
+                ),
+            }
+        });
+    }
     let (thawed, on_thaw) = futures::channel::mpsc::unbounded();
     let mut controller = Controller::for_stream(machine_stream, machines.clone())
         // No limit here: the worker pools are the limit (see [`WorkerPools`]).

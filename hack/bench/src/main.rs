@@ -358,7 +358,7 @@ async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
         cluster: format!("{clusters}, {hosts} kwok host nodes, {standin}"),
         join_delay_s: opts.join_delay.map(|d| d.as_secs_f64()),
         controller_flags: format!(
-            "machine-controller {} (release build; control and target clients each have this bucket)",
+            "machine-controller {} (release build; control and target clients each have this bucket, and Events one of their own, as in MCM)",
             opts.flags.shown()
         ),
         our_class: our_class(opts),

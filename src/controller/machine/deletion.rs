@@ -368,7 +368,8 @@ async fn run_step<D: Driver>(
                 && at.annotation(JOIN_DURATION_ANNOTATION).is_none()
                 && let Some(target) = &ctx.target
             {
-                bootstrap::delete_tokens(target, &ctx.settings.namespace, &name).await?;
+                bootstrap::delete_tokens(target, &ctx.mcm_tokens, &ctx.settings.namespace, &name)
+                    .await?;
             }
             stepped(after_vm_deletion(&result))
         }

@@ -198,7 +198,13 @@ pub async fn reconcile<D: Driver>(
 /// First join: the token has done its job, and the join time is recorded.
 async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
     if let Some(target) = &ctx.target {
-        bootstrap::delete_tokens(target, &ctx.settings.namespace, machine.name()).await?;
+        bootstrap::delete_tokens(
+            target,
+            &ctx.mcm_tokens,
+            &ctx.settings.namespace,
+            machine.name(),
+        )
+        .await?;
     }
     let patch = json!({"metadata": {
         "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},

@@ -205,6 +205,7 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
         pods: None,
         events: crate::controller::events::Events::new(client.clone(), "test", None),
         own_writes: Arc::new(OwnWrites::default()),
+        mcm_tokens: Default::default(),
         frozen: Default::default(),
         meltdown: Default::default(),
         synced,
