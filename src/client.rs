@@ -207,6 +207,14 @@ fn http2_client(
     Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
+/// A 404 is the outcome a delete wanted.
+pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// A short, single-line form of an API error for status messages and Events.
 pub fn describe(e: &kube::Error) -> String {
     match e {

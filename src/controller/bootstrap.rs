@@ -242,7 +242,7 @@ pub async fn delete_tokens(
     machine: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<Secret> = Api::namespaced(target.clone(), NAMESPACE);
-    super::writes::ignore_not_found(
+    crate::client::ignore_not_found(
         api.delete(&secret_name(namespace, machine), &DeleteParams::default())
             .await,
     )?;

@@ -23,13 +23,7 @@ pub fn params() -> PatchParams {
     }
 }
 
-/// A 404 is the outcome a delete wanted.
-pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        other => other.map(|_| ()),
-    }
-}
+pub use crate::client::ignore_not_found;
 
 /// The finalizer list with ours added (`Some`), or `None` when it is there.
 pub fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {
