@@ -152,28 +152,23 @@ pub fn from_config(
                 .build(),
         });
     }
+    // One pool of connections under all three, as client-go shares one
+    // transport among clientsets of the same config: a connection (and its
+    // TLS and HTTP/2 buffers) of their own each cost the controller 1 MiB at
+    // N=1000.
+    let http = http2_connections(&config)?;
     Ok(ClusterClients {
-        client: http2_client(&config, true, &layer)?,
-        no_retry: http2_client(&config, false, &layer)?,
-        events: http2_client(&config, true, &events_layer)?,
+        client: http2_client(&config, true, &layer, &http)?,
+        no_retry: http2_client(&config, false, &layer, &http)?,
+        events: http2_client(&config, true, &events_layer, &http)?,
     })
 }
 
-/// A client whose requests share HTTP/2 connections, as client-go's do.
-///
-/// kube's `ClientBuilder` offers only HTTP/1.1, where every request in flight
-/// holds a TCP and TLS connection of its own: with 50 workers and the watches the
-/// controller kept about 150 connections and their buffers (3 MB of its heap at
-/// N=100 in `make bench`). This is the same stack (base URI, retries of 429/503/504,
-/// authentication, extra headers, timeouts, one `HTTP` debug span per request),
-/// over a connector that offers h2 by ALPN; the API server accepts it. Not carried
-/// over: proxies (handled above) and the expiry of client certificates from an
-/// exec plugin, which kube uses to refresh such clients.
-fn http2_client(
-    config: &kube::Config,
-    retry: bool,
-    rate: &RateLimitLayer,
-) -> Result<kube::Client, kube::Error> {
+type Connector = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+type Connections = hyper_util::client::legacy::Client<Connector, Body>;
+
+/// A pool of connections that offers h2 by ALPN (the API server accepts it).
+fn http2_connections(config: &kube::Config) -> Result<Connections, kube::Error> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     let tls = hyper_rustls::HttpsConnectorBuilder::new()
@@ -193,8 +188,25 @@ fn http2_client(
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
-    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build::<_, Body>(connector);
+    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// A client whose requests share HTTP/2 connections, as client-go's do.
+///
+/// kube's `ClientBuilder` offers only HTTP/1.1, where every request in flight
+/// holds a TCP and TLS connection of its own: with 50 workers and the watches the
+/// controller kept about 150 connections and their buffers (3 MB of its heap at
+/// N=100 in `make bench`). This is the same stack (base URI, retries of 429/503/504,
+/// authentication, extra headers, timeouts, one `HTTP` debug span per request),
+/// over [`http2_connections`]. Not carried
+/// over: proxies (handled above) and the expiry of client certificates from an
+/// exec plugin, which kube uses to refresh such clients.
+fn http2_client(
+    config: &kube::Config,
+    retry: bool,
+    rate: &RateLimitLayer,
+    http: &Connections,
+) -> Result<kube::Client, kube::Error> {
     let service = ServiceBuilder::new()
         .layer(rate.clone())
         .layer(config.base_uri_layer())
@@ -203,7 +215,7 @@ fn http2_client(
         .layer(config.extra_headers_layer()?)
         .layer(http::layer())
         .map_err(BoxError::from)
-        .service(http);
+        .service(http.clone());
     Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
