@@ -6,8 +6,8 @@
 //! drain in progress returns and is looked at again.
 //!
 //! Long because: the force rules, the eviction-retry limit, the Terminating
-//! condition, the cordon's taint and the Pod cache's trim read best beside the
-//! pass that uses them; a third is tests.
+//! condition and the Pod cache's trim read best beside the pass that uses them;
+//! a third is tests.
 
 use std::time::Duration;
 
@@ -26,9 +26,6 @@ use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
 use crate::duration::age;
-
-/// Kubernetes' taint of a cordoned Node (`v1.TaintNodeUnschedulable`).
-const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 
 /// A node NotReady (or read-only) for this long is drained by force.
 const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -262,58 +259,19 @@ async fn mark_and_cordon(
     cordon(nodes, node).await
 }
 
-/// Marks `node` unschedulable, unless it is, with the taint the node lifecycle
-/// controller would otherwise add in a write of its own (a GET and a PATCH of
-/// the Node, each write an event for every watcher of Nodes).
-///
-/// Node taints are a list no merge patch can add to, so a JSON patch appends
-/// the taint to the list the Node has, or, on a Node the cache shows without
-/// taints, creates the list if the Node is still that very version. Should
-/// either not apply (the Node changed, or has the taint already), the plain
-/// cordon goes alone and the node lifecycle controller adds the taint.
+/// Marks `node` unschedulable, unless it is.
 async fn cordon(nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        return Ok(());
+    if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
+        let patch = json!({"spec": {"unschedulable": true}});
+        nodes
+            .patch(
+                &node.name_any(),
+                &crate::controller::writes::params(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
     }
-    let name = node.name_any();
-    let params = crate::controller::writes::params();
-    if let Some(ops) = cordon_with_taint(node) {
-        let patch: json_patch::Patch =
-            serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
-        match nodes.patch(&name, &params, &Patch::<()>::Json(patch)).await {
-            // 409: the test failed; 400: no list to append to; 422: the taint is there.
-            Err(kube::Error::Api(s)) if matches!(s.code, 400 | 409 | 422) => {}
-            other => return other.map(drop),
-        }
-    }
-    let patch = json!({"spec": {"unschedulable": true}});
-    nodes.patch(&name, &params, &Patch::Merge(&patch)).await?;
     Ok(())
-}
-
-/// The JSON patch that cordons `node` and adds the unschedulable taint, as
-/// the cache shows it; none if the taint is there already.
-fn cordon_with_taint(node: &Node) -> Option<serde_json::Value> {
-    let taints = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or_default();
-    if taints.iter().any(|t| t.key == UNSCHEDULABLE_TAINT) {
-        return None;
-    }
-    let taint = json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"});
-    let cordon = json!({"op": "add", "path": "/spec/unschedulable", "value": true});
-    Some(if taints.is_empty() {
-        let version = node.metadata.resource_version.clone().unwrap_or_default();
-        json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
-            cordon,
-            {"op": "add", "path": "/spec/taints", "value": [taint]},
-        ])
-    } else {
-        json!([cordon, {"op": "add", "path": "/spec/taints/-", "value": taint}])
-    })
 }
 
 /// Where a drain pass left the node.
@@ -476,62 +434,6 @@ mod tests {
 
     fn ts(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()
-    }
-
-    /// `node` patched by `ops` (a JSON patch), as the API server would.
-    fn patched(node: &Node, ops: serde_json::Value) -> Result<Node, String> {
-        let mut doc = serde_json::to_value(node).unwrap();
-        let patch: json_patch::Patch = serde_json::from_value(ops).unwrap();
-        json_patch::patch(&mut doc, &patch).map_err(|e| e.to_string())?;
-        Ok(serde_json::from_value(doc).unwrap())
-    }
-
-    fn taint_keys(node: &Node) -> Vec<String> {
-        let spec = node.spec.clone().unwrap_or_default();
-        spec.taints
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| t.key)
-            .collect()
-    }
-
-    #[test]
-    fn the_cordon_adds_the_unschedulable_taint_beside_the_nodes_own() {
-        let mut node = Node::default();
-        node.metadata.resource_version = Some("7".into());
-        node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
-            taints: Some(vec![k8s_openapi::api::core::v1::Taint {
-                key: "local.machine.sapcloud.io/machine-node".into(),
-                effect: "NoSchedule".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        let done = patched(&node, cordon_with_taint(&node).unwrap()).unwrap();
-        assert_eq!(done.spec.as_ref().unwrap().unschedulable, Some(true));
-        assert_eq!(
-            taint_keys(&done),
-            [
-                "local.machine.sapcloud.io/machine-node",
-                UNSCHEDULABLE_TAINT
-            ]
-        );
-        // Already tainted: nothing to add, the plain cordon goes alone.
-        assert_eq!(cordon_with_taint(&done), None);
-    }
-
-    #[test]
-    fn a_node_without_taints_gets_the_list_only_if_unchanged() {
-        let mut node = Node::default();
-        node.metadata.resource_version = Some("7".into());
-        node.spec = Some(Default::default());
-        let ops = cordon_with_taint(&node).unwrap();
-        let done = patched(&node, ops.clone()).unwrap();
-        assert_eq!(taint_keys(&done), [UNSCHEDULABLE_TAINT]);
-        // The Node moved on (maybe with taints of its own): the patch fails
-        // rather than replace them.
-        node.metadata.resource_version = Some("8".into());
-        assert!(patched(&node, ops).is_err());
     }
 
     #[test]
