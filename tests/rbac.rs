@@ -8,7 +8,7 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use mcm_local::api::Machine;
@@ -71,6 +71,9 @@ async fn the_shipped_rbac_is_enough_for_a_machine_lifecycle() {
     let name = format!("machine-controller-target-{suffix}");
     ns.delete_on_drop::<ClusterRole>(Cluster::Target, None, &name);
     ns.delete_on_drop::<ClusterRoleBinding>(Cluster::Target, None, &name);
+    let tokens = format!("{name}-tokens");
+    ns.delete_on_drop::<Role>(Cluster::Target, Some("kube-system"), &tokens);
+    ns.delete_on_drop::<RoleBinding>(Cluster::Target, Some("kube-system"), &tokens);
 
     let user = format!("system:serviceaccount:{n}:machine-controller");
     let control_kc = RemoveOnDrop(impersonating_kubeconfig(
