@@ -276,7 +276,8 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
             mark_not_ready,
         } => {
             let params = PatchParams::apply(FIELD_MANAGER);
-            let ignore_gone = |r: kube::Result<Node>, ctx: &Context| match r {
+            // A stop written is remembered, so that copies older than it are skipped.
+            let ignore_gone = |r: kube::Result<Node>| match r {
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
                 Ok(node) => {
                     ctx.mark_stopped(&node);
@@ -286,12 +287,12 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
             };
             if stop_heartbeat {
                 let patch = Patch::Merge(node::stop_heartbeat_patch());
-                ignore_gone(nodes.patch(&key.name, &params, &patch).await, &ctx)
+                ignore_gone(nodes.patch(&key.name, &params, &patch).await)
                     .map_err(|e| Error::Kube("removing the kwok annotation", e))?;
             }
             if mark_not_ready {
                 let patch = Patch::Strategic(node::not_ready_status_patch(jiff::Timestamp::now()));
-                ignore_gone(nodes.patch_status(&key.name, &params, &patch).await, &ctx)
+                ignore_gone(nodes.patch_status(&key.name, &params, &patch).await)
                     .map_err(|e| Error::Kube("marking the node NotReady", e))?;
             }
             info!(pod = %key, "machine pod is gone: node {} is NotReady", key.name);
