@@ -25,6 +25,9 @@
 #                       Metadata level) to AUDIT_DIR/<cluster>-audit.log, which outlives
 #                       cluster-down; hack/audit-summary.py reads it. It costs the API
 #                       server CPU, so a benchmark run with it measures a slower cluster.
+#   APISERVER_PROFILING=true  the API servers serve /debug/pprof (to admin), for a CPU
+#                       profile of a benchmark phase:
+#                       kubectl get --raw '/debug/pprof/profile?seconds=20' >cpu.pb.gz
 set -euo pipefail
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -258,7 +261,7 @@ for c in "${names[@]}"; do
     --endpoint-reconciler-type none \
     --max-requests-inflight 800 \
     --max-mutating-requests-inflight 400 \
-    --profiling=false \
+    --profiling="${APISERVER_PROFILING:-false}" \
     "${audit[@]}"
 done
 for c in "${names[@]}"; do
