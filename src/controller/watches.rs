@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
@@ -364,12 +364,9 @@ pub async fn run_with<D: Driver>(
         let (metrics, pools) = (metrics.clone(), pools.clone());
         async move {
             // A machine waits for a worker of its pool, still counted as queued.
-            let _worker = pools.worker(&machine).await;
-            // What it has become while it waited is what counts; a machine
-            // gone meanwhile is not reconciled (as the Controller skips a key
-            // that is no longer in the store): its old copy would repeat a
-            // finished deletion.
-            let Some(machine) = ctx.machines.get(&ObjectRef::from_obj(&*machine)) else {
+            let Some((machine, _worker)) =
+                pools.turn(machine, &ctx.own_writes, &ctx.machines).await
+            else {
                 return Ok(Action::await_change());
             };
             let start = Instant::now();
