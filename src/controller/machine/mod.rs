@@ -196,21 +196,32 @@ pub async fn reconcile<D: Driver>(
 }
 
 /// First join: the token has done its job, and the join time is recorded.
+///
+/// The token and the annotation are independent: one round trip for both.
+/// (The Node's upkeep stays before them and the status write: beside the
+/// status write, whose watch event wakes the machine again, it patched Nodes
+/// whose cached copy did not show the patch yet a second time, 750 times at
+/// N=1000 in `make bench`.)
 async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
-    if let Some(target) = &ctx.target {
-        bootstrap::delete_tokens(
-            target,
-            &ctx.mcm_tokens,
-            &ctx.settings.namespace,
-            machine.name(),
-        )
-        .await?;
-    }
+    let tokens = async {
+        if let Some(target) = &ctx.target {
+            bootstrap::delete_tokens(
+                target,
+                &ctx.mcm_tokens,
+                &ctx.settings.namespace,
+                machine.name(),
+            )
+            .await?;
+        }
+        Ok::<_, Error>(())
+    };
     let patch = json!({"metadata": {
         "annotations": {JOIN_DURATION_ANNOTATION: format_go(took)},
         "resourceVersion": machine.metadata.resource_version,
     }});
-    Ok(ctx.patch_machine(machine.name(), &patch).await?)
+    let annotate = async { Ok(ctx.patch_machine(machine.name(), &patch).await?) };
+    let ((), machine) = futures::try_join!(tokens, annotate)?;
+    Ok(machine)
 }
 
 /// Requeue after a failed reconcile; the error is logged and counted.

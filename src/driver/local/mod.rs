@@ -223,20 +223,14 @@ impl LocalDriver {
     ) -> DriverResult<()> {
         let ns = &place.namespace;
         let owner = build::owner_reference(&pod.metadata).map(|o| vec![o]);
-        let name = pod_name(machine);
         let mut service = build::service(machine, ns);
         service.metadata.owner_references = owner.clone();
-        Api::<Service>::namespaced(place.client.clone(), ns)
-            .patch(&name, &apply_params(), &Patch::Apply(&service))
-            .await
-            .map_err(|e| api_error(&format!("apply Service {ns}/{name}"), e))?;
         let mut secret = build::user_data_secret(machine, ns, user_data);
         secret.metadata.owner_references = owner;
-        let secret_name = user_data_secret_name(machine);
-        Api::<Secret>::namespaced(place.client.clone(), ns)
-            .patch(&secret_name, &apply_params(), &Patch::Apply(&secret))
-            .await
-            .map_err(|e| api_error(&format!("apply Secret {ns}/{secret_name}"), e))?;
+        let client = &place.client;
+        // Neither needs the other: one round trip for both, as a creation's
+        // round trips in a row bound how many machines a worker makes.
+        futures::try_join!(apply(client, &service), apply(client, &secret))?;
         Ok(())
     }
 
@@ -300,6 +294,27 @@ impl LocalDriver {
 
 fn machine_ns(machine: &Machine) -> &str {
     machine.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+/// Applies `object` (named and namespaced) as the driver.
+async fn apply<K>(client: &Client, object: &K) -> DriverResult<()>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let (ns, name) = (
+        object.meta().namespace.as_deref(),
+        object.meta().name.as_deref(),
+    );
+    let (ns, name) = (ns.unwrap_or_default(), name.unwrap_or_default());
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch_metadata(name, &apply_params(), &Patch::Apply(object))
+        .await
+        .map_err(|e| api_error(&format!("apply {} {ns}/{name}", K::kind(&())), e))?;
+    Ok(())
 }
 
 fn apply_params() -> PatchParams {
