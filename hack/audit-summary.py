@@ -5,16 +5,27 @@
 AUDIT_DIR set) by client, verb and resource, per phase.
 
     hack/audit-summary.py "$AUDIT_DIR/target-audit.log" [--per N] [--min X]
+    hack/audit-summary.py "$AUDIT_DIR/target-audit.log" --timeline [--min N] [--gap A B]
 
 Phases are cut where the benchmark's own client starts a new burst of machine
 creates or deletes (its user agent is "mcm-bench"); without such requests the
 whole log is one phase. --per divides the counts (by the number of machines).
+
+--timeline tells when each step of a machine happened in the first phase. A step is
+a client, verb and resource on a machine's own objects (the Machine, and the Pod and
+Node named `machine-<name>`); the n-th time one machine has the same step is `#n`.
+Per step: how many machines had it (rows of fewer than --min machines are left out)
+and when, in seconds after the phase began, as p5/p50/p95/max over the machines.
+--gap A B adds the time from step A to step B per machine, e.g. `--gap 'kwok patch
+nodes/status' 'ours patch machines/status #2'`: how long after its Node turned Ready
+the controller wrote Running.
 """
 
 import argparse
 import collections
 import json
 import sys
+from datetime import datetime
 
 
 def client(event):
@@ -55,11 +66,73 @@ def phases(events):
     return out
 
 
+def seconds(event):
+    stamp = event.get("stageTimestamp", "")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def machine_steps(events):
+    """Per machine, the time of each of its steps, from the first event on."""
+    prefix = "machine-"
+    start = seconds(events[0])
+    machines = collections.defaultdict(dict)
+    for e in events:
+        if e.get("stage") != "ResponseComplete":
+            continue
+        name = e.get("objectRef", {}).get("name") or ""
+        verb, resource = what(e)
+        if resource.split("/")[0] in ("pods", "nodes") and name.startswith(prefix):
+            machine = name[len(prefix):]
+        elif resource.split("/")[0] == "machines" and name:
+            machine = name
+        else:
+            continue
+        who = client(e)
+        if who.startswith("machine-controller-manager-provider-local"):
+            who = "ours"
+        step = f"{who} {verb} {resource}"
+        code = e.get("responseStatus", {}).get("code", 0)
+        if code >= 400:
+            step += f" {code}"
+        seen = machines[machine]
+        key, n = step, 1
+        while key in seen:
+            n += 1
+            key = f"{step} #{n}"
+        seen[key] = seconds(e) - start
+    return machines
+
+
+def quantiles(xs):
+    xs = sorted(xs)
+    at = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
+    return at(0.05), at(0.5), at(0.95), xs[-1]
+
+
+def timeline(events, least, gaps):
+    machines = machine_steps(events)
+    counts = collections.Counter(k for seen in machines.values() for k in seen)
+    when = {k: [seen[k] for seen in machines.values() if k in seen] for k in counts}
+    print(f"{'step':58s} {'n':>5s} {'p5':>6s} {'p50':>6s} {'p95':>6s} {'max':>6s}")
+    for k in sorted(when, key=lambda k: quantiles(when[k])[1]):
+        if counts[k] >= least:
+            print(f"{k:58s} {counts[k]:5d} " + " ".join(f"{x:6.1f}" for x in quantiles(when[k])))
+    for a, b in gaps:
+        xs = [seen[b] - seen[a] for seen in machines.values() if a in seen and b in seen]
+        if not xs:
+            print(f"{b} after {a}: no machine has both")
+            continue
+        p5, p50, p95, _ = quantiles(xs)
+        print(f"{b} after {a}: {len(xs)} machines, p5 {p5:.1f} s, p50 {p50:.1f} s, p95 {p95:.1f} s")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("log")
     p.add_argument("--per", type=float, default=1.0, help="divide counts by this")
-    p.add_argument("--min", type=float, default=0.05, help="hide rows below this")
+    p.add_argument("--min", type=float, default=None, help="hide rows below this")
+    p.add_argument("--timeline", action="store_true", help="when each machine step happened")
+    p.add_argument("--gap", nargs=2, action="append", default=[], metavar=("A", "B"))
     args = p.parse_args()
     events = []
     with open(args.log) as f:
@@ -69,6 +142,11 @@ def main():
             except json.JSONDecodeError:
                 continue
     events.sort(key=lambda e: e.get("stageTimestamp", ""))
+    if args.timeline:
+        timeline(phases(events)[0][1], 100 if args.min is None else args.min, args.gap)
+        return 0
+    if args.min is None:
+        args.min = 0.05
     for name, part in phases(events):
         counts = collections.Counter((client(e),) + what(e) for e in part)
         by_client = collections.Counter()
