@@ -104,6 +104,10 @@ pub async fn reconcile<D: Driver>(
                 writes::ignore_not_found(api.delete(&name, &Default::default()).await)?;
                 return Ok(Action::await_change());
             }
+            // Done before the status write, not beside it: that write's watch
+            // event wakes the machine again, and beside it 750 of 1000 Nodes
+            // were patched twice (N=1000 in `make bench`): their cached copy
+            // did not show the first patch yet.
             upkeep = Some(Box::pin(node::upkeep(&ctx, &machine, &class, node)).await?);
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
                 // Warnings repeat into one Event (the recorder counts them).
@@ -196,12 +200,7 @@ pub async fn reconcile<D: Driver>(
 }
 
 /// First join: the token has done its job, and the join time is recorded.
-///
 /// The token and the annotation are independent: one round trip for both.
-/// (The Node's upkeep stays before them and the status write: beside the
-/// status write, whose watch event wakes the machine again, it patched Nodes
-/// whose cached copy did not show the patch yet a second time, 750 times at
-/// N=1000 in `make bench`.)
 async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Result<Machine, Error> {
     let tokens = async {
         if let Some(target) = &ctx.target {
