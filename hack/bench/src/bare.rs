@@ -8,8 +8,11 @@
 //! and the token's deletion once the Pod runs and the Node is Ready. What the
 //! controller does beyond that (its status writes, Events, finalizers, node
 //! labels) is its own overhead, which "our rate / bare-client rate" shows.
+//! With [`Limit::Floor`], each set also makes the writes MCM's contract asks of
+//! any controller (floor.rs).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -25,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::Options;
 use crate::cluster::{Env, Result, create_namespace, delete_namespace, delta, minus};
+use crate::floor::Floor;
 use crate::machines::{machine_name, run_tag};
 use crate::report::{BareRun, PhaseCpu, per_machine, summarize};
 use crate::track::{Progress, Tracker};
@@ -101,11 +105,36 @@ fn sample_image(env: &Env) -> Result<String> {
         .ok_or_else(|| "kubernetes/machine-class.yaml has no image".into())
 }
 
-pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
+/// What the client does per set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Limit {
+    /// What a machine inherently costs the cluster.
+    #[default]
+    Bare,
+    /// That, and the writes of MCM's contract (floor.rs).
+    Floor,
+}
+
+impl Limit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Bare => "bare client",
+            Limit::Floor => "contract floor",
+        }
+    }
+}
+
+pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<BareRun> {
     let tag = run_tag();
-    let ns = format!("bare-{n}-{tag}");
-    eprintln!("bench: N={n}: bare client in namespace {ns}");
-    create_namespace(&env.target.client, &ns, "bare").await?;
+    let what = limit.name();
+    let ns = match limit {
+        Limit::Bare => format!("bare-{n}-{tag}"),
+        Limit::Floor => format!("floor-{n}-{tag}"),
+    };
+    eprintln!("bench: N={n}: {what} in namespace {ns}");
+    for cluster in env.clusters() {
+        create_namespace(&cluster.client, &ns, "bare").await?;
+    }
     let spec = LocalProviderSpec {
         image: sample_image(env)?,
         ..Default::default()
@@ -136,8 +165,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         )
     };
     let selector = format!("{BARE_NODE_LABEL}={ns}");
+    let conditions: crate::floor::Conditions = Arc::default();
     let node_tracker = {
-        let p = nodes.clone();
+        let (p, conditions) = (nodes.clone(), conditions.clone());
         Tracker::start(
             "nodes",
             Api::<Node>::all(env.target.client.clone()),
@@ -145,7 +175,13 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
             |_| true,
             move |node: &Node, at| {
                 if is_ready(node) {
-                    p.reach(1, node.metadata.name.as_deref().unwrap_or_default(), at);
+                    let name = node.metadata.name.clone().unwrap_or_default();
+                    let status = node.status.as_ref().and_then(|s| s.conditions.clone());
+                    conditions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone(), status.unwrap_or_default());
+                    p.reach(1, &name, at);
                 }
             },
         )
@@ -156,7 +192,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
             .await
         {
             return Err(format!(
-                "the watch of the bare client's {} did not sync within 60s",
+                "the watch of the {what}'s {} did not sync within 60s",
                 tracker.kind
             )
             .into());
@@ -175,13 +211,17 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let node_api: Api<Node> = Api::all(client.clone());
+    let floor = match limit {
+        Limit::Bare => None,
+        Limit::Floor => Some(Floor::new(env, opts, &ns, node_api.clone(), conditions)?),
+    };
     let user_data = sample_user_data(env)?;
     let machines: Vec<String> = (0..n).map(|i| machine_name(&tag, i)).collect();
     let server0 = env.server_requests().await?;
     let load0 = env.load.snapshot();
     let cpu0 = crate::proc::components(&env.root);
 
-    eprintln!("bench: N={n}: bare client creating {n} tokens, Secrets, Pods, Services and Nodes");
+    eprintln!("bench: N={n}: {what} creating {n} tokens, Secrets, Pods, Services and Nodes");
     let t0 = Instant::now();
     let deadline = t0 + opts.deadline(n);
     let ttl = Duration::from_secs(20 * 60);
@@ -193,12 +233,13 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
                 services.clone(),
                 node_api.clone(),
             );
-            let (client, sets, spec, ns, user_data) = (
+            let (client, sets, spec, ns, user_data, floor) = (
                 client.clone(),
                 sets.clone(),
                 spec.clone(),
                 ns.clone(),
                 &user_data,
+                floor.clone(),
             );
             async move {
                 let pp = PostParams::default();
@@ -213,6 +254,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
                 );
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 sets.start(&name, Instant::now());
+                if let Some(floor) = &floor {
+                    floor.create(m).await?;
+                }
                 let token = bootstrap::ensure_token(&client, &ns, m, ttl, "")
                     .await
                     .map_err(|e| format!("create token for {m}: {e}"))?;
@@ -229,6 +273,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
                     .create(&pp, &build::service(m, &ns))
                     .await
                     .map_err(|e| format!("create Service for {m}: {e}"))?;
+                if let Some(floor) = &floor {
+                    floor.record(m, &name).await?;
+                }
                 // The kubelet's registration (the stand-in's, without its join delay).
                 node_api
                     .create(&pp, &node(&name, &ns))
@@ -241,17 +288,25 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         .collect::<Vec<Result<(), String>>>();
     // Joined sets lose their token, as the controller's machines do on joining.
     let finish = futures::future::join_all(machines.iter().map(|m| {
-        let (tokens, pods, nodes, sets, ns) = (&tokens, &pods, &nodes, &sets, &ns);
+        let (tokens, pods, nodes, sets, ns, floor) = (&tokens, &pods, &nodes, &sets, &ns, &floor);
         async move {
             let name = mcm_local::contract::local::pod_name(m);
             pods.reached_by(1, &name, deadline).await?;
             nodes.reached_by(1, &name, deadline).await?;
-            let gone = tokens
-                .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
-                .await;
-            match gone {
-                Ok(_) => sets.reach(1, &name, Instant::now()),
-                Err(e) => sets.fail(&name, &format!("token deletion failed: {e}")),
+            let token = async {
+                tokens
+                    .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("token deletion failed: {e}"))
+            };
+            let done = match floor {
+                None => token.await,
+                Some(floor) => floor.join(m, &name, token).await,
+            };
+            match done {
+                Ok(()) => sets.reach(1, &name, Instant::now()),
+                Err(e) => sets.fail(&name, &e),
             }
             Some(())
         }
@@ -268,7 +323,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     let mut errors = crate::report::tally_errors(results, &mut messages);
     if sets.reached_count(1) < n - errors {
         eprintln!(
-            "bench: N={n}: bare client: deadline passed with {} Pods Running, {} Nodes Ready, {} of {n} sets done",
+            "bench: N={n}: {what}: deadline passed with {} Pods Running, {} Nodes Ready, {} of {n} sets done",
             pods.reached_count(1),
             nodes.reached_count(1),
             sets.reached_count(1)
@@ -286,7 +341,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
         .then(|| since(sets.last(1)))
         .flatten();
     eprintln!(
-        "bench: N={n}: bare client: all sets Running (Pod Running, Node Ready, token deleted) after {}",
+        "bench: N={n}: {what}: all sets Running (Pod Running, Node Ready, token deleted) after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))
     );
     let mut failed = pods.failures();
@@ -295,17 +350,27 @@ pub async fn run(env: &Env, opts: &Options, n: usize) -> Result<BareRun> {
     messages.extend(failed.iter().take(5).map(|(p, what)| format!("{p} {what}")));
     drop(pod_tracker);
     drop(node_tracker);
+    if let Some(floor) = &floor {
+        floor.release().await;
+    }
     let cleanup = cleanup(env, &ns, &selector, &machines, opts.deadline(n)).await?;
 
-    let resources: BTreeSet<String> = ["pods", "secrets", "services", "nodes"]
+    let mut resources: BTreeSet<String> = ["pods", "secrets", "services", "nodes"]
         .into_iter()
         .map(String::from)
         .collect();
+    if floor.is_some() {
+        resources.extend(["machines", "machines/status", "events"].map(String::from));
+    }
     let server = minus(&delta(&server0, &server1), &delta(&load0, &load1));
     Ok(BareRun {
         n,
         namespace: ns,
-        requests_per_set_client: 6.0,
+        limit,
+        // Token, Secret, Pod, Service and Node created, token deleted; the floor
+        // adds finalizer, providerID, Pending, Node labels, join annotation,
+        // Running and two Events.
+        requests_per_set_client: if floor.is_some() { 14.0 } else { 6.0 },
         submitted_s: submitted.as_secs_f64(),
         all_scheduled_s,
         all_running_s,
@@ -352,5 +417,9 @@ async fn cleanup(
             Err(e) => return Err(format!("delete the bare client's token for {m}: {e}").into()),
         }
     }
-    delete_namespace(&env.target.client, ns, deadline).await
+    let mut took = None;
+    for cluster in env.clusters() {
+        took = delete_namespace(&cluster.client, ns, deadline).await?;
+    }
+    Ok(took)
 }

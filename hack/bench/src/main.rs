@@ -18,7 +18,9 @@
 //! stand-in's join delay exceeds 5 s: its driver takes a Node that registered
 //! before its 5 s Pod poll returned for a stale one. Then a bare client does for N
 //! machines what a machine inherently costs (token, Secret, Pod, Service, Node
-//! registration, token deletion) and waits for every set to be done (bare.rs). Prints a Markdown
+//! registration, token deletion) and waits for every set to be done (bare.rs),
+//! and then once more with the writes MCM's contract asks of any controller
+//! added to each set (the contract floor, floor.rs). Prints a Markdown
 //! table, ours and the peer side by side with the ratio ours/Go, and writes it,
 //! with a JSON file of every figure, to `hack/bench/results/<date>.{md,json}`
 //! (`<date>-peer-n<N>[-<N>...]` when the peer ran).
@@ -26,7 +28,8 @@
 //! Environment: `BENCH_N` (default `100,1000`), `BENCH_QPS` (200), `BENCH_BURST`
 //! (300), `BENCH_CONCURRENT_SYNCS` (50), `BENCH_LOAD_CONCURRENCY` (100 create or
 //! delete calls in flight), `BENCH_DEADLINE` (seconds per phase; default
-//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_PEER=0` (skip the
+//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_FLOOR=0` (skip the
+//! contract floor), `BENCH_PEER=0` (skip the
 //! Go peer), `BENCH_PEER_BIN` (its binary; default
 //! `~/.cache/mcm-provider-local/tools/current/machine-controller-manager-provider-local`,
 //! skipped with a note when absent), `BENCH_CREDENTIALS=1` (ours with the peer's
@@ -39,6 +42,7 @@
 mod bare;
 mod cluster;
 mod controller;
+mod floor;
 mod machines;
 mod proc;
 mod report;
@@ -52,6 +56,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::ListParams;
 
+use bare::Limit;
 use cluster::{Env, Result};
 use controller::{Flags, Side};
 use report::{Header, Report, Run};
@@ -62,6 +67,8 @@ pub struct Options {
     pub load_concurrency: usize,
     pub deadline: Option<Duration>,
     pub bare: bool,
+    /// Also run the contract floor (floor.rs).
+    pub floor: bool,
     pub controller: PathBuf,
     /// gardener's Go controller, run after ours on the same workload; `None`
     /// when it is not run, and `peer_skipped` says why.
@@ -135,6 +142,7 @@ impl Options {
             load_concurrency: var("BENCH_LOAD_CONCURRENCY", 100usize)?.max(1),
             deadline: (deadline > 0).then(|| Duration::from_secs(deadline)),
             bare: var("BENCH_BARE", 1u8)? != 0,
+            floor: var("BENCH_FLOOR", 1u8)? != 0,
             controller,
             peer,
             peer_skipped,
@@ -383,6 +391,7 @@ fn notes() -> Vec<String> {
         "Controller requests are counted client-side from its log: the client's `HTTP` span (src/client/http.rs) (method, URL) at debug level, one `requesting` event per request that left the token bucket; retries count again. A PATCH with `force=true` counts as APPLY.",
         "Server-side counts come from `apiserver_request_total` before and after each phase, for the resources the controller touched, less the benchmark's own requests; other components that touch the same resources (scheduler, kwok, kubelet stand-in, garbage collector) are included, so server-side ≥ controller.",
         "The bare client does per set what a machine inherently costs the cluster: a bootstrap token, the user-data Secret, Pod and Service, the Node (registered as the stand-in does, without its join delay, made Ready by kwok), and the token's deletion once the Pod runs and the Node is Ready. Its Pods carry no machine labels, so the stand-in leaves them alone. What ours does beyond that (status writes, Events, finalizers, node labels, the join delay's wait) is the controller's overhead.",
+        "The contract floor is the bare client's sets plus the writes MCM's contract asks of any machine controller, with our Events: the user's Machine (by the load generator, left out of the counts as in our runs), our finalizer, providerID and node label, the Pending status and its Event, then on joining the Node's label and finalizer, the join annotation, the Running status and its Event. It uses the controller's payload builders and token buckets (control, target, Events), neither watches Machines nor decides anything, and, like the bare client, registers each Node at once (no join delay). Its rate over the bare client's is what the contract costs on this cluster; ours over the floor's is what the controller adds.",
         "Errors: machines Failed/CrashLoopBackOff or not Running at the deadline, failed calls of the load generator, controller requests answered 429/5xx, ERROR lines in the controller log. Leftovers: Machines, machine Pods, user-data Secrets, Services, Nodes and bootstrap tokens of the run still present at the deletion deadline.",
     ]
     .into_iter()
@@ -428,7 +437,12 @@ async fn run() -> Result<()> {
             None => None,
         };
         let bare = if opts.bare {
-            Some(bare::run(&env, &opts, n).await?)
+            Some(bare::run(&env, &opts, n, Limit::Bare).await?)
+        } else {
+            None
+        };
+        let floor = if opts.floor {
+            Some(bare::run(&env, &opts, n, Limit::Floor).await?)
         } else {
             None
         };
@@ -436,6 +450,7 @@ async fn run() -> Result<()> {
             machines,
             peer,
             bare,
+            floor,
         });
     }
     let md = report.markdown();

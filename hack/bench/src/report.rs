@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::bare::Limit;
 use crate::cluster::Requests;
 use crate::controller::Side;
 
@@ -242,7 +243,9 @@ pub struct MachinesRun {
 pub struct BareRun {
     pub n: usize,
     pub namespace: String,
-    /// Requests per set: token, Secret, Pod, Service and Node created, token deleted.
+    /// The bare client, or the contract floor.
+    pub limit: Limit,
+    /// Requests per set the client sent.
     pub requests_per_set_client: f64,
     pub submitted_s: f64,
     pub all_scheduled_s: Option<f64>,
@@ -266,12 +269,24 @@ pub struct Run {
     /// The same workload through gardener's Go controller.
     pub peer: Option<MachinesRun>,
     pub bare: Option<BareRun>,
+    /// The bare client's sets with the writes of MCM's contract.
+    pub floor: Option<BareRun>,
 }
 
 impl Run {
     /// Our throughput as a fraction of the bare client's.
     pub fn fraction(&self) -> Option<f64> {
         Some(self.machines.throughput_per_s? / self.bare.as_ref()?.throughput_per_s?)
+    }
+
+    /// Our throughput as a fraction of the contract floor's.
+    pub fn floor_fraction(&self) -> Option<f64> {
+        Some(self.machines.throughput_per_s? / self.floor.as_ref()?.throughput_per_s?)
+    }
+
+    /// The contract floor's throughput as a fraction of the bare client's.
+    pub fn contract_fraction(&self) -> Option<f64> {
+        Some(self.floor.as_ref()?.throughput_per_s? / self.bare.as_ref()?.throughput_per_s?)
     }
 }
 
@@ -310,6 +325,10 @@ pub struct Report {
 
 fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.2} s"))
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{:.0}%", v * 100.0))
 }
 
 fn mark(met: bool) -> &'static str {
@@ -403,6 +422,21 @@ impl Report {
                 };
                 format!("{:.0}%{m}", f * 100.0)
             })
+        });
+        row("contract floor: all sets Running", "", &|r| {
+            secs(r.floor.as_ref().and_then(|b| b.all_running_s))
+        });
+        row("contract floor: sets Running per second", "", &|r| {
+            r.floor
+                .as_ref()
+                .and_then(|b| b.throughput_per_s)
+                .map_or("—".into(), |v| format!("{v:.1}"))
+        });
+        row("contract-floor rate / bare-client rate", "", &|r| {
+            percent(r.contract_fraction())
+        });
+        row("our rate / contract-floor rate", "", &|r| {
+            percent(r.floor_fraction())
         });
         row("delete: all gone", "", &|r| {
             secs(r.machines.deletion.all_gone_s)
@@ -849,10 +883,11 @@ fn details(r: &Run) -> String {
         "- controller RSS: after create {:.1} MiB, at the end {:.1} MiB; {} open sockets after create; CPU at start {:.1} s",
         c.rss_after_create_mib, c.rss_end_mib, c.sockets_after_create, c.cpu_startup_s
     );
-    if let Some(b) = &r.bare {
+    for b in [&r.bare, &r.floor].into_iter().flatten() {
+        let what = b.limit.name();
         let _ = writeln!(
             md,
-            "- bare client: creates answered {:.2} s, all scheduled {}, all Running {}, per set p50/p95/p99 {}, \
+            "- {what}: creates answered {:.2} s, all scheduled {}, all Running {}, per set p50/p95/p99 {}, \
              {} errors, server-side requests per set {:.2} ({:.2} for all resources and clients), namespace cleanup {}",
             b.submitted_s,
             secs(b.all_scheduled_s),
@@ -866,11 +901,7 @@ fn details(r: &Run) -> String {
             b.requests_server_all.total,
             secs(b.cleanup_s)
         );
-        let _ = writeln!(
-            md,
-            "- CPU, bare client until all Running: {}",
-            b.cpu.describe()
-        );
+        let _ = writeln!(md, "- CPU, {what} until all Running: {}", b.cpu.describe());
         for msg in &b.messages {
             let _ = writeln!(md, "  - `{}`", msg.replace('`', "'"));
         }
