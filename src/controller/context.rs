@@ -35,6 +35,8 @@ pub struct Context<D> {
     pub own_writes: Arc<OwnWrites>,
     /// The Go controller's bootstrap tokens, listed at the start.
     pub mcm_tokens: super::bootstrap::McmTokens,
+    /// Classes that got our finalizer by a machine's write.
+    pub finalized_classes: super::own_writes::Finalized,
     /// Set while an API server does not answer; see [`super::safety::freeze`].
     pub frozen: Frozen,
     /// One machine at a time per deployment may be marked Failed.

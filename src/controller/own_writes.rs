@@ -9,6 +9,8 @@
 //! Node event) would repeat the step from the stale copy: its requests are wasted
 //! and its status write fails with a conflict. The watch event of our own write
 //! is bound to come and trigger a reconcile, so the stale one can simply stop.
+//!
+//! The same holds for the class finalizer a machine adds: [`Finalized`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -88,6 +90,13 @@ impl OwnWrites {
         })
     }
 }
+
+/// Classes (by UID) that got our finalizer by a machine's write. A cached copy
+/// of one without it is older than that write, so no machine writes it again.
+/// Should anyone remove it later, the class upkeep puts it back on a class in
+/// use. Held across that one write, so that concurrent machines wait for it.
+#[derive(Default)]
+pub struct Finalized(pub(crate) tokio::sync::Mutex<HashSet<String>>);
 
 #[cfg(test)]
 mod tests {

@@ -235,6 +235,7 @@ pub async fn run_with<D: Driver>(
         ),
         own_writes,
         mcm_tokens: Default::default(),
+        finalized_classes: Default::default(),
         frozen: Default::default(),
         meltdown: Default::default(),
         settings,

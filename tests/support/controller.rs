@@ -5,6 +5,8 @@
 //! real binary, and applying the samples in `kubernetes/`.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kube::Api;
@@ -60,16 +62,85 @@ pub async fn start(settings: Settings) -> ControllerGuard {
 
 /// [`start`] with `concurrency` workers per queue (`--concurrent-syncs`).
 pub async fn start_with(settings: Settings, concurrency: u16) -> ControllerGuard {
+    let clients = Clients {
+        control: cluster_clients(Cluster::Control).await,
+        target: Some(cluster_clients(Cluster::Target).await),
+    };
+    start_on(clients, settings, concurrency)
+}
+
+/// [`start`], with every request of the control client (the one that writes
+/// Machines and classes) recorded as `"<METHOD> <path>"`.
+pub async fn start_recorded(settings: Settings) -> (ControllerGuard, Sent) {
+    let sent = Sent::default();
+    let mut control = cluster_clients(Cluster::Control).await;
+    let config = super::cluster::config(Cluster::Control).await;
+    control.client = kube::client::ClientBuilder::try_from(config)
+        .expect("control client")
+        .with_layer(&sent)
+        .build();
+    let clients = Clients {
+        control,
+        target: Some(cluster_clients(Cluster::Target).await),
+    };
+    (start_on(clients, settings, 50), sent)
+}
+
+/// Requests a client sent, as `"<METHOD> <path>"`.
+#[derive(Clone, Default)]
+pub struct Sent(Arc<Mutex<Vec<String>>>);
+
+impl Sent {
+    /// How many of the requests so far were `line`.
+    pub fn count(&self, line: &str) -> usize {
+        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sent.iter().filter(|l| *l == line).count()
+    }
+}
+
+impl<S> tower::Layer<S> for Sent {
+    type Service = Recorded<S>;
+    fn layer(&self, inner: S) -> Recorded<S> {
+        Recorded {
+            inner,
+            sent: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Recorded<S> {
+    inner: S,
+    sent: Sent,
+}
+
+impl<S: tower::Service<http::Request<B>>, B> tower::Service<http::Request<B>> for Recorded<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> S::Future {
+        let line = format!("{} {}", request.method(), request.uri().path());
+        self.sent
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+        self.inner.call(request)
+    }
+}
+
+fn start_on(clients: Clients, settings: Settings, concurrency: u16) -> ControllerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcm_local=debug,kube=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    let clients = Clients {
-        control: cluster_clients(Cluster::Control).await,
-        target: Some(cluster_clients(Cluster::Target).await),
-    };
     let (stop, stopped) = oneshot::channel::<()>();
     let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()));
     let task = tokio::spawn(watches::run(

@@ -75,7 +75,7 @@ pub async fn reconcile<D: Driver>(
         Ok(found) => found,
         Err(problem) => return Box::pin(creation::report_input(&ctx, &machine, &problem)).await,
     };
-    class::ensure_class_finalizer(&ctx.control, &class).await?;
+    class::ensure_class_finalizer(&ctx.control, &class, &ctx.finalized_classes).await?;
 
     if matches!(
         machine.phase(),

@@ -206,6 +206,7 @@ async fn a_machine_of_a_fake_cloud_is_created_through_the_driver_trait() {
         events: crate::controller::events::Events::new(client.clone(), "test", None),
         own_writes: Arc::new(OwnWrites::default()),
         mcm_tokens: Default::default(),
+        finalized_classes: Default::default(),
         frozen: Default::default(),
         meltdown: Default::default(),
         synced,
