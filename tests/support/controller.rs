@@ -70,7 +70,9 @@ pub async fn start_with(settings: Settings, concurrency: u16) -> ControllerGuard
 }
 
 /// [`start`], with every request of the control client (the one that writes
-/// Machines and classes) recorded as `"<METHOD> <path>"`.
+/// Machines and classes, for the machines and the class upkeep) recorded as
+/// `"<METHOD> <path>"`. That client has no token bucket, so that nothing spaces
+/// out the requests of machines reconciled at once.
 pub async fn start_recorded(settings: Settings) -> (ControllerGuard, Sent) {
     let sent = Sent::default();
     let mut control = cluster_clients(Cluster::Control).await;
