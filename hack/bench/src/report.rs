@@ -327,6 +327,11 @@ fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.2} s"))
 }
 
+/// Per second, one decimal.
+fn rate(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{v:.1}"))
+}
+
 fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{:.0}%", v * 100.0))
 }
@@ -400,18 +405,13 @@ impl Report {
             secs(r.machines.to_running.as_ref().map(|s| s.p99))
         });
         row("machines Running per second", "", &|r| {
-            r.machines
-                .throughput_per_s
-                .map_or("—".into(), |v| format!("{v:.1}"))
+            rate(r.machines.throughput_per_s)
         });
         row("bare client: all sets Running", "", &|r| {
             secs(r.bare.as_ref().and_then(|b| b.all_running_s))
         });
         row("bare client: sets Running per second", "", &|r| {
-            r.bare
-                .as_ref()
-                .and_then(|b| b.throughput_per_s)
-                .map_or("—".into(), |v| format!("{v:.1}"))
+            rate(r.bare.as_ref().and_then(|b| b.throughput_per_s))
         });
         row("our rate / bare-client rate", "≥ 80% at N=1000", &|r| {
             r.fraction().map_or("—".into(), |f| {
@@ -427,10 +427,7 @@ impl Report {
             secs(r.floor.as_ref().and_then(|b| b.all_running_s))
         });
         row("contract floor: sets Running per second", "", &|r| {
-            r.floor
-                .as_ref()
-                .and_then(|b| b.throughput_per_s)
-                .map_or("—".into(), |v| format!("{v:.1}"))
+            rate(r.floor.as_ref().and_then(|b| b.throughput_per_s))
         });
         row("contract-floor rate / bare-client rate", "", &|r| {
             percent(r.contract_fraction())
