@@ -22,6 +22,9 @@ pub const NODE_LABEL: &str = "node";
 pub const DEPLOYMENT_NAME_LABEL: &str = "name";
 /// Machine label that forces deletion (drain with grace 0).
 pub const FORCE_DELETION_LABEL: &str = "force-deletion";
+/// Machine label that forces the drain of an in-place update or of a preserved
+/// machine's Node (MCM reads it as `"True"` exactly).
+pub const FORCE_DRAIN_LABEL: &str = "force-drain";
 /// Machine annotation used by MachineSets to pick victims on scale-down.
 pub const MACHINE_PRIORITY_ANNOTATION: &str = "machinepriority.machine.sapcloud.io";
 pub const DEFAULT_MACHINE_PRIORITY: &str = "3";

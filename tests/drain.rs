@@ -36,6 +36,16 @@ async fn running_machine(prefix: &str) -> Running {
 
 /// [`running_machine`] under a controller with `concurrency` workers per queue.
 async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
+    running_machine_under(prefix, concurrency, |_| {}).await
+}
+
+/// [`running_machine`] under a controller with `concurrency` workers per queue
+/// and the settings `adjust` makes.
+async fn running_machine_under(
+    prefix: &str,
+    concurrency: u16,
+    adjust: impl FnOnce(&mut mcm_local::controller::settings::Settings),
+) -> Running {
     let ns = TestNamespace::in_both(prefix).await;
     let (control, target) = (support::control().await, support::target().await);
     for file in ["secret.yaml", "machine-class.yaml"] {
@@ -45,7 +55,9 @@ async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
     let name = support::unique_name(prefix);
     let node_name = format!("machine-{name}");
     ns.delete_on_drop::<Node>(Cluster::Target, None, &node_name);
-    let controller = start_with(settings(&ns), concurrency).await;
+    let mut settings = settings(&ns);
+    adjust(&mut settings);
+    let controller = start_with(settings, concurrency).await;
     let mut m = Machine::named(&name);
     m.spec.class.kind = "MachineClass".into();
     m.spec.class.name = "test-class".into();
@@ -204,7 +216,7 @@ async fn a_pod_disruption_budget_holds_the_drain_until_it_allows() {
 }
 
 /// Deletes machine `name` once a budget guards a Pod on its node, and waits
-/// until its drain says it is held (a DrainBlocked Event); the budget is returned.
+/// until its drain says it is held (an Event); the budget is returned.
 async fn delete_with_a_held_drain(
     ns: &TestNamespace,
     machines: &Api<Machine>,
@@ -222,10 +234,18 @@ async fn delete_with_a_held_drain(
         &events,
         watcher::Config::default().fields(&format!("involvedObject.name={name}")),
         TIMEOUT,
-        "a DrainBlocked event on the machine",
+        "an Event on the machine says the budget holds the drain",
         |l: &[Event]| {
-            l.iter()
-                .any(|e| e.reason.as_deref() == Some("DrainBlocked"))
+            // A budget that may allow it later (DrainBlocked), or one that
+            // never will: MCM's misconfigured-budget drain error.
+            l.iter().any(|e| {
+                e.reason.as_deref() == Some("DrainBlocked")
+                    || (e.reason.as_deref() == Some("DeleteFailed")
+                        && e.message
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains("pod disruption budget"))
+            })
         },
     )
     .await;
@@ -446,4 +466,155 @@ async fn a_failed_in_place_update_is_reported_on_the_machine() {
     );
     assert_eq!(failed.status.last_operation.state, Some(OpState::Failed));
     controller.stop().await;
+}
+
+/// The drain timeout of the in-place tests below: short, so that a machine is
+/// Running for longer than it before its Node is selected.
+const SHORT_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A machine Running for longer than [`SHORT_DRAIN`], with a Pod on its Node
+/// that a budget allowing no disruption guards; then MCM's MachineSet selects
+/// the Node for an in-place update. Returns once the machine reports the
+/// blocked drain in MCM's words (a misconfigured budget, as MCM's
+/// `isMisconfiguredPdb` calls one that never allows an eviction) and has
+/// checked that the same Pod is still there then; returns the budget and the
+/// time of the selection.
+async fn selected_with_a_guarded_pod(
+    prefix: &str,
+) -> (Running, Api<PodDisruptionBudget>, jiff::Timestamp) {
+    use kube::api::{Patch, PatchParams};
+
+    let running = running_machine_under(prefix, 50, |s| s.drain_timeout = SHORT_DRAIN).await;
+    let Running {
+        ns,
+        machines,
+        pods,
+        name,
+        node_name,
+        ..
+    } = &running;
+    let pdbs = guarded_workload(ns, pods, node_name).await;
+    let guarded_uid = pods.get("guarded").await.unwrap().uid().unwrap();
+    // Running for longer than the drain timeout: the old clock (the last
+    // phase change) would force the drain at once.
+    let since = machines
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .current_status
+        .last_update_time;
+    let since = since.expect("a Running machine has a lastUpdateTime").0;
+    support::wait::until(
+        SHORT_DRAIN * 2,
+        "the machine has been Running longer than the drain timeout",
+        || jiff::Timestamp::now().duration_since(since) > SHORT_DRAIN.try_into().unwrap(),
+    )
+    .await;
+    let nodes: Api<Node> = Api::all(support::target().await);
+    for label in [
+        "node.machine.sapcloud.io/candidate-for-update",
+        "node.machine.sapcloud.io/selected-for-update",
+    ] {
+        let patch = serde_json::json!({"metadata": {"labels": {label: "true"}}});
+        nodes
+            .patch(node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    let misconfigured = format!(
+        "Drain failed due to - error while evicting pod \"guarded\": pod disruption budget {}/guard is misconfigured and requires zero voluntary evictions. Will retry in next sync. Initiate node drain",
+        ns.name()
+    );
+    let held = wait_for(
+        machines,
+        name,
+        TIMEOUT,
+        "the machine reports the blocked drain",
+        |m| m.status.last_operation.description == misconfigured,
+    )
+    .await;
+    assert_eq!(held.phase(), Some(&Phase::Running), "MCM keeps the phase");
+    assert_eq!(held.status.last_operation.state, Some(OpState::Processing));
+    let pod = pods
+        .get("guarded")
+        .await
+        .expect("the guarded Pod is not deleted");
+    assert_eq!(pod.uid().as_deref(), Some(guarded_uid.as_str()));
+    assert_eq!(pod.metadata.deletion_timestamp, None, "nor evicted");
+    let node = nodes.get(node_name).await.unwrap();
+    let selected = node
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "InPlaceUpdate" && c.reason.as_deref() == Some("SelectedForUpdate"))
+        .and_then(|c| c.last_transition_time)
+        .expect("the Node is SelectedForUpdate while its drain is held")
+        .0;
+    (running, pdbs, selected)
+}
+
+/// MCM measures an in-place drain's timeout from the Node's selection: a Node
+/// Running for longer than the drain timeout is drained politely, and a Pod
+/// whose budget allows no disruption stays until the budget allows it.
+#[tokio::test]
+async fn an_in_place_drain_of_a_long_running_node_honours_the_budget() {
+    use kube::api::{Patch, PatchParams};
+
+    let (running, pdbs, _) = selected_with_a_guarded_pod("inplace-pdb").await;
+    let Running {
+        machines,
+        pods,
+        name,
+        controller,
+        ..
+    } = running;
+    let allow = serde_json::json!({"spec": {"minAvailable": 0}});
+    pdbs.patch("guard", &PatchParams::default(), &Patch::Merge(&allow))
+        .await
+        .unwrap();
+    wait_for_deleted(
+        &pods,
+        "guarded",
+        TIMEOUT,
+        "the Pod is evicted once the budget allows",
+    )
+    .await;
+    updated_and_running(&machines, &name).await;
+    controller.stop().await;
+}
+
+/// ... and once the Node has been selected for longer than the drain timeout,
+/// the drain goes on by force, as MCM's does.
+#[tokio::test]
+async fn an_in_place_drain_is_forced_only_after_the_timeout_since_the_selection() {
+    let (running, _pdbs, selected) = selected_with_a_guarded_pod("inplace-force").await;
+    let Running {
+        machines,
+        pods,
+        name,
+        controller,
+        ..
+    } = running;
+    wait_for_deleted(&pods, "guarded", TIMEOUT, "the Pod is deleted by force").await;
+    // Seen by a watch, so at most a moment after it went: never before the
+    // drain timeout had passed since the selection.
+    let gone_at = jiff::Timestamp::now();
+    assert!(
+        gone_at.duration_since(selected) > SHORT_DRAIN.try_into().unwrap(),
+        "forced at {gone_at}, less than {SHORT_DRAIN:?} after the selection at {selected}"
+    );
+    updated_and_running(&machines, &name).await;
+    controller.stop().await;
+}
+
+/// Waits until the machine, drained for its update, has been updated by the
+/// agent (played by the kubelet stand-in) and runs again.
+async fn updated_and_running(machines: &Api<Machine>, name: &str) {
+    let again = format!("Machine {name} successfully re-joined the cluster");
+    wait_for(machines, name, TIMEOUT, "updated and Running again", |m| {
+        m.phase() == Some(&Phase::Running) && m.status.last_operation.description == again
+    })
+    .await;
 }

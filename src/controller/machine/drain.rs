@@ -1,17 +1,18 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! Drain of a deleting machine's node: Terminating condition, cordon, evictions
-//! through the eviction API, and waiting for the Pods to go. Never blocks: a
+//! Drains, carried out: a deleting machine's (Terminating condition, cordon,
+//! evictions, waiting for the Pods to go) and the cordon-and-evict of an
+//! in-place update or a preserved machine. What happens to each Pod is decided
+//! in [`plan`]; this module reads what it needs and does it. Never blocks: a
 //! drain in progress returns and is looked at again.
-//!
-//! Long because: the force rules, the eviction-retry limit, the Terminating
-//! condition and the Pod cache's trim read best beside the pass that uses them;
-//! a third is tests.
+
+pub mod plan;
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -19,63 +20,21 @@ use serde_json::json;
 use crate::api::{Machine, PodOnNode};
 use crate::client::describe;
 use crate::contract::{
-    FORCE_DELETION_LABEL, NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
+    NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
     NODE_TERMINATING_REASON_UNHEALTHY, OpState, OpType, Phase, step,
 };
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
-use crate::duration::age;
+use plan::{Limits, Mode, PodAction, Refused};
+pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Purpose, is_drainable};
 
-/// A node NotReady (or read-only) for this long is drained by force.
-const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
-/// MCM's label that drains a preserved machine's Node by force.
-const FORCE_DRAIN_LABEL: &str = "force-drain";
-/// Pause between evictions refused by a PodDisruptionBudget.
-pub const PDB_RETRY: Duration = Duration::from_secs(20);
-
-/// Why a drain runs in force mode, if it does.
-pub fn force_reason(
-    machine: &Machine,
-    drain_timeout: Duration,
-    now: jiff::Timestamp,
-) -> Option<String> {
-    if machine
-        .label(FORCE_DELETION_LABEL)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-    {
-        return Some("the force-deletion label is set".into());
+/// The limits of `machine`'s drains, from its settings.
+fn limits<D>(ctx: &Context<D>, machine: &Machine) -> Limits {
+    Limits {
+        drain_timeout: ctx.settings.drain_timeout(machine),
+        max_evict_retries: ctx.settings.max_evict_retries(machine),
     }
-    if let Some(deleted) = &machine.metadata.deletion_timestamp
-        && age(Some(&deleted.0), now) > drain_timeout
-    {
-        return Some("the drain timeout has passed".into());
-    }
-    for (kind, healthy) in [("Ready", "True"), ("ReadonlyFilesystem", "False")] {
-        if let Some(c) = machine.status.conditions.iter().find(|c| c.type_ == kind)
-            && c.status != healthy
-            && age(c.last_transition_time.as_ref().map(|t| &t.0), now) > NOT_READY_FORCE_AFTER
-        {
-            return Some(format!(
-                "the node's {kind} condition is {} for over 5min",
-                c.status
-            ));
-        }
-    }
-    None
-}
-
-/// Marks a static Pod's mirror in the API server.
-const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
-
-/// Pods a drain leaves alone: DaemonSet Pods and mirror Pods.
-pub fn is_drainable(pod: &PodOnNode) -> bool {
-    let daemon = pod
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
-    let mirror = pod.annotations().contains_key(MIRROR_ANNOTATION);
-    !daemon && !mirror
 }
 
 /// The Terminating condition to put on the node.
@@ -124,7 +83,7 @@ fn done(description: String, st: OpState) -> Outcome {
     )
 }
 
-/// Runs one pass of the drain.
+/// Runs one pass of a deleting machine's drain.
 pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Error> {
     let (Some(node_name), Some(target)) = (machine.node_name(), &ctx.target) else {
         return Ok(done(
@@ -135,12 +94,6 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
             OpState::Processing,
         ));
     };
-    let force = force_reason(
-        machine,
-        ctx.settings.drain_timeout(machine),
-        jiff::Timestamp::now(),
-    );
-    let nodes: Api<Node> = Api::all(target.clone());
     // From the cache, as MCM reads it from its lister.
     let Some(node) = ctx.node(node_name) else {
         // No node, nothing to drain.
@@ -149,9 +102,16 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
             OpState::Processing,
         ));
     };
-
+    let mode = plan::mode(
+        Purpose::Deletion,
+        machine,
+        Some(&node),
+        limits(ctx, machine),
+        jiff::Timestamp::now(),
+    );
+    let nodes: Api<Node> = Api::all(target.clone());
     if let Err(e) = mark_and_cordon(&nodes, machine, &node).await
-        && force.is_none()
+        && mode.force.is_none()
     {
         return Ok(done(
             format!(
@@ -162,38 +122,14 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
             OpState::Failed,
         ));
     }
-
-    let evictor = ctx.evictor.as_ref().unwrap_or(target);
-    let exhausted = evictions_exhausted(
-        machine,
-        ctx.settings.max_evict_retries(machine),
-        ctx.settings.drain_timeout(machine),
-        jiff::Timestamp::now(),
-    );
-    let on_node = match &ctx.pods {
-        Some(pods) => pods_on(&pods.state(), node_name),
-        None => {
-            let all: Api<PodOnNode> = Api::all(target.clone());
-            all.list(&ListParams::default().fields(&format!("spec.nodeName={node_name}")))
-                .await?
-                .items
-        }
-    };
-    let result = evict_all(
-        target,
-        evictor,
-        node_name,
-        on_node,
-        force.is_some(),
-        exhausted,
-    )
-    .await
-    .map_err(|e| describe(&e));
+    let result = evict_pods_of(ctx, target, node_name, &mode)
+        .await
+        .map_err(|e| e.to_string());
     if let Ok(Progress::Blocked(why)) = &result {
         let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
         ctx.event(machine, true, "DrainBlocked", "Drain", note);
     }
-    Ok(after_evictions(result, force.is_some()))
+    Ok(after_evictions(result, mode.force.is_some()))
 }
 
 /// Where a drain pass's evictions leave the deletion, in MCM's words: done
@@ -285,60 +221,32 @@ pub enum Progress {
     Blocked(String),
 }
 
-/// Whether a refused eviction has been retried often enough: the retries are
-/// counted from the deletion time, one per [`PDB_RETRY`], so no state is kept.
-pub fn evictions_exhausted(
-    machine: &Machine,
-    max_evict_retries: i32,
-    drain_timeout: Duration,
-    now: jiff::Timestamp,
-) -> bool {
-    let Some(deleted) = &machine.metadata.deletion_timestamp else {
-        return false;
-    };
-    let by_timeout = drain_timeout.as_secs() / PDB_RETRY.as_secs();
-    let limit = u64::try_from(max_evict_retries.max(0))
-        .unwrap_or(0)
-        .min(by_timeout);
-    age(Some(&deleted.0), now).as_secs() / PDB_RETRY.as_secs() >= limit
-}
-
-/// One pass of a preserved machine's drain (MCM's `drainPreservedNode`):
-/// cordon and evict, without the Terminating condition of a deletion; by force
-/// (Pods deleted at once) past the drain timeout since the machine's last status
-/// change, with MCM's `force-drain: "True"` label, or when the Node has not been
-/// Ready for 5 minutes (its kubelet cannot end a Pod).
+/// One pass of the cordon and evictions of an in-place update
+/// (`drainNodeForInPlace`) or of a preserved machine's Node
+/// (`drainPreservedNode`): no Terminating condition, as MCM. Forced, budgets
+/// aside, only for [`plan::force`]'s reasons, each on the purpose's own clock.
 pub async fn cordon_and_evict<D>(
     ctx: &Context<D>,
+    purpose: Purpose,
     machine: &Machine,
     node: &Node,
-) -> Result<Progress, Error> {
+) -> Result<Progress, Failure> {
     let Some(target) = &ctx.target else {
         return Ok(Progress::Done);
     };
     let name = node.name_any();
     cordon(&Api::all(target.clone()), node).await?;
-    let now = jiff::Timestamp::now();
-    let timeout = ctx.settings.drain_timeout(machine);
-    let since_change = age(machine.status_updated_at(), now);
-    let unreachable = machine.status.conditions.iter().any(|c| {
-        c.type_ == "Ready"
-            && c.status != "True"
-            && age(c.last_transition_time.as_ref().map(|t| &t.0), now) > NOT_READY_FORCE_AFTER
-    });
-    let force =
-        since_change > timeout || unreachable || machine.label(FORCE_DRAIN_LABEL) == Some("True");
-    let on_node = match &ctx.pods {
-        Some(pods) => pods_on(&pods.state(), &name),
-        None => {
-            let all: Api<PodOnNode> = Api::all(target.clone());
-            all.list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
-                .await?
-                .items
-        }
-    };
-    let evictor = ctx.evictor.as_ref().unwrap_or(target);
-    Ok(evict_all(target, evictor, &name, on_node, force, false).await?)
+    let mode = plan::mode(
+        purpose,
+        machine,
+        Some(node),
+        limits(ctx, machine),
+        jiff::Timestamp::now(),
+    );
+    if let Some(why) = &mode.force {
+        tracing::info!(node = name, ?purpose, "draining by force: {why}");
+    }
+    evict_pods_of(ctx, target, &name, &mode).await
 }
 
 /// The Pods bound to `node`, of all of the target's Pods.
@@ -366,52 +274,134 @@ pub fn trim_pod(pod: &mut PodOnNode) {
     });
 }
 
+/// A drain pass that could not go on: the API said no, or budgets that can
+/// never allow an eviction (MCM's errors, joined as Go joins several).
+#[derive(Debug)]
+pub enum Failure {
+    Api(kube::Error),
+    Budgets(Vec<String>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Api(e) => f.write_str(&describe(e)),
+            Failure::Budgets(all) if all.len() == 1 => f.write_str(&all[0]),
+            Failure::Budgets(all) => write!(f, "[{}]", all.join(", ")),
+        }
+    }
+}
+
+impl From<kube::Error> for Failure {
+    fn from(e: kube::Error) -> Self {
+        Failure::Api(e)
+    }
+}
+
+/// The Pods on `node` (from the Pod cache, as MCM's lister), each treated as
+/// [`plan::pod_action`] says.
+async fn evict_pods_of<D>(
+    ctx: &Context<D>,
+    target: &Client,
+    node: &str,
+    mode: &Mode,
+) -> Result<Progress, Failure> {
+    let on_node = match &ctx.pods {
+        Some(pods) => pods_on(&pods.state(), node),
+        None => {
+            let all: Api<PodOnNode> = Api::all(target.clone());
+            all.list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await?
+                .items
+        }
+    };
+    let evictor = ctx.evictor.as_ref().unwrap_or(target);
+    evict_all(target, evictor, node, on_node, mode).await
+}
+
+/// Deletes a Pod with grace 0 (MCM's `deletePod`); one already gone is fine.
+async fn delete_now(api: &Api<Pod>, name: &str) -> Result<(), kube::Error> {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// The budget that covers a Pod whose eviction was refused, read live (the
+/// Pod cache keeps no labels; this runs once per refusal, every 20 s at most).
+/// A budget that cannot be read counts as none: the eviction is retried.
+async fn budget_of(target: &Client, ns: &str, pod: &str) -> Option<PodDisruptionBudget> {
+    let pods: Api<PodOnNode> = Api::namespaced(target.clone(), ns);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(target.clone(), ns);
+    let read = async {
+        let labels = pods
+            .get_metadata(pod)
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default();
+        let all = budgets.list(&ListParams::default()).await?.items;
+        Ok::<_, kube::Error>(plan::budget_for(&labels, &all).cloned())
+    };
+    read.await
+        .inspect_err(|e| tracing::debug!(pod, "the Pod's budget cannot be read: {}", describe(e)))
+        .ok()
+        .flatten()
+}
+
 async fn evict_all(
     target: &Client,
     evictor: &Client,
     node: &str,
     on_node: Vec<PodOnNode>,
-    force: bool,
-    exhausted: bool,
-) -> Result<Progress, kube::Error> {
-    let drainable: Vec<PodOnNode> = on_node.into_iter().filter(is_drainable).collect();
+    mode: &Mode,
+) -> Result<Progress, Failure> {
+    let mut leaving = false;
     let mut blocked = None;
-    for pod in &drainable {
+    let mut misconfigured = Vec::new();
+    for pod in &on_node {
         let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
         let api: Api<Pod> = Api::namespaced(target.clone(), &ns);
-        if force {
-            let dp = DeleteParams {
-                grace_period_seconds: Some(0),
-                ..Default::default()
-            };
-            match api.delete(&name, &dp).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e),
+        match plan::pod_action(pod, mode) {
+            PodAction::Leave => continue,
+            PodAction::Wait => {
+                leaving = true;
+                continue;
             }
-            continue;
-        }
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
+            PodAction::Delete => {
+                delete_now(&api, &name).await?;
+                continue;
+            }
+            PodAction::Evict => {}
         }
         let evict_api: Api<Pod> = Api::namespaced(evictor.clone(), &ns);
         match evict_api.evict(&name, &EvictParams::default()).await {
-            Ok(_) => {}
+            Ok(_) => leaving = true,
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            // Retried long enough: the Pod goes without the budget's consent, as in MCM.
-            Err(kube::Error::Api(s)) if s.code == 429 && exhausted => {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e),
+            // A PodDisruptionBudget says not now.
+            Err(kube::Error::Api(s)) if s.code == 429 => {
+                let pdb = budget_of(target, &ns, &name).await;
+                match plan::after_refusal(&name, pdb.as_ref(), mode) {
+                    Refused::Retry => blocked = Some(format!("{ns}/{name}: {}", s.message)),
+                    // Retried long enough: the Pod goes without the budget's consent, as in MCM.
+                    Refused::Delete => {
+                        tracing::info!(node, pod = name, "evictions retried long enough, deleting");
+                        delete_now(&api, &name).await?;
+                    }
+                    Refused::Misconfigured(why) => misconfigured.push(why),
                 }
             }
-            // A PodDisruptionBudget says not now: keep draining the others.
-            Err(kube::Error::Api(s)) if s.code == 429 => {
-                blocked = Some(format!("{ns}/{name}: {}", s.message))
-            }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
+    }
+    if !misconfigured.is_empty() {
+        let failure = Failure::Budgets(misconfigured);
+        tracing::info!(node, "drain failed: {failure}");
+        return Err(failure);
     }
     if let Some(why) = blocked {
         tracing::info!(
@@ -420,7 +410,7 @@ async fn evict_all(
         );
         return Ok(Progress::Blocked(why));
     }
-    Ok(if force || drainable.is_empty() {
+    Ok(if mode.force.is_some() || !leaving {
         Progress::Done
     } else {
         Progress::Leaving
@@ -430,82 +420,6 @@ async fn evict_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-
-    fn ts(s: &str) -> jiff::Timestamp {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn force_mode_has_three_causes() {
-        let now = ts("2026-01-01T01:00:00Z");
-        let mut m = Machine::default();
-        assert_eq!(force_reason(&m, Duration::from_secs(7200), now), None);
-        m.metadata.labels = Some([(FORCE_DELETION_LABEL.to_string(), "True".to_string())].into());
-        assert!(
-            force_reason(&m, Duration::from_secs(7200), now)
-                .unwrap()
-                .contains("label")
-        );
-        m.metadata.labels = None;
-        m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
-        assert!(
-            force_reason(&m, Duration::from_secs(1800), now)
-                .unwrap()
-                .contains("timeout")
-        );
-        assert_eq!(force_reason(&m, Duration::from_secs(7200), now), None);
-        m.status.conditions = vec![NodeCondition {
-            type_: "Ready".into(),
-            status: "Unknown".into(),
-            last_transition_time: Some(Time(ts("2026-01-01T00:50:00Z"))),
-            ..Default::default()
-        }];
-        assert!(
-            force_reason(&m, Duration::from_secs(7200), now)
-                .unwrap()
-                .contains("Ready")
-        );
-    }
-
-    #[test]
-    fn refused_evictions_are_retried_up_to_the_limit() {
-        let mut m = Machine::default();
-        let now = ts("2026-01-01T00:10:00Z");
-        assert!(!evictions_exhausted(
-            &m,
-            360,
-            Duration::from_secs(7200),
-            now
-        ));
-        m.metadata.deletion_timestamp = Some(Time(ts("2026-01-01T00:00:00Z")));
-        // 600 s since deletion = 30 retries of 20 s.
-        assert!(!evictions_exhausted(
-            &m,
-            360,
-            Duration::from_secs(7200),
-            now
-        ));
-        assert!(evictions_exhausted(&m, 30, Duration::from_secs(7200), now));
-        // The drain timeout caps the retries too.
-        assert!(evictions_exhausted(&m, 360, Duration::from_secs(600), now));
-    }
-
-    #[test]
-    fn daemonset_and_mirror_pods_stay() {
-        let mut pod = PodOnNode::default();
-        assert!(is_drainable(&pod));
-        pod.metadata.owner_references = Some(vec![OwnerReference {
-            kind: "DaemonSet".into(),
-            controller: Some(true),
-            ..Default::default()
-        }]);
-        assert!(!is_drainable(&pod));
-        let mut mirror = PodOnNode::default();
-        mirror.metadata.annotations =
-            Some([("kubernetes.io/config.mirror".to_string(), "x".to_string())].into());
-        assert!(!is_drainable(&mirror));
-    }
 
     #[test]
     fn each_drain_outcome_in_mcm_words() {

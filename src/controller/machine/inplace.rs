@@ -196,33 +196,35 @@ pub async fn run<D>(
             set_condition(&nodes, &name, c).await?;
             Ok(Some(retry::MEDIUM))
         }
-        Step::Drain => match drain::cordon_and_evict(ctx, machine, node).await {
-            Ok(drain::Progress::Done) => {
-                ctx.write_status(machine, &updating(machine.name())).await?;
-                let c = node_condition(inplace::DRAINED, "Node draining successful".into());
-                set_condition(&nodes, &name, c).await?;
-                Ok(Some(retry::SHORT))
+        Step::Drain => {
+            match drain::cordon_and_evict(ctx, drain::Purpose::InPlace, machine, node).await {
+                Ok(drain::Progress::Done) => {
+                    ctx.write_status(machine, &updating(machine.name())).await?;
+                    let c = node_condition(inplace::DRAINED, "Node draining successful".into());
+                    set_condition(&nodes, &name, c).await?;
+                    Ok(Some(retry::SHORT))
+                }
+                Ok(drain::Progress::Leaving) => Ok(Some(retry::SHORT)),
+                other => {
+                    let why = match other {
+                        Ok(drain::Progress::Blocked(why)) => why,
+                        Err(e) => e.to_string(),
+                        Ok(_) => String::new(),
+                    };
+                    // MCM keeps the phase and says why on the operation.
+                    let lo = StatusChange::new(
+                        format!(
+                            "Drain failed due to - {why}. Will retry in next sync. {}",
+                            crate::contract::step::INITIATE_DRAIN
+                        ),
+                        OpState::Processing,
+                        OpType::DrainNode,
+                    );
+                    ctx.write_status(machine, &lo).await?;
+                    Ok(Some(drain::PDB_RETRY))
+                }
             }
-            Ok(drain::Progress::Leaving) => Ok(Some(retry::SHORT)),
-            other => {
-                let why = match other {
-                    Ok(drain::Progress::Blocked(why)) => why,
-                    Err(e) => e.to_string(),
-                    Ok(_) => String::new(),
-                };
-                // MCM keeps the phase and says why on the operation.
-                let lo = StatusChange::new(
-                    format!(
-                        "Drain failed due to - {why}. Will retry in next sync. {}",
-                        crate::contract::step::INITIATE_DRAIN
-                    ),
-                    OpState::Processing,
-                    OpType::DrainNode,
-                );
-                ctx.write_status(machine, &lo).await?;
-                Ok(Some(drain::PDB_RETRY))
-            }
-        },
+        }
     }
 }
 

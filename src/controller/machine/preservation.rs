@@ -373,7 +373,7 @@ async fn preserve_node<D>(
             .await?;
     }
     let drained = if should_drain(machine, existing) {
-        match drain::cordon_and_evict(ctx, machine, node).await {
+        match drain::cordon_and_evict(ctx, drain::Purpose::Preserved, machine, node).await {
             Ok(drain::Progress::Done) => Some(true),
             // Pods are leaving: the condition waits for the outcome.
             Ok(drain::Progress::Leaving) => return Ok(Some(retry::SHORT)),
