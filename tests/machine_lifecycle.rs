@@ -1333,6 +1333,54 @@ async fn the_nodes_preserve_value_is_recorded_on_a_machine_not_preserved() {
     controller.stop().await;
 }
 
+/// A Node marked `not-managed-by-mcm` (by MCM's safety controller, or by another
+/// control namespace's controller sharing the target) while a machine claims it
+/// loses the mark and gets its upkeep again: our finalizer comes back.
+#[tokio::test]
+async fn a_claimed_node_loses_a_stale_not_managed_mark() {
+    use mcm_local::contract::{NODE_FINALIZER, NOT_MANAGED_BY_MCM_ANNOTATION};
+
+    let sampled = sampled("not-managed", "nm").await;
+    let controller = start_running(&sampled, machine(&sampled.name, "test-class")).await;
+    let Sampled {
+        target,
+        machines,
+        node_name,
+        ..
+    } = &sampled;
+    let nodes: Api<Node> = Api::all(target.clone());
+    let node = nodes.get(node_name).await.unwrap();
+    let others: Vec<&String> = node
+        .finalizers()
+        .iter()
+        .filter(|f| *f != NODE_FINALIZER)
+        .collect();
+    // What an orphan pass elsewhere leaves: our finalizer gone, the mark set.
+    let marked = serde_json::json!({"metadata": {
+        "finalizers": others,
+        "annotations": {NOT_MANAGED_BY_MCM_ANNOTATION: "1"},
+        "resourceVersion": node.metadata.resource_version,
+    }});
+    nodes
+        .patch(node_name, &PatchParams::default(), &Patch::Merge(&marked))
+        .await
+        .unwrap();
+    wait_for(
+        &nodes,
+        node_name,
+        TIMEOUT,
+        "the mark is gone and our finalizer back",
+        |n| {
+            !n.annotations().contains_key(NOT_MANAGED_BY_MCM_ANNOTATION)
+                && n.finalizers().iter().any(|f| f == NODE_FINALIZER)
+        },
+    )
+    .await;
+
+    delete_all_machines(machines).await;
+    controller.stop().await;
+}
+
 /// After a switch from the Go controller: a Node whose last-applied node
 /// template annotation MCM wrote (Go's marshalled `NodeTemplateSpec`) is brought
 /// to the machine's new template: what the old template put there and the new
