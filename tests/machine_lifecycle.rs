@@ -352,6 +352,26 @@ async fn sampled(prefix: &str, machine_prefix: &str) -> Sampled {
     }
 }
 
+/// Starts a controller with the default settings and waits until `m` (of
+/// `sampled`'s name) runs.
+async fn start_running(sampled: &Sampled, m: Machine) -> support::controller::ControllerGuard {
+    let controller = start(settings(&sampled.ns)).await;
+    sampled
+        .machines
+        .create(&PostParams::default(), &m)
+        .await
+        .unwrap();
+    wait_for(
+        &sampled.machines,
+        &sampled.name,
+        TIMEOUT,
+        "the machine is Running",
+        |m| m.phase() == Some(&Phase::Running),
+    )
+    .await;
+    controller
+}
+
 fn machine(name: &str, class: &str) -> Machine {
     let mut m = Machine::named(name);
     m.spec.class.kind = "MachineClass".into();
@@ -1260,6 +1280,104 @@ async fn a_failed_machine_annotated_when_failed_is_preserved_until_it_recovers()
     );
 
     delete_all_machines(&machines).await;
+    controller.stop().await;
+}
+
+/// MCM's `shouldAnnotationsBeUpdatedOnMachine` after a stop: a Running machine
+/// and its Node both annotated `preserve=when-failed` are not preserved (not
+/// Failed), and yet the Node's value is recorded on the machine and the
+/// machine's own annotation cleared, so that the Node's value rules from then on.
+#[tokio::test]
+async fn the_nodes_preserve_value_is_recorded_on_a_machine_not_preserved() {
+    use mcm_local::contract::preserve;
+
+    let sampled = sampled("preserve-record", "rec").await;
+    let mut m = machine(&sampled.name, "test-class");
+    m.metadata.annotations = Some(BTreeMap::from([(
+        preserve::ANNOTATION.to_string(),
+        "when-failed".to_string(),
+    )]));
+    let controller = start_running(&sampled, m).await;
+    let Sampled {
+        target,
+        machines,
+        name,
+        node_name,
+        ..
+    } = &sampled;
+    let nodes: Api<Node> = Api::all(target.clone());
+    let annotate =
+        serde_json::json!({"metadata": {"annotations": {preserve::ANNOTATION: "when-failed"}}});
+    nodes
+        .patch(node_name, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap();
+    let recorded = wait_for(
+        machines,
+        name,
+        TIMEOUT,
+        "the Node's value is recorded on the machine",
+        |m| {
+            m.annotations()
+                .get(preserve::LAST_APPLIED_NODE_VALUE)
+                .map(String::as_str)
+                == Some("when-failed")
+        },
+    )
+    .await;
+    assert!(!recorded.annotations().contains_key(preserve::ANNOTATION));
+    assert_eq!(recorded.status.current_status.preserve_expiry_time, None);
+    assert_eq!(recorded.phase(), Some(&Phase::Running));
+
+    delete_all_machines(machines).await;
+    controller.stop().await;
+}
+
+/// A Node marked `not-managed-by-mcm` (by MCM's safety controller, or by another
+/// control namespace's controller sharing the target) while a machine claims it
+/// loses the mark and gets its upkeep again: our finalizer comes back.
+#[tokio::test]
+async fn a_claimed_node_loses_a_stale_not_managed_mark() {
+    use mcm_local::contract::{NODE_FINALIZER, NOT_MANAGED_BY_MCM_ANNOTATION};
+
+    let sampled = sampled("not-managed", "nm").await;
+    let controller = start_running(&sampled, machine(&sampled.name, "test-class")).await;
+    let Sampled {
+        target,
+        machines,
+        node_name,
+        ..
+    } = &sampled;
+    let nodes: Api<Node> = Api::all(target.clone());
+    let node = nodes.get(node_name).await.unwrap();
+    let others: Vec<&String> = node
+        .finalizers()
+        .iter()
+        .filter(|f| *f != NODE_FINALIZER)
+        .collect();
+    // What an orphan pass elsewhere leaves: our finalizer gone, the mark set.
+    let marked = serde_json::json!({"metadata": {
+        "finalizers": others,
+        "annotations": {NOT_MANAGED_BY_MCM_ANNOTATION: "1"},
+        "resourceVersion": node.metadata.resource_version,
+    }});
+    nodes
+        .patch(node_name, &PatchParams::default(), &Patch::Merge(&marked))
+        .await
+        .unwrap();
+    wait_for(
+        &nodes,
+        node_name,
+        TIMEOUT,
+        "the mark is gone and our finalizer back",
+        |n| {
+            !n.annotations().contains_key(NOT_MANAGED_BY_MCM_ANNOTATION)
+                && n.finalizers().iter().any(|f| f == NODE_FINALIZER)
+        },
+    )
+    .await;
+
+    delete_all_machines(machines).await;
     controller.stop().await;
 }
 

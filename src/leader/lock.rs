@@ -10,8 +10,10 @@
 //!
 //! The rules are client-go's `tryAcquireOrRenew`: a lease held by someone else is
 //! valid until it has gone unchanged, *as observed by this replica's monotonic
-//! clock*, for its duration. The holder's `renewTime` is never compared with our
-//! wall clock, so skewed clocks cannot hand the lease to two replicas.
+//! clock*, for the duration the holder wrote into it (`spec.leaseDurationSeconds`),
+//! not ours: a holder with a longer duration renews less often. The holder's
+//! `renewTime` is never compared with our wall clock, so skewed clocks cannot hand
+//! the lease to two replicas.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,8 @@ use crate::contract::LEASE_NAME;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     pub holder: String,
+    pub duration_seconds: Option<i32>,
+    pub acquire_time: Option<String>,
     pub renew_time: Option<String>,
     pub transitions: i32,
 }
@@ -38,10 +42,25 @@ impl Record {
             holder: spec
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default(),
+            duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
+            acquire_time: spec
+                .and_then(|s| s.acquire_time.as_ref())
+                .map(|t| t.0.to_string()),
             renew_time: spec
                 .and_then(|s| s.renew_time.as_ref())
                 .map(|t| t.0.to_string()),
             transitions: spec.and_then(|s| s.lease_transitions).unwrap_or(0),
+        }
+    }
+
+    /// How long the holder's lease is valid after we saw it change: the holder's
+    /// own `leaseDurationSeconds`, as client-go judges it. The API server refuses
+    /// a value that is not positive; where it is absent anyway, client-go reads 0
+    /// (expired at once) and we read `ours`, which never takes a lease sooner.
+    fn duration(&self, ours: Duration) -> Duration {
+        match self.duration_seconds {
+            Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs().into()),
+            _ => ours,
         }
     }
 }
@@ -77,6 +96,7 @@ impl Observer {
 }
 
 /// client-go's decision, as a pure function of what was read and observed.
+/// `duration` is ours, used only where the lease names none.
 pub fn decide(
     lease: &Lease,
     identity: &str,
@@ -88,7 +108,9 @@ pub fn decide(
     let since = observer.observe(&record, now);
     if record.holder == identity {
         Step::Renew
-    } else if record.holder.is_empty() || now.saturating_duration_since(since) >= duration {
+    } else if record.holder.is_empty()
+        || now.saturating_duration_since(since) >= record.duration(duration)
+    {
         Step::Take
     } else {
         Step::Wait {
@@ -212,15 +234,28 @@ mod tests {
     use super::*;
 
     fn lease(holder: Option<&str>, renewed: Option<&str>) -> Lease {
+        held_for(holder, renewed, None)
+    }
+
+    fn held_for(holder: Option<&str>, renewed: Option<&str>, seconds: Option<i32>) -> Lease {
         Lease {
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(Into::into),
                 renew_time: renewed.map(|t| MicroTime(t.parse().unwrap())),
+                lease_duration_seconds: seconds,
                 ..Default::default()
             }),
             ..Default::default()
         }
     }
+
+    fn wait() -> Step {
+        Step::Wait {
+            holder: "you".into(),
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
 
     const D: Duration = Duration::from_secs(15);
 
@@ -261,5 +296,67 @@ mod tests {
         let renewed = lease(Some("you"), Some("2020-01-01T00:00:02Z"));
         assert_eq!(decide(&renewed, "me", &mut o, t0 + D, D), wait);
         assert_eq!(decide(&renewed, "me", &mut o, t0 + D + D, D), Step::Take);
+    }
+
+    #[test]
+    fn a_holder_with_a_longer_duration_is_waited_for_its_own_duration() {
+        // A Go replica with --leader-elect-lease-duration=60s renews less often
+        // than our 15 s would allow: judging by ours would take a live lease.
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        let theirs = held_for(Some("you"), Some("2020-01-01T00:00:00Z"), Some(60));
+        assert_eq!(decide(&theirs, "me", &mut o, t0, D), wait());
+        assert_eq!(decide(&theirs, "me", &mut o, t0 + D, D), wait());
+        let sixty = Duration::from_secs(60);
+        assert_eq!(decide(&theirs, "me", &mut o, t0 + sixty - MS, D), wait());
+        assert_eq!(decide(&theirs, "me", &mut o, t0 + sixty, D), Step::Take);
+    }
+
+    #[test]
+    fn a_holder_with_a_shorter_duration_expires_after_its_own_duration() {
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        let theirs = held_for(Some("you"), Some("2020-01-01T00:00:00Z"), Some(5));
+        let five = Duration::from_secs(5);
+        assert_eq!(decide(&theirs, "me", &mut o, t0, D), wait());
+        assert_eq!(decide(&theirs, "me", &mut o, t0 + five - MS, D), wait());
+        assert_eq!(decide(&theirs, "me", &mut o, t0 + five, D), Step::Take);
+    }
+
+    #[test]
+    fn a_lease_without_a_valid_duration_is_judged_with_ours() {
+        for seconds in [None, Some(0), Some(-3)] {
+            let mut o = Observer::default();
+            let t0 = Instant::now();
+            let theirs = held_for(Some("you"), Some("2020-01-01T00:00:00Z"), seconds);
+            assert_eq!(decide(&theirs, "me", &mut o, t0, D), wait(), "{seconds:?}");
+            assert_eq!(
+                decide(&theirs, "me", &mut o, t0 + D - MS, D),
+                wait(),
+                "{seconds:?}"
+            );
+            assert_eq!(
+                decide(&theirs, "me", &mut o, t0 + D, D),
+                Step::Take,
+                "{seconds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_duration_is_a_sign_of_life() {
+        // client-go compares the whole record, the duration included.
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        let renewed = "2020-01-01T00:00:00Z";
+        let short = held_for(Some("you"), Some(renewed), Some(5));
+        assert_eq!(decide(&short, "me", &mut o, t0, D), wait());
+        let long = held_for(Some("you"), Some(renewed), Some(30));
+        let t1 = t0 + Duration::from_secs(4);
+        assert_eq!(decide(&long, "me", &mut o, t1, D), wait());
+        // Counted from t1, not t0, and with the new duration.
+        let thirty = Duration::from_secs(30);
+        assert_eq!(decide(&long, "me", &mut o, t1 + thirty - MS, D), wait());
+        assert_eq!(decide(&long, "me", &mut o, t1 + thirty, D), Step::Take);
     }
 }

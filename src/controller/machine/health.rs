@@ -107,6 +107,16 @@ pub fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bo
     in_progress < 1
 }
 
+/// The change marks the machine Failed after the health timeout (from Unknown
+/// or InPlaceUpdateFailed): MCM takes it only under the deployment's permit.
+pub fn needs_meltdown_permit(machine: &Machine, change: &StatusChange) -> bool {
+    change.phase == Some(Phase::Failed)
+        && matches!(
+            machine.phase(),
+            Some(Phase::Unknown | Phase::InPlaceUpdateFailed)
+        )
+}
+
 /// Decides the health step for a machine that has a node label and a phase.
 pub fn decide(
     machine: &Machine,
@@ -267,6 +277,14 @@ pub fn decide(
         .unwrap_or(false)
     {
         if may_fail() {
+            // The type stays what it was (HealthCheck after Unknown, InPlaceUpdate
+            // after a failed update), as MCM's `updateMachineToFailedState`.
+            let lo_type = machine
+                .status
+                .last_operation
+                .type_
+                .clone()
+                .unwrap_or(OpType::HealthCheck);
             plan.change = Some(
                 StatusChange::new(
                     text::health_timeout(
@@ -275,7 +293,7 @@ pub fn decide(
                         &format_conditions(&machine.status.conditions),
                     ),
                     OpState::Failed,
-                    OpType::HealthCheck,
+                    lo_type,
                 )
                 .phase(Phase::Failed),
             );
@@ -519,6 +537,74 @@ mod tests {
             decide(&disabled, None, &Settings::default(), late, || true).change,
             None
         );
+    }
+
+    #[test]
+    fn a_failed_in_place_update_fails_after_the_health_timeout_keeping_its_type() {
+        let m = machine(
+            Phase::InPlaceUpdateFailed,
+            OpType::InPlaceUpdate,
+            OpState::Failed,
+        );
+        let late = ts("2026-01-01T00:10:01Z");
+        let change = decide(&m, None, &Settings::default(), late, || true)
+            .change
+            .unwrap();
+        assert_eq!(change.phase, Some(Phase::Failed));
+        assert_eq!(change.state, OpState::Failed);
+        assert_eq!(change.op, OpType::InPlaceUpdate);
+        assert!(needs_meltdown_permit(&m, &change));
+        // Not before the timeout, nor while another machine is replaced.
+        let plan = decide(
+            &m,
+            None,
+            &Settings::default(),
+            ts("2026-01-01T00:10:00Z"),
+            || true,
+        );
+        assert_eq!(plan.change, None);
+        let plan = decide(&m, None, &Settings::default(), late, || false);
+        assert_eq!(plan.change, None);
+        assert_eq!(
+            plan.recheck_after,
+            Some(crate::controller::error::retry::SHORT)
+        );
+    }
+
+    #[test]
+    fn health_timeouts_keep_the_previous_operation_type() {
+        let late = ts("2026-01-01T00:10:01Z");
+        for op in [OpType::HealthCheck, OpType::Create, OpType::InPlaceUpdate] {
+            let m = machine(Phase::Unknown, op.clone(), OpState::Processing);
+            let change = decide(&m, None, &Settings::default(), late, || true)
+                .change
+                .unwrap();
+            assert_eq!(change.op, op);
+        }
+        // Never written: HealthCheck.
+        let mut m = machine(Phase::Unknown, OpType::Create, OpState::Processing);
+        m.status.last_operation.type_ = None;
+        let change = decide(&m, None, &Settings::default(), late, || true)
+            .change
+            .unwrap();
+        assert_eq!(change.op, OpType::HealthCheck);
+    }
+
+    #[test]
+    fn only_health_timeouts_to_failed_take_the_meltdown_permit() {
+        let failed = StatusChange::new(String::new(), OpState::Failed, OpType::HealthCheck)
+            .phase(Phase::Failed);
+        let unknown = StatusChange::new(String::new(), OpState::Processing, OpType::HealthCheck)
+            .phase(Phase::Unknown);
+        let at = |p: Phase| machine(p, OpType::HealthCheck, OpState::Processing);
+        assert!(needs_meltdown_permit(&at(Phase::Unknown), &failed));
+        assert!(needs_meltdown_permit(
+            &at(Phase::InPlaceUpdateFailed),
+            &failed
+        ));
+        // A join timeout (Pending -> Failed) is not rate-limited, as in MCM.
+        assert!(!needs_meltdown_permit(&at(Phase::Pending), &failed));
+        assert!(!needs_meltdown_permit(&at(Phase::Running), &unknown));
     }
 
     #[test]

@@ -132,8 +132,7 @@ pub async fn reconcile<D: Driver>(
             .map(str::to_string);
         let mut permit = None;
         if let (Some(change), Some(deployment)) = (&plan.change, &deployment)
-            && change.phase == Some(Phase::Failed)
-            && machine.phase() == Some(&Phase::Unknown)
+            && health::needs_meltdown_permit(&machine, change)
         {
             // One Failed at a time per deployment: decide again under its permit.
             let Some(taken) = ctx.meltdown.take(deployment).await else {

@@ -288,10 +288,10 @@ pub async fn run<D>(
             let expires = until_expiry(&machine, jiff::Timestamp::now());
             again = again.into_iter().chain(expires).min();
         }
+        // Only an active preservation is stopped; either way the Node's value
+        // is recorded below, as MCM does after a stop.
+        Plan::Stop { .. } if machine.status.current_status.preserve_expiry_time.is_none() => {}
         Plan::Stop { remove_annotations } => {
-            if machine.status.current_status.preserve_expiry_time.is_none() {
-                return Ok(None);
-            }
             if let (Some(node), Some(target)) = (&node, &ctx.target) {
                 let nodes: Api<Node> = Api::all(target.clone());
                 set_condition(&nodes, node, stopped_condition()).await?;
@@ -325,9 +325,8 @@ pub async fn run<D>(
                 }});
                 machine = ctx.patch_machine(machine.name(), &patch).await?;
             }
-            ctx.set_preserve_expiry(&machine, None).await?;
+            machine = ctx.set_preserve_expiry(&machine, None).await?;
             tracing::info!("preservation stopped");
-            return Ok(None);
         }
     }
     if let Some(value) = decision.record_node_value {
@@ -614,6 +613,76 @@ mod tests {
             decide(&m, None, ts(NOW)).plan,
             Plan::Preserve { .. }
         ));
+    }
+
+    /// What [`run`] does with `record_node_value`: the machine's own annotation
+    /// cleared, the Node's value recorded.
+    fn recorded(mut m: Machine, value: &str) -> Machine {
+        let a = m.metadata.annotations.get_or_insert_default();
+        a.remove(preserve::ANNOTATION);
+        a.insert(preserve::LAST_APPLIED_NODE_VALUE.into(), value.into());
+        m
+    }
+
+    #[test]
+    fn the_nodes_value_is_recorded_after_a_stop_too() {
+        // MCM's `shouldAnnotationsBeUpdatedOnMachine` runs after a stop as well:
+        // both annotated, the machine not Failed, its own annotation is cleared.
+        let m = machine(Phase::Running, Some("when-failed"));
+        let annotated = node(Some("when-failed"));
+        let d = decide(&m, Some(&annotated), ts(NOW));
+        assert_eq!(
+            d.plan,
+            Plan::Stop {
+                remove_annotations: false
+            }
+        );
+        assert_eq!(d.record_node_value.as_deref(), Some("when-failed"));
+        // Recorded: nothing more to write while nothing changes.
+        let m = recorded(m, "when-failed");
+        let d = decide(&m, Some(&annotated), ts(NOW));
+        assert_eq!(d.record_node_value, None);
+        // The Node's annotation removed later, the machine failing: the removal
+        // counts (Go's effective value is the Node's, empty), so the machine is
+        // not preserved by its old annotation, and the removal is recorded.
+        let mut failed = m.clone();
+        failed.status.current_status.phase = Some(Phase::Failed);
+        let d = decide(&failed, Some(&node(None)), ts(NOW));
+        assert_eq!(
+            d.plan,
+            Plan::Stop {
+                remove_annotations: false
+            }
+        );
+        assert_eq!(d.record_node_value.as_deref(), Some(""));
+        // A Node value `false` with a machine `now`: stopped, and recorded.
+        let d = decide(
+            &machine(Phase::Running, Some("now")),
+            Some(&node(Some("false"))),
+            ts(NOW),
+        );
+        assert_eq!(
+            d.plan,
+            Plan::Stop {
+                remove_annotations: false
+            }
+        );
+        assert_eq!(d.record_node_value.as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn a_stop_that_removes_the_annotations_records_nothing() {
+        // Expired: the annotations go, so there is nothing left to sync (MCM).
+        let mut m = machine(Phase::Failed, Some("now"));
+        m.status.current_status.preserve_expiry_time = Some(Time(ts("2026-01-01T11:00:00Z")));
+        let d = decide(&m, Some(&node(Some("now"))), ts(NOW));
+        assert_eq!(
+            d.plan,
+            Plan::Stop {
+                remove_annotations: true
+            }
+        );
+        assert_eq!(d.record_node_value, None);
     }
 
     #[test]

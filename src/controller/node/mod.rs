@@ -27,14 +27,13 @@ use crate::controller::status::StatusChange;
 use crate::driver::Code;
 
 /// The strategic merge patch a Node needs, if any: our label and finalizer, and
-/// the machine's node template.
+/// the machine's node template. A `not-managed-by-mcm` annotation left from a
+/// time no machine claimed the Node goes, as MCM's safety controller removes it
+/// from a Node a machine claims: this machine does.
 pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
-    if node
+    let stale = node
         .annotations()
-        .contains_key(NOT_MANAGED_BY_MCM_ANNOTATION)
-    {
-        return None;
-    }
+        .contains_key(NOT_MANAGED_BY_MCM_ANNOTATION);
     let label_ok = node
         .labels()
         .get(NODE_MACHINE_NAME_LABEL)
@@ -42,7 +41,7 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
         == Some(machine.name());
     let has_finalizer = node.finalizers().iter().any(|f| f == NODE_FINALIZER);
     let template = template::changes(machine, node);
-    if label_ok && has_finalizer && template.is_none() {
+    if label_ok && has_finalizer && template.is_none() && !stale {
         return None;
     }
     let mut metadata = serde_json::Map::new();
@@ -53,6 +52,10 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
     }
     let labels = metadata.entry("labels").or_insert_with(|| json!({}));
     labels[NODE_MACHINE_NAME_LABEL] = json!(machine.name());
+    if stale {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        annotations[NOT_MANAGED_BY_MCM_ANNOTATION] = serde_json::Value::Null;
+    }
     if !has_finalizer {
         // A strategic merge adds to the finalizers (their patch strategy is merge).
         metadata.insert("finalizers".into(), json!([NODE_FINALIZER]));
@@ -231,11 +234,38 @@ mod tests {
     }
 
     #[test]
-    fn leaves_unmanaged_nodes_alone() {
-        let machine = Machine::default();
+    fn a_claimed_node_loses_a_stale_not_managed_annotation_and_gets_upkeep() {
+        // Annotated while no machine claimed it; now this machine does.
+        let machine = Machine::named("m1");
         let mut node = Node::default();
-        node.metadata.annotations =
-            Some([(NOT_MANAGED_BY_MCM_ANNOTATION.to_string(), "1".to_string())].into());
+        node.metadata.name = Some("machine-m1".into());
+        node.metadata.annotations = Some(
+            [
+                (NOT_MANAGED_BY_MCM_ANNOTATION.to_string(), "1".to_string()),
+                ("other".to_string(), "kept".to_string()),
+            ]
+            .into(),
+        );
+        let patch = patch_for(&machine, &node).unwrap();
+        assert_eq!(patch["metadata"]["labels"][NODE_MACHINE_NAME_LABEL], "m1");
+        assert_eq!(patch["metadata"]["finalizers"], json!([NODE_FINALIZER]));
+        // null deletes the key in a strategic merge; other annotations are untouched.
+        assert_eq!(
+            patch["metadata"]["annotations"],
+            json!({ NOT_MANAGED_BY_MCM_ANNOTATION: null })
+        );
+        // Label and finalizer in place: the annotation alone still needs a patch.
+        node.metadata.labels =
+            Some([(NODE_MACHINE_NAME_LABEL.to_string(), "m1".to_string())].into());
+        node.metadata.finalizers = Some(vec![NODE_FINALIZER.into()]);
+        let patch = patch_for(&machine, &node).unwrap();
+        assert_eq!(
+            patch["metadata"]["annotations"],
+            json!({ NOT_MANAGED_BY_MCM_ANNOTATION: null })
+        );
+        assert_eq!(patch["metadata"].get("finalizers"), None);
+        // Gone: nothing more to do.
+        node.metadata.annotations = Some([("other".to_string(), "kept".to_string())].into());
         assert_eq!(patch_for(&machine, &node), None);
     }
 }

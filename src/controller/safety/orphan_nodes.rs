@@ -1,16 +1,19 @@
 // SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
 // SPDX-License-Identifier: Apache-2.0
 
-//! Orphan Nodes: a Node that carries our finalizer while no Machine claims it
-//! could never be deleted (nobody would remove the finalizer). As MCM's safety
-//! controller does (`AnnotateNodesUnmanagedByMCM`), such a Node older than the
-//! creation timeout loses our finalizer.
+//! Orphan Nodes, as MCM's safety controller (`AnnotateNodesUnmanagedByMCM`)
+//! handles them: a Node no Machine claims, older than the creation timeout,
+//! loses our finalizer (else nobody could ever delete it) and is annotated
+//! `node.machine.sapcloud.io/not-managed-by-mcm`. Gardener's worker health
+//! check and its care controller count every Node without that annotation as
+//! one of MCM's, so an orphan or foreign Node left unmarked shows up there as a
+//! missing machine.
 //!
-//! MCM also annotates such Nodes `not-managed-by-mcm`. We do not: in a target
-//! cluster shared by several control namespaces (this project's own test
-//! cluster, say) the annotation would make every other controller stop caring
-//! for its own Nodes, while a finalizer removed in error is put back by the
-//! owner's next Node upkeep.
+//! In a target shared by several control namespaces (this project's own test
+//! cluster), another controller's Nodes look unclaimed from here and are
+//! marked too, as MCM would mark them. That costs their owner nothing: its
+//! Node upkeep removes the annotation (and restores the finalizer) as soon as
+//! the change reaches it ([`crate::controller::node::patch_for`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::Machine;
-use crate::contract::{NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, local::NAME_PREFIX};
+use crate::contract::{
+    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, local::NAME_PREFIX,
+};
 use crate::controller::context::Context;
 use crate::controller::node::machine_of_node;
 
@@ -32,8 +37,9 @@ pub struct Candidate {
     pub machines: Vec<String>,
 }
 
-/// Nodes with our finalizer that no cached Machine claims and that are older
-/// than `min_age`: candidates, which a live read of their Machines confirms.
+/// Nodes that no cached Machine claims, that are older than `min_age` and still
+/// carry our finalizer or lack the annotation: candidates, which a live read of
+/// their Machines confirms.
 pub fn candidates(
     nodes: &[Arc<Node>],
     machines: &[Arc<Machine>],
@@ -42,7 +48,10 @@ pub fn candidates(
 ) -> Vec<Candidate> {
     nodes
         .iter()
-        .filter(|n| n.finalizers().iter().any(|f| f == NODE_FINALIZER))
+        .filter(|n| {
+            let (ours, marked) = state(n);
+            ours || !marked
+        })
         .filter(|n| {
             n.metadata.creation_timestamp.as_ref().is_some_and(|t| {
                 Duration::try_from(now.duration_since(t.0)).is_ok_and(|age| age >= min_age)
@@ -72,7 +81,45 @@ pub fn candidates(
         .collect()
 }
 
-/// Removes our finalizer from the orphan Nodes; returns how many.
+/// Whether `node` carries our finalizer, and whether it is marked not managed.
+fn state(node: &Node) -> (bool, bool) {
+    (
+        node.finalizers().iter().any(|f| f == NODE_FINALIZER),
+        node.annotations()
+            .contains_key(NOT_MANAGED_BY_MCM_ANNOTATION),
+    )
+}
+
+/// What an orphan Node needs: our finalizer gone and the annotation set, each
+/// only if needed, guarded by the version it was computed from; `None`: nothing.
+pub fn orphan_patch(node: &Node) -> Option<serde_json::Value> {
+    let (ours, marked) = state(node);
+    if !ours && marked {
+        return None;
+    }
+    let mut metadata = serde_json::Map::new();
+    if ours {
+        let rest: Vec<&String> = node
+            .finalizers()
+            .iter()
+            .filter(|f| *f != NODE_FINALIZER)
+            .collect();
+        metadata.insert("finalizers".into(), json!(rest));
+    }
+    if !marked {
+        metadata.insert(
+            "annotations".into(),
+            json!({ NOT_MANAGED_BY_MCM_ANNOTATION: "1" }),
+        );
+    }
+    metadata.insert(
+        "resourceVersion".into(),
+        json!(node.metadata.resource_version),
+    );
+    Some(json!({ "metadata": metadata }))
+}
+
+/// Releases and marks the orphan Nodes; returns how many.
 pub async fn release<D>(ctx: &Context<D>) -> usize {
     let (Some(target), Some(store)) = (&ctx.target, &ctx.nodes) else {
         return 0;
@@ -96,19 +143,12 @@ pub async fn release<D>(ctx: &Context<D>) -> usize {
                 }
             }
         }
-        // The list without ours, guarded by the version it was computed from.
         let Ok(Some(node)) = nodes.get_opt(&c.node).await else {
             continue;
         };
-        let rest: Vec<&String> = node
-            .finalizers()
-            .iter()
-            .filter(|f| *f != NODE_FINALIZER)
-            .collect();
-        let patch = json!({"metadata": {
-            "finalizers": rest,
-            "resourceVersion": node.metadata.resource_version,
-        }});
+        let Some(patch) = orphan_patch(&node) else {
+            continue;
+        };
         match nodes
             .patch(
                 &c.node,
@@ -119,7 +159,7 @@ pub async fn release<D>(ctx: &Context<D>) -> usize {
         {
             Ok(_) => {
                 released += 1;
-                tracing::info!(node = %c.node, "removed our finalizer from a node no machine claims");
+                tracing::info!(node = %c.node, "released and marked not-managed-by-mcm a node no machine claims");
             }
             Err(e) => tracing::debug!(node = %c.node, "could not release the orphan node: {e}"),
         }
@@ -146,20 +186,28 @@ mod tests {
     }
 
     #[test]
-    fn only_old_unclaimed_nodes_with_our_finalizer_are_candidates() {
+    fn only_old_unclaimed_nodes_not_yet_released_and_marked_are_candidates() {
         let now = "2026-01-01T01:00:00Z".parse().unwrap();
         let old = "2026-01-01T00:00:00Z";
         let mut claimed = Machine::named("a");
         claimed.metadata.labels = Some([("node".to_string(), "machine-a".to_string())].into());
         let machines = [Arc::new(claimed)];
+        let mut marked = node("machine-f", old, None, false);
+        Arc::make_mut(&mut marked).metadata.annotations =
+            Some([(NOT_MANAGED_BY_MCM_ANNOTATION.to_string(), "1".to_string())].into());
         let nodes = [
             node("machine-a", old, Some("a"), true), // claimed
             node("machine-b", old, Some("b"), true), // orphan
             node("machine-c", "2026-01-01T00:59:00Z", None, true), // too young
-            node("machine-d", old, None, false),     // not ours
+            node("machine-d", old, None, false),     // not ours, not yet marked
             node("machine-e", old, None, true),      // orphan, no label
+            marked,                                  // released and marked already
         ];
         let found = candidates(&nodes, &machines, now, Duration::from_secs(20 * 60));
+        let names = |n: &str| {
+            let bare = n.strip_prefix("machine-").unwrap_or(n);
+            vec![bare.to_string(), n.to_string()]
+        };
         assert_eq!(
             found,
             [
@@ -168,10 +216,40 @@ mod tests {
                     machines: vec!["b".into()]
                 },
                 Candidate {
+                    node: "machine-d".into(),
+                    machines: names("machine-d")
+                },
+                Candidate {
                     node: "machine-e".into(),
-                    machines: vec!["e".into(), "machine-e".into()]
+                    machines: names("machine-e")
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_orphan_loses_our_finalizer_and_is_marked_once() {
+        let old = "2026-01-01T00:00:00Z";
+        let mut n = (*node("machine-b", old, Some("b"), true)).clone();
+        n.metadata.finalizers = Some(vec!["other".into(), NODE_FINALIZER.into()]);
+        n.metadata.resource_version = Some("7".into());
+        assert_eq!(
+            orphan_patch(&n),
+            Some(json!({"metadata": {
+                "finalizers": ["other"],
+                "annotations": { NOT_MANAGED_BY_MCM_ANNOTATION: "1" },
+                "resourceVersion": "7",
+            }}))
+        );
+        // Marked already (say by MCM), our finalizer back: only the finalizer.
+        n.metadata.annotations =
+            Some([(NOT_MANAGED_BY_MCM_ANNOTATION.to_string(), "1".to_string())].into());
+        assert_eq!(
+            orphan_patch(&n),
+            Some(json!({"metadata": {"finalizers": ["other"], "resourceVersion": "7"}}))
+        );
+        // Neither: nothing to write.
+        n.metadata.finalizers = Some(vec!["other".into()]);
+        assert_eq!(orphan_patch(&n), None);
     }
 }

@@ -60,6 +60,10 @@ pub(super) fn node_fingerprint(node: &Node) -> Option<u64> {
     node.annotations()
         .get(crate::contract::preserve::ANNOTATION)
         .hash(&mut h);
+    // A claimed Node marked not-managed-by-mcm gets the mark removed at once.
+    node.annotations()
+        .contains_key(crate::contract::NOT_MANAGED_BY_MCM_ANNOTATION)
+        .hash(&mut h);
     node.metadata
         .deletion_timestamp
         .as_ref()
@@ -252,6 +256,24 @@ mod tests {
         class_secret.metadata.name = Some("cloudprovider".into());
         assert!(keep(&watcher::Event::Apply(class_secret)));
         assert!(keep(&watcher::Event::Apply(Secret::default())));
+    }
+
+    #[test]
+    fn a_node_marked_or_unmarked_not_managed_wakes_its_machine() {
+        let plain = Node::default();
+        let mut marked = plain.clone();
+        marked.metadata.annotations = Some(
+            [(
+                crate::contract::NOT_MANAGED_BY_MCM_ANNOTATION.to_string(),
+                "1".to_string(),
+            )]
+            .into(),
+        );
+        assert_ne!(node_fingerprint(&plain), node_fingerprint(&marked));
+        // Other annotations are no reason to look again.
+        let mut other = plain.clone();
+        other.metadata.annotations = Some([("x".to_string(), "y".to_string())].into());
+        assert_eq!(node_fingerprint(&plain), node_fingerprint(&other));
     }
 
     #[test]

@@ -318,8 +318,10 @@ pub fn failure_phase(machine: &Machine, creation_timeout: Duration, now: jiff::T
 }
 
 /// How long to wait after a driver error, as MCM's `machineCreateErrorHandler` does.
+/// `--resource-exhausted-retry=0` means MCM's long retry there, not at once.
 pub fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration {
     match code {
+        Code::ResourceExhausted if resource_exhausted_retry.is_zero() => retry::LONG,
         Code::ResourceExhausted => resource_exhausted_retry,
         c if c.is_transient() => retry::SHORT,
         _ => retry::MEDIUM,
@@ -605,6 +607,30 @@ mod tests {
         ] {
             assert_eq!(retry_of(code), retry::MEDIUM, "{code}");
         }
+    }
+
+    #[test]
+    fn a_zero_resource_exhausted_retry_is_the_long_retry() {
+        // MCM: "If set to 0, it automatically reverts to LongRetry"; never a hot loop.
+        assert_eq!(
+            failure_retry(Code::ResourceExhausted, Duration::ZERO),
+            retry::LONG
+        );
+        let s = Settings {
+            resource_exhausted_retry: Duration::ZERO,
+            ..Settings::default()
+        };
+        let failed = failure(&machine(), error(Code::ResourceExhausted), &given(&s, true));
+        assert_eq!(failed.retry, retry::LONG);
+        // Any other value is kept, however short.
+        let second = Duration::from_secs(1);
+        assert_eq!(failure_retry(Code::ResourceExhausted, second), second);
+        // Other codes never read it.
+        assert_eq!(
+            failure_retry(Code::Unavailable, Duration::ZERO),
+            retry::SHORT
+        );
+        assert_eq!(failure_retry(Code::Internal, Duration::ZERO), retry::MEDIUM);
     }
 
     #[test]
