@@ -388,9 +388,11 @@ async fn evict_all(
                 match plan::after_refusal(&name, pdb.as_ref(), mode) {
                     Refused::Retry => blocked = Some(format!("{ns}/{name}: {}", s.message)),
                     // Retried long enough: the Pod goes without the budget's consent, as in MCM.
+                    // Not forced: the drain still waits for it to be gone.
                     Refused::Delete => {
                         tracing::info!(node, pod = name, "evictions retried long enough, deleting");
                         delete_now(&api, &name).await?;
+                        leaving = true;
                     }
                     Refused::Misconfigured(why) => misconfigured.push(why),
                 }
