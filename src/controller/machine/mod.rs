@@ -13,6 +13,7 @@ pub mod health;
 pub mod inplace;
 pub mod meltdown;
 pub mod preservation;
+pub mod trouble;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,9 +88,24 @@ pub async fn reconcile<D: Driver>(
             class: &class,
             secret: &secret,
         };
-        if let Some(trouble) = ctx.driver.vm_trouble(&req).await {
-            // The VM cannot run: a creation failure, whatever the Node does.
-            return Box::pin(creation::failed(&ctx, &machine, trouble)).await;
+        if let Some(found) = ctx.driver.vm_trouble(&req).await {
+            let reason = found.reason.clone();
+            match trouble::decide(found, ctx.settings.vm_trouble_grace, jiff::Timestamp::now()) {
+                trouble::Plan::Report(error) => {
+                    // The VM cannot run: a creation failure, whatever the Node does.
+                    return Box::pin(creation::failed(&ctx, &machine, error)).await;
+                }
+                trouble::Plan::Wait { note, after } => {
+                    // It may clear by itself: no status until the grace ends.
+                    tracing::info!(
+                        reason,
+                        reported_in = %format_go(after),
+                        "the VM cannot run; reported on the machine if it lasts"
+                    );
+                    ctx.note(&machine, note);
+                    return Ok(Action::requeue(after));
+                }
+            }
         }
     }
 
