@@ -126,10 +126,13 @@ pub async fn reconcile<D: Driver>(
             // did not show the first patch yet.
             upkeep = Some(Box::pin(node::upkeep(&ctx, &machine, &class, node)).await?);
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
+                // As MCM: a log line and another try in 5 s, no status (a
+                // Failed one would count the machine in `failedMachines`).
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);
-                tracing::debug!("{note}");
+                tracing::warn!("{note}");
                 ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
+                wake = wake.min(retry::SHORT);
             }
         }
         let decide = |all: &[Arc<Machine>]| {
@@ -189,7 +192,7 @@ pub async fn reconcile<D: Driver>(
             && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
             && ctx.write_status(&machine, &change).await?.is_some()
         {
-            tracing::warn!("{}", change.description);
+            tracing::info!("{}", change.description);
             return Ok(Action::requeue(retry::LONG));
         }
         if let Some(after) = plan.recheck_after {
