@@ -77,6 +77,12 @@ pub struct Options {
     /// any order; collection looks again next period).
     #[arg(long, env = "MACHINE_SAFETY_ORPHAN_VMS_MIN_AGE", default_value = "2m", value_parser = duration)]
     pub machine_safety_orphan_vms_min_age: Duration,
+    /// Not in MCM: a VM that cannot run (image pull error, unschedulable, crash
+    /// loop, failed Pod) is reported on its machine (CrashLoopBackOff, state
+    /// Failed) only once the trouble has lasted this long; until then a Warning
+    /// Event. 0 reports at once.
+    #[arg(long, env = "MACHINE_VM_TROUBLE_GRACE", default_value = "1m", value_parser = duration)]
+    pub machine_vm_trouble_grace: Duration,
     /// Period of API server reachability checks.
     #[arg(long, env = "MACHINE_SAFETY_APISERVER_STATUSCHECK_PERIOD", default_value = "1m", value_parser = duration)]
     pub machine_safety_apiserver_statuscheck_period: Duration,

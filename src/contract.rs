@@ -166,6 +166,19 @@ pub mod text {
     pub fn node_template_applied(node: &str) -> String {
         format!("Node template applied to node {node}")
     }
+    /// Not in MCM: the Warning Event of a VM trouble within its grace (MCM's
+    /// provider-local says nothing for 10 minutes, then only the Pod's phase).
+    pub fn vm_trouble_in_grace(
+        reason: &str,
+        message: &str,
+        since: &str,
+        grace: &str,
+        deadline: &str,
+    ) -> String {
+        format!(
+            "{reason} since {since}: {message}. Reported on the machine if it lasts {grace} (at {deadline})"
+        )
+    }
     pub fn health_timeout(machine: &str, timeout: &str, conditions: &str) -> String {
         format!(
             "Machine {machine} health checks failing since last {timeout} minutes. Updating machine phase to Failed. Node Conditions: {conditions}"

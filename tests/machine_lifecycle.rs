@@ -534,9 +534,10 @@ async fn bad_input_is_reported_on_the_machine_and_harms_no_other() {
     controller.stop().await;
 }
 
-/// A Pod that cannot start says why on its Machine within seconds, in the
-/// kubelet's words, instead of a "failed to join" after the creation timeout;
-/// the machine is still deleted cleanly.
+/// A Pod that cannot start and does not recover says why on its Machine once
+/// `--machine-vm-trouble-grace` has passed (well before the creation timeout),
+/// in the kubelet's words; within the grace only a Warning Event says so and
+/// the machine's status stays. The machine is still deleted cleanly.
 #[tokio::test]
 async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
     let ns = TestNamespace::in_both("pull-fails").await;
@@ -559,9 +560,34 @@ async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
         .create(&pp, &machine(&name, "unpullable"))
         .await
         .unwrap();
-    let controller = start(settings(&ns)).await;
+    let history = record_history(machines.clone(), &name);
+    let grace = std::time::Duration::from_secs(15);
+    let controller = start(mcm_local::controller::settings::Settings {
+        vm_trouble_grace: grace,
+        ..settings(&ns)
+    })
+    .await;
 
     let why = "ImagePullBackOff: Back-off pulling image \"registry.invalid/unpullable:1\"";
+    let events: Api<Event> = ns.api(&control);
+    let warned = |reason: &'static str| {
+        move |l: &[Event]| {
+            l.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some(reason)
+                    && e.message.as_deref().unwrap_or_default().contains(why)
+            })
+        }
+    };
+    let on_machine = || watcher::Config::default().fields(&format!("involvedObject.name={name}"));
+    wait_for_list(
+        &events,
+        on_machine(),
+        TIMEOUT,
+        "a Warning Event names the pull failure within the grace",
+        warned("VMTrouble"),
+    )
+    .await;
     let m = wait_for(
         &machines,
         &name,
@@ -575,18 +601,47 @@ async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
     .await;
     assert_eq!(m.status.last_operation.state, Some(OpState::Failed));
     assert_eq!(m.status.last_operation.type_, Some(OpType::Create));
-    let events: Api<Event> = ns.api(&control);
+    // Reported no earlier than the grace after the Pod stopped being ready.
+    let pod = ns
+        .api::<Pod>(&target)
+        .get(&format!("machine-{name}"))
+        .await
+        .unwrap();
+    let not_ready_since = pod
+        .status
+        .and_then(|s| s.conditions)
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .and_then(|c| c.last_transition_time)
+        .expect("the Pod's Ready condition")
+        .0;
+    let reported = m
+        .status
+        .last_operation
+        .last_update_time
+        .expect("reported at")
+        .0;
+    let lasted = reported.duration_since(not_ready_since);
+    assert!(
+        lasted >= jiff::SignedDuration::try_from(grace).unwrap(),
+        "reported {lasted} after the Pod stopped being ready, within the grace of {grace:?}"
+    );
+    // Before the report the machine never showed the failure.
+    let seen = history.borrow().clone();
+    let first_failure = seen.iter().position(|(_, d)| d.contains(why)).unwrap();
+    assert!(
+        seen[..first_failure]
+            .iter()
+            .all(|(phase, _)| phase != &Some(Phase::CrashLoopBackOff)),
+        "{seen:#?}"
+    );
     wait_for_list(
         &events,
-        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        on_machine(),
         TIMEOUT,
-        "a Warning Event names the image pull failure",
-        |l: &[Event]| {
-            l.iter().any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.message.as_deref().unwrap_or_default().contains(why)
-            })
-        },
+        "a Warning Event names the image pull failure as a creation failure",
+        warned("CreateFailed"),
     )
     .await;
 
@@ -1062,8 +1117,10 @@ async fn machines_of_one_deployment_that_time_out_together_fail_one_at_a_time() 
 }
 
 /// A node template the API server refuses for the Node (an invalid taint effect)
-/// never keeps the machine from Running; it is reported on the Machine and as a
-/// Warning Event, both with the server's message naming the field.
+/// never keeps the machine from Running; as in MCM it is a log line and a
+/// Warning Event with the server's message naming the field, never a status:
+/// the machine's lastOperation is never `Failed` (MCM would list it in
+/// `failedMachines`).
 #[tokio::test]
 async fn a_refused_node_template_is_reported_and_the_machine_still_runs() {
     let ns = TestNamespace::in_both("bad-template").await;
@@ -1097,48 +1154,43 @@ spec:
         ns = ns.name()
     );
     kubectl_apply(Cluster::Control, &machine).await;
+    let failed = support::wait::never(
+        &machines,
+        Default::default(),
+        "the machine with lastOperation.state Failed",
+        |m: &Machine| m.status.last_operation.state == Some(OpState::Failed),
+    )
+    .await;
     let controller = start(settings(&ns)).await;
 
     // The Node's validation names the taint by its index among the Node's taints.
     let field = "].effect: Unsupported value: \"Sometimes\"";
-    let reported = wait_for(
-        &machines,
-        &name,
-        TIMEOUT,
-        "the machine is Running and its lastOperation names the refused field",
-        |m| {
-            m.phase() == Some(&Phase::Running)
-                && m.status.last_operation.description.contains(field)
-        },
-    )
+    wait_for(&machines, &name, TIMEOUT, "the machine is Running", |m| {
+        m.phase() == Some(&Phase::Running)
+    })
     .await;
-    assert_eq!(reported.status.last_operation.state, Some(OpState::Failed));
-    assert!(
-        reported
-            .status
-            .last_operation
-            .description
-            .starts_with(&format!(
-                "Node template could not be applied to node machine-{name}: "
-            )),
-        "{}",
-        reported.status.last_operation.description
-    );
     let events: Api<Event> = ns.api(&control);
     wait_for_list(
         &events,
         Default::default(),
         TIMEOUT,
-        "a Warning Event names the refused field",
+        "a Warning Event names the refused field, counted on each retry (every 5 s)",
         |l: &[Event]| {
             l.iter().any(|e| {
                 e.type_.as_deref() == Some("Warning")
+                    && e.count.unwrap_or(1) >= 3
                     && e.reason.as_deref() == Some("NodeTemplateRefused")
+                    && e.message.as_deref().unwrap_or_default().contains(&format!(
+                        "Node template could not be applied to node machine-{name}: "
+                    ))
                     && e.message.as_deref().unwrap_or_default().contains(field)
             })
         },
     )
     .await;
+    let running = machines.get(&name).await.unwrap();
+    assert_eq!(running.phase(), Some(&Phase::Running));
+    failed.check();
 
     delete_all_machines(&machines).await;
     controller.stop().await;

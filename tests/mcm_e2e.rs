@@ -3,7 +3,8 @@
 
 //! End to end with the real MCM (v0.62.1, built by `make tools`): its
 //! MachineDeployment and MachineSet controllers make the Machines, ours makes
-//! their VMs, and a scale-down goes through our deletion flow.
+//! their VMs, and a scale-down goes through our deletion flow. A pull error
+//! that clears within the grace never shows in MCM's `failedMachines`.
 
 mod support;
 
@@ -53,14 +54,7 @@ async fn mcm_machine_deployment_rolls_out_and_scales_down_through_us() {
         .await;
     }
     let deployments: Api<MachineDeployment> = ns.api(&control);
-    wait_for(
-        &deployments,
-        &deployment,
-        TIMEOUT,
-        "the MachineDeployment reports 3 available",
-        |d| d.status.get("availableReplicas").and_then(|v| v.as_i64()) == Some(3),
-    )
-    .await;
+    all_available(&deployments, &deployment, 3).await;
 
     // MCM picks the victims; our deletion flow drains and removes them.
     deployments
@@ -101,15 +95,7 @@ async fn mcm_rolls_an_in_place_update_through_us() {
     let ns = TestNamespace::in_both("mcm-inplace").await;
     let control = support::control().await;
     let target = support::target().await;
-    kubectl_apply(
-        Cluster::Control,
-        &sample(
-            "machine-class.yaml",
-            ns.name(),
-            &[("name: test-class", "name: test-class-v2")],
-        ),
-    )
-    .await;
+    apply_class(&ns, &[("name: test-class", "name: test-class-v2")]).await;
     let deployment = apply_deployment(
         &ns,
         &[
@@ -312,6 +298,106 @@ async fn mcm_replaces_a_preserved_failed_machine_only_after_its_preserve_timeout
     tear_down(&deployments, &deployment, &machines, controller).await;
 }
 
+/// An image pull error that clears within `--machine-vm-trouble-grace` never
+/// reaches Gardener: the machine is never CrashLoopBackOff nor `Failed`, and
+/// the real MCM's MachineDeployment never lists it in `failedMachines` (both
+/// watched the whole time); once the kubelet pulls the image, the machine runs.
+#[tokio::test]
+async fn an_image_pull_error_that_clears_within_the_grace_never_reaches_failed_machines() {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use mcm_local::contract::OpState;
+
+    let ns = TestNamespace::in_both("mcm-pull-clears").await;
+    let control = support::control().await;
+    let target = support::target().await;
+    // hack/kwok/pod-image-pull-failure.yaml plays a kubelet that cannot pull it.
+    let unpullable = [
+        ("name: test-class", "name: pull-class"),
+        (
+            "localhost/machine-image:latest",
+            "registry.invalid/unpullable:1",
+        ),
+    ];
+    apply_class(&ns, &unpullable).await;
+    let machines: Api<Machine> = ns.api(&control);
+    let deployments: Api<MachineDeployment> = ns.api(&control);
+    let machine_failed = support::wait::never(
+        &machines,
+        Default::default(),
+        "a machine CrashLoopBackOff or with lastOperation.state Failed",
+        |m: &Machine| {
+            m.status.last_operation.state == Some(OpState::Failed)
+                || m.phase() == Some(&Phase::CrashLoopBackOff)
+        },
+    )
+    .await;
+    let listed_failed = support::wait::never(
+        &deployments,
+        Default::default(),
+        "a MachineDeployment listing failedMachines",
+        |d: &MachineDeployment| {
+            d.status
+                .get("failedMachines")
+                .and_then(|f| f.as_array())
+                .is_some_and(|f| !f.is_empty())
+        },
+    )
+    .await;
+    let deployment = apply_deployment(
+        &ns,
+        &[
+            ("replicas: 3", "replicas: 1"),
+            ("name: test-class", "name: pull-class"),
+        ],
+    )
+    .await;
+    let grace = Duration::from_secs(300);
+    let (_mcm, controller) = mcm_and_us(
+        &ns,
+        Settings {
+            vm_trouble_grace: grace,
+            ..settings(&ns)
+        },
+    )
+    .await;
+
+    // Our controller saw the pull error: a Warning Event, no status.
+    let events: Api<Event> = ns.api(&control);
+    let seen = wait_for_list(
+        &events,
+        Default::default(),
+        TIMEOUT * 2,
+        "a Warning Event of the pull error within the grace",
+        |l: &[Event]| {
+            l.iter().any(|e| {
+                e.reason.as_deref() == Some("VMTrouble")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.message.as_deref().is_some_and(|m| {
+                        m.contains("ImagePullBackOff") && m.contains("if it lasts 5m0s")
+                    })
+            })
+        },
+    )
+    .await;
+    let event = seen
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("VMTrouble"))
+        .expect("the Event");
+    let name = event.involved_object.name.clone().expect("the machine");
+    let pod = format!("machine-{name}");
+    ns.delete_on_drop::<Node>(Cluster::Target, None, &pod);
+
+    // The kubelet pulls the image at last: the machine joins and runs.
+    support::machine::image_pulled_at_last(&ns.api::<Pod>(&target), &pod).await;
+    let running = all_running(&machines, 1).await;
+    assert_eq!(running[0].name_any(), name);
+    all_available(&deployments, &deployment, 1).await;
+    machine_failed.check();
+    listed_failed.check();
+
+    tear_down(&deployments, &deployment, &machines, controller).await;
+}
+
 /// Short, for the test to wait it out; long enough that the machine is seen
 /// preserved well before it expires.
 const PRESERVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -332,6 +418,15 @@ async fn all_running(machines: &Api<Machine>, n: usize) -> Vec<Machine> {
         |l| l.len() == n && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
     )
     .await
+}
+
+/// Waits until MCM reports the deployment's `n` machines available.
+async fn all_available(deployments: &Api<MachineDeployment>, deployment: &str, n: i64) {
+    let description = format!("the MachineDeployment reports {n} available");
+    wait_for(deployments, deployment, TIMEOUT, &description, |d| {
+        d.status.get("availableReplicas").and_then(|v| v.as_i64()) == Some(n)
+    })
+    .await;
 }
 
 /// Deletes the deployment first, so that MCM makes no more machines, then
@@ -378,6 +473,12 @@ async fn apply_deployment(ns: &TestNamespace, renames: &[(&str, &str)]) -> Strin
     )
     .await;
     deployment
+}
+
+/// The sample MachineClass with `renames`.
+async fn apply_class(ns: &TestNamespace, renames: &[(&str, &str)]) {
+    let class = sample("machine-class.yaml", ns.name(), renames);
+    kubectl_apply(Cluster::Control, &class).await;
 }
 
 /// The real MCM (its MachineDeployment and MachineSet controllers; `make

@@ -24,6 +24,8 @@ pub struct Settings {
     pub resource_exhausted_retry: Duration,
     pub orphan_vms_period: Duration,
     pub orphan_vms_min_age: Duration,
+    /// Not in MCM: how long a VM trouble lasts before it is reported.
+    pub vm_trouble_grace: Duration,
     pub apiserver_statuscheck_period: Duration,
     pub apiserver_statuscheck_timeout: Duration,
     pub resync_period: Duration,
@@ -44,6 +46,7 @@ impl From<&Options> for Settings {
             resource_exhausted_retry: o.resource_exhausted_retry,
             orphan_vms_period: o.machine_safety_orphan_vms_period,
             orphan_vms_min_age: o.machine_safety_orphan_vms_min_age,
+            vm_trouble_grace: o.machine_vm_trouble_grace,
             apiserver_statuscheck_period: o.machine_safety_apiserver_statuscheck_period,
             apiserver_statuscheck_timeout: o.machine_safety_apiserver_statuscheck_timeout,
             resync_period: o.min_resync_period,

@@ -10,8 +10,8 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 
 use super::{
-    Deletion, Driver, DriverResult, MachineError, MachineList, MachineRequest, MachineResponse,
-    SecretData, VmFacts, VmWatch,
+    Deletion, Driver, DriverResult, MachineList, MachineRequest, MachineResponse, SecretData,
+    VmFacts, VmTrouble, VmWatch,
 };
 use crate::api::MachineClass;
 use crate::metrics::{Metrics, Outcome};
@@ -92,7 +92,7 @@ impl<D: Driver> Driver for InstrumentedDriver<D> {
 
     // Not MCM driver calls: passed through uncounted, so that MCM's series mean
     // what they mean in Go.
-    async fn vm_trouble(&self, req: &MachineRequest<'_>) -> Option<MachineError> {
+    async fn vm_trouble(&self, req: &MachineRequest<'_>) -> Option<VmTrouble> {
         // A read of the driver's cache, not a provider call: not counted.
         self.inner.vm_trouble(req).await
     }

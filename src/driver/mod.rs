@@ -167,6 +167,19 @@ pub struct VmFacts {
 
 pub type DriverResult<T> = Result<T, MachineError>;
 
+/// Not in MCM: what keeps a VM from running, as [`Driver::vm_trouble`] tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmTrouble {
+    /// The provider's own word for it (`ImagePullBackOff`, `Unschedulable` ...).
+    pub reason: String,
+    /// What the machine shows once the trouble is reported.
+    pub error: MachineError,
+    /// When it began, as the provider records it (so that a restart of the
+    /// controller does not start the clock again); `None` when the provider
+    /// does not say, and then it is reported at once.
+    pub since: Option<jiff::Timestamp>,
+}
+
 /// The six calls of MCM's driver interface, and what the controller must know
 /// beyond them: what to watch, where VMs live, and what orphan collection reads.
 ///
@@ -226,14 +239,15 @@ pub trait Driver: Send + Sync + 'static {
     ) -> impl Future<Output = DriverResult<Vec<String>>> + Send;
 
     /// Not in MCM: why the VM of a machine that is being created cannot run
-    /// (say, its image cannot be pulled), from what the driver can read
-    /// cheaply; `None` when nothing is wrong or the driver cannot tell. The
-    /// machine then shows it as a creation failure (CrashLoopBackOff, Failed
-    /// after the creation timeout) instead of waiting for a Node that never joins.
+    /// (say, its image cannot be pulled), and since when, from what the driver
+    /// can read cheaply; `None` when nothing is wrong or the driver cannot tell.
+    /// A trouble that outlasts `--machine-vm-trouble-grace` shows on the machine
+    /// as a creation failure (CrashLoopBackOff, Failed after the creation
+    /// timeout) instead of a wait for a Node that never joins.
     fn vm_trouble(
         &self,
         _req: &MachineRequest<'_>,
-    ) -> impl Future<Output = Option<MachineError>> + Send {
+    ) -> impl Future<Output = Option<VmTrouble>> + Send {
         async { None }
     }
 

@@ -224,3 +224,38 @@ pub const TOKEN_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_hour
 
 /// Generous timeout for a machine Pod to run and its Node to join.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a kubelet that finally pulled the image writes (kwok's
+/// `pod-image-pull-failure` stage played the failed pulls): every container
+/// running and ready, the Pod Running and Ready, its IP kept. Written through
+/// the status subresource, as a kubelet writes it; the kubelet stand-in then
+/// joins the machine's Node, as it does for any Running machine Pod.
+pub async fn image_pulled_at_last(pods: &kube::Api<Pod>, name: &str) {
+    let pod = pods.get(name).await.expect("the machine Pod");
+    let now = jiff::Timestamp::now().to_string();
+    let containers: Vec<_> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name, "image": c.image, "imageID": "", "ready": true,
+                "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}},
+            })
+        })
+        .collect();
+    let condition = |type_: &str| serde_json::json!({"type": type_, "status": "True", "lastTransitionTime": now});
+    // Conditions merge by type; the container statuses are replaced whole.
+    let status = serde_json::json!({"status": {
+        "phase": "Running",
+        "conditions": [condition("Ready"), condition("ContainersReady")],
+        "containerStatuses": containers,
+    }});
+    pods.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(status),
+    )
+    .await
+    .expect("patch the machine Pod's status");
+}

@@ -8,7 +8,8 @@
 //! timeout passes panics with the description and the last state it saw, so a
 //! failing test shows what the cluster looked like. Never sleep in a test instead.
 //! [`holds_until`] is the other way round: it watches for a while and panics as
-//! soon as something is no longer so.
+//! soon as something is no longer so; [`never`] watches in the background while
+//! the test goes on, and is asked at the end.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -136,6 +137,73 @@ pub async fn holds_until<K: Watchable>(
     match broken {
         Ok(objects) => panic!("no longer {description}\n{}", seen_last(&objects, None)),
         Err((objects, _)) => objects,
+    }
+}
+
+/// A watch in the background that remembers the first object it saw in a
+/// state that must never be; [`Never::check`] panics with it.
+pub struct Never {
+    description: String,
+    seen: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Never {
+    /// Panics with the first object seen in the forbidden state, if any.
+    pub fn check(&self) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(obj) = seen.as_ref() {
+            panic!("seen {}:\n{obj}", self.description);
+        }
+    }
+}
+
+impl Drop for Never {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches the objects `config` selects in `api` from now on, each change as
+/// it comes (not snapshots), and remembers the first one for which `bad`
+/// holds (`description` says what that is). Returns once the watch has listed
+/// them, so that every later change is seen; [`Never::check`] asks.
+pub async fn never<K: Watchable>(
+    api: &Api<K>,
+    config: watcher::Config,
+    description: &str,
+    bad: impl Fn(&K) -> bool + Send + 'static,
+) -> Never {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (listed, on_list) = tokio::sync::oneshot::channel();
+    let mut listed = Some(listed);
+    let mut events = watcher(api.clone(), config).default_backoff().boxed();
+    let remember = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) if bad(&obj) => {
+                    let mut first = remember.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| pretty(&obj));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let list_timeout = Duration::from_secs(60);
+    tokio::time::timeout(list_timeout, on_list)
+        .await
+        .unwrap_or_else(|_| panic!("the watch for {description} did not list in time"))
+        .unwrap_or_else(|_| panic!("the watch for {description} ended"));
+    Never {
+        description: description.to_string(),
+        seen,
+        task,
     }
 }
 

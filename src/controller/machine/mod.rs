@@ -13,6 +13,7 @@ pub mod health;
 pub mod inplace;
 pub mod meltdown;
 pub mod preservation;
+pub mod trouble;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,9 +88,24 @@ pub async fn reconcile<D: Driver>(
             class: &class,
             secret: &secret,
         };
-        if let Some(trouble) = ctx.driver.vm_trouble(&req).await {
-            // The VM cannot run: a creation failure, whatever the Node does.
-            return Box::pin(creation::failed(&ctx, &machine, trouble)).await;
+        if let Some(found) = ctx.driver.vm_trouble(&req).await {
+            let reason = found.reason.clone();
+            match trouble::decide(found, ctx.settings.vm_trouble_grace, jiff::Timestamp::now()) {
+                trouble::Plan::Report(error) => {
+                    // The VM cannot run: a creation failure, whatever the Node does.
+                    return Box::pin(creation::failed(&ctx, &machine, error)).await;
+                }
+                trouble::Plan::Wait { note, after } => {
+                    // It may clear by itself: no status until the grace ends.
+                    tracing::info!(
+                        reason,
+                        reported_in = %format_go(after),
+                        "the VM cannot run; reported on the machine if it lasts"
+                    );
+                    ctx.note(&machine, note);
+                    return Ok(Action::requeue(after));
+                }
+            }
         }
     }
 
@@ -110,10 +126,13 @@ pub async fn reconcile<D: Driver>(
             // did not show the first patch yet.
             upkeep = Some(Box::pin(node::upkeep(&ctx, &machine, &class, node)).await?);
             if let Some(node::Upkeep::Refused(why)) = &upkeep {
+                // As MCM: a log line and another try in 5 s, no status (a
+                // Failed one would count the machine in `failedMachines`).
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);
-                tracing::debug!("{note}");
+                tracing::warn!("{note}");
                 ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
+                wake = wake.min(retry::SHORT);
             }
         }
         let decide = |all: &[Arc<Machine>]| {
@@ -172,7 +191,7 @@ pub async fn reconcile<D: Driver>(
             && let Some(change) = node::template_report(&machine, &node.name_any(), upkeep)
             && ctx.write_status(&machine, &change).await?.is_some()
         {
-            tracing::warn!("{}", change.description);
+            tracing::info!("{}", change.description);
             return Ok(Action::requeue(retry::LONG));
         }
         if let Some(after) = plan.recheck_after {

@@ -18,13 +18,11 @@ use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
 use crate::contract::{
-    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, OpState, OpType, Phase,
-    text,
+    NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, OpState, OpType, text,
 };
 use crate::controller::context::Context;
 use crate::controller::error::Error;
 use crate::controller::status::StatusChange;
-use crate::driver::Code;
 
 /// The strategic merge patch a Node needs, if any: our label and finalizer, and
 /// the machine's node template. A `not-managed-by-mcm` annotation left from a
@@ -94,7 +92,7 @@ pub enum Upkeep {
 
 /// Writes what [`patch_for`] finds missing. A refusal is no error of the
 /// reconcile: a node template the server will never take must not keep the
-/// machine from Running; it is reported instead ([`template_report`]).
+/// machine from Running; the caller warns and tries again soon, as MCM does.
 pub async fn upkeep<D>(
     ctx: &Context<D>,
     machine: &Machine,
@@ -129,33 +127,27 @@ pub async fn upkeep<D>(
     }
 }
 
-/// The status that tells of a refused node template on a Running machine (and
-/// takes it back once the template applies). Only Running: earlier, the
-/// creation texts are what MCM and the health check read.
+/// A refused node template is an Event and a log line only, as in MCM (which
+/// logs it and retries in 5 s): a `Failed` lastOperation would list the machine
+/// in its MachineDeployment's `failedMachines`. What is left to write is taking
+/// back the report an earlier version of this controller wrote (state Failed,
+/// type Update), once the template applies.
 pub fn template_report(machine: &Machine, node: &str, upkeep: &Upkeep) -> Option<StatusChange> {
     let lo = &machine.status.last_operation;
     let reported = lo.description.starts_with(text::NODE_TEMPLATE_REFUSED);
-    match upkeep {
-        Upkeep::Refused(why) if machine.phase() == Some(&Phase::Running) => Some(
-            StatusChange::new(
-                text::node_template_refused(node, why),
-                OpState::Failed,
-                OpType::Update,
-            )
-            .code(Code::InvalidArgument.as_str()),
-        ),
-        Upkeep::Done if reported => Some(StatusChange::new(
+    (reported && *upkeep == Upkeep::Done).then(|| {
+        StatusChange::new(
             text::node_template_applied(node),
             OpState::Successful,
             OpType::Update,
-        )),
-        _ => None,
-    }
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Phase;
 
     #[test]
     fn labels_and_finalizes_once() {
@@ -207,30 +199,28 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_template_is_reported_on_a_running_machine_and_taken_back() {
+    fn a_refused_template_writes_no_status_and_an_old_report_is_taken_back() {
         let mut m = Machine::named("m1");
-        m.status.current_status.phase = Some(Phase::Pending);
         let refused = Upkeep::Refused("spec.taints[0].effect: Unsupported value".into());
-        // While Pending the creation texts stay: the health check reads them.
-        assert_eq!(template_report(&m, "machine-m1", &refused), None);
-        m.status.current_status.phase = Some(Phase::Running);
-        let change = template_report(&m, "machine-m1", &refused).unwrap();
-        assert_eq!(
-            change.description,
-            "Node template could not be applied to node machine-m1: spec.taints[0].effect: Unsupported value"
-        );
-        assert_eq!(change.state, OpState::Failed);
-        assert_eq!(change.op, OpType::Update);
-        assert_eq!(change.phase, None, "the phase stays Running");
-        assert_eq!(template_report(&m, "machine-m1", &Upkeep::Done), None);
+        for phase in [Phase::Pending, Phase::Running] {
+            m.status.current_status.phase = Some(phase);
+            assert_eq!(template_report(&m, "machine-m1", &refused), None);
+            assert_eq!(template_report(&m, "machine-m1", &Upkeep::Done), None);
+        }
 
-        m.status.last_operation.description = change.description;
+        // What an earlier version wrote goes once the template applies.
+        m.status.last_operation.description =
+            text::node_template_refused("machine-m1", "spec.taints[0].effect: Unsupported value");
+        m.status.last_operation.state = Some(OpState::Failed);
+        assert_eq!(template_report(&m, "machine-m1", &refused), None);
         let fixed = template_report(&m, "machine-m1", &Upkeep::Done).unwrap();
         assert_eq!(
             fixed.description,
             "Node template applied to node machine-m1"
         );
         assert_eq!(fixed.state, OpState::Successful);
+        assert_eq!(fixed.op, OpType::Update);
+        assert_eq!(fixed.phase, None, "the phase stays");
     }
 
     #[test]

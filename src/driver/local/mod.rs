@@ -27,7 +27,7 @@ use crate::client::describe;
 
 use super::{
     Code, Deletion, Driver, DriverResult, MachineError, MachineList, MachineRequest,
-    MachineResponse, SecretData, VmFacts, VmWatch, VmWatchItem,
+    MachineResponse, SecretData, VmFacts, VmTrouble, VmWatch, VmWatchItem,
 };
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::api::{Machine, MachineClass, PodWithStatus};
@@ -534,10 +534,10 @@ impl Driver for LocalDriver {
         Ok(Vec::new())
     }
 
-    async fn vm_trouble(&self, req: &MachineRequest<'_>) -> Option<MachineError> {
+    async fn vm_trouble(&self, req: &MachineRequest<'_>) -> Option<VmTrouble> {
         let (_, place) = self.prepare(req).await.ok()?;
         let pod = self.find_pod(&place, req.machine.name()).await.ok()??;
-        trouble::pod_trouble(&pod).map(|why| MachineError::new(Code::Unavailable, why))
+        trouble::pod_trouble(&pod)
     }
 
     fn vm_namespace(&self, class: &MachineClass) -> Option<String> {

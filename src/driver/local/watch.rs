@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -48,11 +48,18 @@ pub fn trim_pod(pod: &mut PodWithStatus) {
             message: s.message,
             pod_ip: s.pod_ip,
             pod_ips: s.pod_ips,
+            // Scheduling and readiness, with their transitions: when a
+            // trouble began.
             conditions: s.conditions.map(|all| {
                 all.into_iter()
-                    .filter(|c| c.type_ == "PodScheduled")
+                    .filter(|c| c.type_ == "PodScheduled" || c.type_ == "Ready")
+                    .map(|c| PodCondition {
+                        message: (c.type_ == "PodScheduled").then_some(c.message).flatten(),
+                        ..c
+                    })
                     .collect()
             }),
+            start_time: s.start_time,
             container_statuses: states(s.container_statuses),
             init_container_statuses: states(s.init_container_statuses),
             ..Default::default()
@@ -221,7 +228,10 @@ mod tests {
                 "podIP": "10.0.0.1",
                 "hostIP": "10.0.0.2",
                 "phase": "Pending",
-                "conditions": [{"type": "Ready", "status": "False"}],
+                "startTime": "2026-12-03T10:00:00Z",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                                "message": "containers with unready status: [node]",
+                                "lastTransitionTime": "2026-12-03T10:00:01Z"}],
                 "containerStatuses": [{
                     "name": "node", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
                     "state": {"waiting": {"reason": "ErrImagePull", "message": "no"}},
@@ -233,7 +243,7 @@ mod tests {
         trim_pod(&mut pod);
         // What the driver reads of a Pod survives the trim.
         assert_eq!(super::super::trouble::pod_trouble(&pod), trouble);
-        assert!(trouble.is_some());
+        assert!(trouble.is_some_and(|t| t.since.is_some()));
         assert_eq!(machine_of_pod(&pod.metadata).as_deref(), Some("m1"));
         assert!(build::owner_reference(&pod.metadata).is_some());
         let status = pod.status.unwrap();
