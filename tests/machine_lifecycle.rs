@@ -992,13 +992,21 @@ async fn a_node_waiting_for_critical_components_keeps_its_machine_pending() {
     assert_eq!(gated.phase(), Some(&Phase::Pending), "{:?}", gated.status);
 
     let nodes: Api<Node> = Api::all(target);
-    let mut node = nodes.get(&node_name).await.unwrap();
-    let spec = node.spec.get_or_insert_with(Default::default);
-    spec.taints = spec
-        .taints
-        .take()
-        .map(|t| t.into_iter().filter(|t| t.key != taint).collect());
-    nodes.replace(&node_name, &pp, &node).await.unwrap();
+    let node = nodes.get(&node_name).await.unwrap();
+    let rest: Vec<_> = node
+        .spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key != taint)
+        .collect();
+    // A merge patch of the list, not a replace: the Node's heartbeats change
+    // its resourceVersion all the time (a replace met a conflict).
+    let patch = serde_json::json!({"spec": {"taints": rest}});
+    nodes
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     wait_for(
         &machines,
         &name,
