@@ -88,7 +88,7 @@ read -r -a ginkgo_args <<<"${GINKGO_ARGS:--ginkgo.v}"
 rc=0
 (cd "$SUITE/controller" &&
   unshare --user --map-root-user --pid --fork --mount-proc -- \
-    go test -count=1 -timeout 60m . -args "${ginkgo_args[@]}") || rc=$?
+    go test -v -count=1 -timeout 60m . -args "${ginkgo_args[@]}") || rc=$?
 
 if [[ -z "$started" ]]; then
   # The framework deleted MCM's CRDs at its end; the cluster stays up, so they come back.
