@@ -4,7 +4,7 @@
 # 1: one local cluster that is both control and target; 2: separate control and target.
 CLUSTERS ?= 1
 
-.PHONY: tools cluster-up cluster-down build test chaos start verify bench
+.PHONY: tools cluster-up cluster-down build test chaos mcm-suite start verify bench
 
 # Builds etcd, Kubernetes, kwok, MCM and gardener's Go provider-local (the peer) from
 # the modules pinned in hack/tools into ~/.cache (once per version).
@@ -35,6 +35,13 @@ test:
 CHAOS_MACHINES ?= 200
 chaos:
 	CHAOS_MACHINES=$(CHAOS_MACHINES) TEST_TARGETS="--test chaos" hack/test.sh -- --test-threads=1 --nocapture
+
+# MCM v0.62.1's own provider integration suite (pkg/test/integration/common), run as a
+# provider repository runs it, against our controller and MCM on the local cluster
+# (started with CLUSTERS=2 and stopped again unless one is already running). Not part
+# of test: see hack/mcm-suite.sh.
+mcm-suite:
+	hack/mcm-suite.sh
 
 # Runs the controller in the foreground. With none of CONTROL_KUBECONFIG,
 # TARGET_KUBECONFIG, CONTROL_NAMESPACE given, it uses the local cluster (started if needed).
