@@ -62,6 +62,33 @@ impl Code {
         }
     }
 
+    /// Every code, in gRPC's order (MCM's `codes` package).
+    pub const ALL: [Code; 18] = [
+        Code::Ok,
+        Code::Canceled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+        Code::Uninitialized,
+    ];
+
+    /// The code named as [`Code::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// Codes after which MCM retries soon rather than in minutes.
     pub fn is_transient(self) -> bool {
         matches!(
@@ -286,6 +313,14 @@ pub trait Driver: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_parses_from_its_name() {
+        for code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(Code::parse("resourceexhausted"), None);
+    }
 
     #[test]
     fn prints_like_mcm() {

@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod clusters;
+pub mod profile;
 pub mod trouble;
 pub mod watch;
 

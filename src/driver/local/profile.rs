@@ -1,0 +1,395 @@
+// SPDX-FileCopyrightText: 2026 The machine-controller-manager-provider-local authors
+// SPDX-License-Identifier: Apache-2.0
+
+//! The cloud profile a class may carry (`providerSpec.cloudProfile`): how the
+//! local driver's calls are delayed and made to fail, so that the local cloud
+//! fails like a real one (issue #23). This module only reads, checks and
+//! decides, from plain values; the driver does not consult it yet.
+//!
+//! Key names follow MCM's proposal for a simulation provider (#1121) where they
+//! fit: `instanceQuota`, `create.minDelay`, `create.maxDelay`,
+//! `percentageOfMachines`, `delete.rateLimitError.errorDuration`.
+//!
+//! Every choice is a function of the seed, the call and the machine's name, so
+//! a run repeats exactly; time windows run from the machine's own timestamps
+//! (created, deletion asked), so a restart of the controller changes nothing.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::driver::Code;
+
+/// The driver calls a profile can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Create,
+    Initialize,
+    GetMachineStatus,
+    ListMachines,
+    Delete,
+}
+
+impl Call {
+    fn key(self) -> &'static str {
+        match self {
+            Call::Create => "create",
+            Call::Initialize => "initialize",
+            Call::GetMachineStatus => "getMachineStatus",
+            Call::ListMachines => "listMachines",
+            Call::Delete => "delete",
+        }
+    }
+}
+
+/// `providerSpec.cloudProfile` as written.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    seed: u64,
+    instance_quota: Option<u32>,
+    create: Option<RawCall>,
+    initialize: Option<RawCall>,
+    get_machine_status: Option<RawCall>,
+    list_machines: Option<RawCall>,
+    delete: Option<RawCall>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawCall {
+    min_delay: Option<String>,
+    max_delay: Option<String>,
+    error: Option<RawError>,
+    rate_limit_error: Option<RawRateLimit>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawError {
+    code: String,
+    percentage_of_machines: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRateLimit {
+    error_duration: String,
+}
+
+/// A profile that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("providerSpec.cloudProfile{field}: {why}")]
+pub struct ProfileError {
+    field: String,
+    why: String,
+}
+
+fn invalid(field: impl Into<String>, why: impl Into<String>) -> ProfileError {
+    ProfileError {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// What a profile does to one call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallProfile {
+    /// Each call waits between these two (the same machine, the same wait).
+    pub delay: (Duration, Duration),
+    /// This share of machines (0 to 100) gets this error on every such call.
+    pub error: Option<(Code, f64)>,
+    /// The call answers `ResourceExhausted` ("rate limit exceeded") for this
+    /// long after the machine's own start (creation, or deletion asked).
+    pub rate_limit_for: Option<Duration>,
+}
+
+/// A checked cloud profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloudProfile {
+    pub seed: u64,
+    /// VMs of the class that may exist at once.
+    pub instance_quota: Option<u32>,
+    calls: Vec<(Call, CallProfile)>,
+}
+
+/// What a call meets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub delay: Duration,
+    /// The injected error and the rule that fired (for the log and the count).
+    pub error: Option<(Code, String)>,
+}
+
+impl CloudProfile {
+    /// Reads and checks `providerSpec.cloudProfile`; none at all is the
+    /// profile that never delays nor fails.
+    pub fn parse(raw: Option<&serde_json::Value>) -> Result<Self, ProfileError> {
+        let Some(raw) = raw.filter(|v| !v.is_null()) else {
+            return Ok(Self::default());
+        };
+        let raw: Raw =
+            serde_json::from_value(raw.clone()).map_err(|e| invalid("", e.to_string()))?;
+        let mut calls = Vec::new();
+        for (call, spec) in [
+            (Call::Create, raw.create),
+            (Call::Initialize, raw.initialize),
+            (Call::GetMachineStatus, raw.get_machine_status),
+            (Call::ListMachines, raw.list_machines),
+            (Call::Delete, raw.delete),
+        ] {
+            if let Some(spec) = spec {
+                calls.push((call, check_call(call, spec)?));
+            }
+        }
+        Ok(Self {
+            seed: raw.seed,
+            instance_quota: raw.instance_quota,
+            calls,
+        })
+    }
+
+    fn call(&self, call: Call) -> Option<&CallProfile> {
+        self.calls.iter().find(|(c, _)| *c == call).map(|(_, p)| p)
+    }
+
+    /// What `call` for `machine` meets, `since` its start (creation for most
+    /// calls, the deletion for Delete).
+    pub fn fault(&self, call: Call, machine: &str, since: Duration) -> Fault {
+        let Some(p) = self.call(call) else {
+            return Fault {
+                delay: Duration::ZERO,
+                error: None,
+            };
+        };
+        let (min, max) = p.delay;
+        let spread = max.saturating_sub(min);
+        let delay = min + spread.mul_f64(self.draw(call, machine, "delay"));
+        let error = if let Some(window) = p.rate_limit_for
+            && since < window
+        {
+            Some((
+                Code::ResourceExhausted,
+                format!("{}.rateLimitError for {window:?}", call.key()),
+            ))
+        } else {
+            p.error.and_then(|(code, share)| {
+                (self.draw(call, machine, "error") * 100.0 < share).then(|| {
+                    (
+                        code,
+                        format!("{}.error {code} for {share}% of machines", call.key()),
+                    )
+                })
+            })
+        };
+        Fault { delay, error }
+    }
+
+    /// A number in [0, 1) from the seed, the call, the machine and what it is
+    /// for: SHA-256, so that it stays the same across builds and platforms.
+    fn draw(&self, call: Call, machine: &str, what: &str) -> f64 {
+        let mut hash = Sha256::new();
+        hash.update(self.seed.to_be_bytes());
+        for part in [call.key(), machine, what] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let digest = hash.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        // 53 bits: every value exact in an f64.
+        (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether one more VM of the class fits, with `existing` VMs of it.
+    pub fn quota_allows(&self, existing: usize) -> bool {
+        self.instance_quota
+            .is_none_or(|q| u64::try_from(existing).unwrap_or(u64::MAX) < u64::from(q))
+    }
+}
+
+fn duration(field: String, text: Option<&str>) -> Result<Option<Duration>, ProfileError> {
+    text.map(|t| crate::duration::parse(t).map_err(|why| invalid(field, why)))
+        .transpose()
+}
+
+fn check_call(call: Call, raw: RawCall) -> Result<CallProfile, ProfileError> {
+    let at = |key: &str| format!(".{}.{key}", call.key());
+    let min = duration(at("minDelay"), raw.min_delay.as_deref())?.unwrap_or_default();
+    let max = duration(at("maxDelay"), raw.max_delay.as_deref())?.unwrap_or(min);
+    if max < min {
+        return Err(invalid(
+            at("maxDelay"),
+            format!("must not be below minDelay ({min:?}), is {max:?}"),
+        ));
+    }
+    let error = match raw.error {
+        None => None,
+        Some(e) => {
+            let code = Code::parse(&e.code)
+                .ok_or_else(|| invalid(at("error.code"), format!("unknown code {:?}", e.code)))?;
+            if code == Code::Ok {
+                return Err(invalid(at("error.code"), "OK is no error"));
+            }
+            if !(0.0..=100.0).contains(&e.percentage_of_machines) {
+                return Err(invalid(
+                    at("error.percentageOfMachines"),
+                    format!("must be 0 to 100, is {}", e.percentage_of_machines),
+                ));
+            }
+            Some((code, e.percentage_of_machines))
+        }
+    };
+    let rate_limit_for = match raw.rate_limit_error {
+        None => None,
+        Some(r) => {
+            let field = at("rateLimitError.errorDuration");
+            let d = duration(field.clone(), Some(&r.error_duration))?.unwrap_or_default();
+            if d.is_zero() {
+                return Err(invalid(field, "must be longer than 0s"));
+            }
+            Some(d)
+        }
+    };
+    Ok(CallProfile {
+        delay: (min, max),
+        error,
+        rate_limit_for,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn profile(v: serde_json::Value) -> CloudProfile {
+        CloudProfile::parse(Some(&v)).unwrap()
+    }
+
+    fn error_of(v: serde_json::Value) -> String {
+        CloudProfile::parse(Some(&v)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_profile_never_delays_nor_fails() {
+        let none = CloudProfile::parse(None).unwrap();
+        assert_eq!(none, CloudProfile::parse(Some(&json!(null))).unwrap());
+        let f = none.fault(Call::Create, "m1", Duration::ZERO);
+        assert_eq!(f.delay, Duration::ZERO);
+        assert_eq!(f.error, None);
+        assert!(none.quota_allows(1_000_000));
+    }
+
+    #[test]
+    fn a_share_of_machines_fails_and_the_same_seed_fails_the_same_names() {
+        let p = profile(json!({"seed": 7, "create": {
+            "error": {"code": "Unavailable", "percentageOfMachines": 10}}}));
+        let failed: Vec<String> = (0..1000)
+            .map(|i| format!("pool-a-{i}"))
+            .filter(|m| p.fault(Call::Create, m, Duration::ZERO).error.is_some())
+            .collect();
+        assert!(
+            (80..=120).contains(&failed.len()),
+            "{} of 1000 failed",
+            failed.len()
+        );
+        let again: Vec<String> = (0..1000)
+            .map(|i| format!("pool-a-{i}"))
+            .filter(|m| p.fault(Call::Create, m, Duration::ZERO).error.is_some())
+            .collect();
+        assert_eq!(failed, again);
+        // Another seed picks other machines.
+        let other = profile(json!({"seed": 8, "create": {
+            "error": {"code": "Unavailable", "percentageOfMachines": 10}}}));
+        let picked_by_other = failed
+            .iter()
+            .filter(|m| other.fault(Call::Create, m, Duration::ZERO).error.is_some())
+            .count();
+        assert!(picked_by_other < failed.len() / 2, "{picked_by_other}");
+        // Other calls are untouched.
+        assert!(
+            failed
+                .iter()
+                .all(|m| p.fault(Call::Delete, m, Duration::ZERO).error.is_none())
+        );
+        let (code, rule) = p
+            .fault(Call::Create, &failed[0], Duration::ZERO)
+            .error
+            .unwrap();
+        assert_eq!(code, Code::Unavailable);
+        assert_eq!(rule, "create.error Unavailable for 10% of machines");
+    }
+
+    #[test]
+    fn delays_fall_in_their_range_and_repeat() {
+        let p = profile(json!({"create": {"minDelay": "2s", "maxDelay": "10s"}}));
+        let delays: Vec<Duration> = (0..200)
+            .map(|i| {
+                p.fault(Call::Create, &format!("m{i}"), Duration::ZERO)
+                    .delay
+            })
+            .collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| (Duration::from_secs(2)..=Duration::from_secs(10)).contains(d))
+        );
+        assert!(delays.iter().any(|d| *d < Duration::from_secs(4)));
+        assert!(delays.iter().any(|d| *d > Duration::from_secs(8)));
+        assert_eq!(p.fault(Call::Create, "m3", Duration::ZERO).delay, delays[3]);
+        // minDelay alone: a fixed delay.
+        let fixed = profile(json!({"delete": {"minDelay": "1s"}}));
+        assert_eq!(
+            fixed.fault(Call::Delete, "x", Duration::ZERO).delay,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_error_lasts_its_duration_from_the_machines_start() {
+        let p = profile(json!({"delete": {"rateLimitError": {"errorDuration": "30s"}}}));
+        let at = |s: u64| p.fault(Call::Delete, "m1", Duration::from_secs(s)).error;
+        assert_eq!(at(0).map(|e| e.0), Some(Code::ResourceExhausted));
+        assert_eq!(at(29).map(|e| e.0), Some(Code::ResourceExhausted));
+        assert_eq!(at(30), None);
+    }
+
+    #[test]
+    fn the_quota_counts_existing_vms() {
+        let p = profile(json!({"instanceQuota": 20}));
+        assert!(p.quota_allows(19));
+        assert!(!p.quota_allows(20));
+        assert!(!profile(json!({"instanceQuota": 0})).quota_allows(0));
+    }
+
+    #[test]
+    fn a_wrong_profile_is_refused_with_the_field_named() {
+        assert_eq!(
+            error_of(json!({"create": {"minDelay": "5s", "maxDelay": "1s"}})),
+            "providerSpec.cloudProfile.create.maxDelay: must not be below minDelay (5s), is 1s"
+        );
+        assert!(
+            error_of(json!({"delete": {"minDelay": "soon"}}))
+                .starts_with("providerSpec.cloudProfile.delete.minDelay: invalid duration")
+        );
+        assert_eq!(
+            error_of(json!({"create": {"error": {"code": "Nope", "percentageOfMachines": 1}}})),
+            "providerSpec.cloudProfile.create.error.code: unknown code \"Nope\""
+        );
+        assert_eq!(
+            error_of(
+                json!({"create": {"error": {"code": "Internal", "percentageOfMachines": 101}}})
+            ),
+            "providerSpec.cloudProfile.create.error.percentageOfMachines: must be 0 to 100, is 101"
+        );
+        assert_eq!(
+            error_of(json!({"delete": {"rateLimitError": {"errorDuration": "0s"}}})),
+            "providerSpec.cloudProfile.delete.rateLimitError.errorDuration: must be longer than 0s"
+        );
+        // A typo is refused, not ignored.
+        assert!(error_of(json!({"instanceQouta": 3})).contains("unknown field `instanceQouta`"));
+    }
+}
