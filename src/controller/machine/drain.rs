@@ -6,6 +6,10 @@
 //! in-place update or a preserved machine. What happens to each Pod is decided
 //! in [`plan`]; this module reads what it needs and does it. Never blocks: a
 //! drain in progress returns and is looked at again.
+//!
+//! Long because: the Terminating condition, the cordon, the eviction pass and
+//! its failure type read best beside the deletion pass that uses them; a
+//! third is tests.
 
 pub mod plan;
 

@@ -7,6 +7,9 @@
 //! v0.62.1's three drains (`drainNode`, `drainNodeForInPlace`,
 //! `drainPreservedNode`), which differ only in when their clock starts and in
 //! the label that forces them.
+//!
+//! Long because: more than half is tests, one per force reason and purpose,
+//! written with plain values.
 
 use std::time::Duration;
 
