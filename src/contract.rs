@@ -212,6 +212,10 @@ pub mod local {
     /// Ready once the machine's kubelet has registered its Node (gardener's probe).
     pub const READINESS_COMMAND: &str =
         "/usr/bin/kubectl --kubeconfig /var/lib/kubelet/kubeconfig-real get no $NODE_NAME";
+    /// Ours, not gardener's: the class a Pod was made for, so that the local
+    /// cloud counts a class's VMs against its instance quota. A name longer
+    /// than a label value allows is shortened with a hash (`class_label_value`).
+    pub const LABEL_CLASS: &str = "local.machine.sapcloud.io/class";
     pub const CREDENTIALS_KUBECONFIG_KEY: &str = "kubeconfig";
     pub const IPV4_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv4pools";
     pub const IPV6_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv6pools";

@@ -16,10 +16,11 @@ use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
 use mcm_local::controller::settings::Settings;
-use support::controller::{
-    ControllerGuard, delete_all_machines, kubectl_apply, sample, settings, spawn_for, start,
+use support::controller::settings;
+use support::mcm::{
+    MachineDeployment, all_available, all_running, apply_class, apply_deployment, mcm_and_us,
+    tear_down,
 };
-use support::mcm::{MachineDeployment, free_port, mcm_binary};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
 
 #[tokio::test]
@@ -407,95 +408,10 @@ fn only(machines: &[Machine], uid: &str) -> bool {
     machines.len() == 1 && machines[0].uid().as_deref() == Some(uid)
 }
 
-/// Waits until the deployment's `n` machines are Running; returns them.
-async fn all_running(machines: &Api<Machine>, n: usize) -> Vec<Machine> {
-    let description = format!("the deployment's {n} machine(s) Running");
-    wait_for_list(
-        machines,
-        Default::default(),
-        TIMEOUT * 2,
-        &description,
-        |l| l.len() == n && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
-    )
-    .await
-}
-
-/// Waits until MCM reports the deployment's `n` machines available.
-async fn all_available(deployments: &Api<MachineDeployment>, deployment: &str, n: i64) {
-    let description = format!("the MachineDeployment reports {n} available");
-    wait_for(deployments, deployment, TIMEOUT, &description, |d| {
-        d.status.get("availableReplicas").and_then(|v| v.as_i64()) == Some(n)
-    })
-    .await;
-}
-
-/// Deletes the deployment first, so that MCM makes no more machines, then
-/// every machine, and stops our controller.
-async fn tear_down(
-    deployments: &Api<MachineDeployment>,
-    deployment: &str,
-    machines: &Api<Machine>,
-    controller: ControllerGuard,
-) {
-    deployments
-        .delete(deployment, &Default::default())
-        .await
-        .unwrap();
-    delete_all_machines(machines).await;
-    controller.stop().await;
-}
-
 /// The class a MachineSet's template names.
 fn class_of(set: &support::mcm::MachineSet) -> &str {
     set.spec
         .pointer("/template/spec/class/name")
         .and_then(|v| v.as_str())
         .unwrap_or_default()
-}
-
-/// The sample Secret and MachineClass, and the sample MachineDeployment as
-/// `md-<namespace suffix>` with `renames` (each must match); returns its name.
-async fn apply_deployment(ns: &TestNamespace, renames: &[(&str, &str)]) -> String {
-    let suffix = &ns.name()[ns.name().len() - 6..];
-    let deployment = format!("md-{suffix}");
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    let original = sample("machine-deployment.yaml", ns.name(), &[]);
-    for (from, _) in renames {
-        assert!(original.contains(from), "{from:?} is not in\n{original}");
-    }
-    let mut renames = renames.to_vec();
-    renames.push(("test-machine-deployment", &deployment));
-    kubectl_apply(
-        Cluster::Control,
-        &sample("machine-deployment.yaml", ns.name(), &renames),
-    )
-    .await;
-    deployment
-}
-
-/// The sample MachineClass with `renames`.
-async fn apply_class(ns: &TestNamespace, renames: &[(&str, &str)]) {
-    let class = sample("machine-class.yaml", ns.name(), renames);
-    kubectl_apply(Cluster::Control, &class).await;
-}
-
-/// The real MCM (its MachineDeployment and MachineSet controllers; `make
-/// tools` builds it) and our controller with `settings`, for `ns`.
-async fn mcm_and_us(
-    ns: &TestNamespace,
-    settings: Settings,
-) -> (tokio::process::Child, ControllerGuard) {
-    let mcm = spawn_for(
-        &mcm_binary(),
-        ns.name(),
-        &format!("{}-mcm.log", ns.name()),
-        &[
-            "--leader-elect=false".into(),
-            format!("--port={}", free_port()),
-            "--address=127.0.0.1".into(),
-        ],
-    );
-    (mcm, start(settings).await)
 }

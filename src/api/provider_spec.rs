@@ -20,6 +20,10 @@ pub struct LocalProviderSpec {
     pub ip_pool_name_v4: Option<String>,
     #[serde(default, rename = "ipPoolNameV6")]
     pub ip_pool_name_v6: Option<String>,
+    /// How the local cloud delays and fails this class's calls, as written;
+    /// the driver reads and checks it (`driver::local::profile`).
+    #[serde(default)]
+    pub cloud_profile: Option<serde_json::Value>,
 }
 
 /// A provider spec we cannot work with; the message names the field.

@@ -38,7 +38,10 @@ impl<D: Driver> InstrumentedDriver<D> {
         let outcome = match &result {
             // As MCM: the duration of successful calls, the count of failed ones.
             Ok(_) => Outcome::Ok(start.elapsed()),
-            Err(e) => Outcome::Failed(e.code.as_str()),
+            Err(e) => Outcome::Failed {
+                code: e.code.as_str(),
+                injected: e.injected.is_some(),
+            },
         };
         self.metrics.driver_call(D::PROVIDER, operation, outcome);
         result

@@ -110,6 +110,9 @@ impl fmt::Display for Code {
 pub struct MachineError {
     pub code: Code,
     pub message: String,
+    /// The cloud profile's rule that made this error on purpose; `None` for
+    /// an error the driver met. Counted apart (see `InstrumentedDriver`).
+    pub injected: Option<String>,
 }
 
 impl MachineError {
@@ -117,6 +120,15 @@ impl MachineError {
         MachineError {
             code,
             message: message.into(),
+            injected: None,
+        }
+    }
+
+    /// An error the local cloud answers on purpose, because `rule` fired.
+    pub fn injected(code: Code, message: impl Into<String>, rule: impl Into<String>) -> Self {
+        MachineError {
+            injected: Some(rule.into()),
+            ..MachineError::new(code, message)
         }
     }
 }

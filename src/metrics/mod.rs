@@ -87,6 +87,7 @@ pub struct Metrics {
     pub queue: Arc<workqueue::WorkQueue>,
     driver_duration: HistogramFamily<DriverLabels>,
     driver_failed: Family<DriverFailureLabels, Counter>,
+    driver_injected: Family<DriverFailureLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     orphans_deleted: Family<OrphanLabels, Counter>,
     reconcile_duration: Histogram,
@@ -129,6 +130,14 @@ impl Metrics {
             "mcm_cloud_api_driver_requests_failed",
             "Number of failed Driver API requests, partitioned by provider, operation and error code",
             driver_failed.clone(),
+        );
+        // Ours: of those failures, the ones the local cloud made on purpose
+        // (its cloud profile), so that a run tells them from real ones.
+        let driver_injected = Family::<DriverFailureLabels, Counter>::default();
+        registry.register(
+            "machine_controller_driver_injected_faults",
+            "Failed driver API requests whose error the local cloud profile injected, by provider, operation and error code",
+            driver_injected.clone(),
         );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
@@ -174,6 +183,7 @@ impl Metrics {
             queue,
             driver_duration,
             driver_failed,
+            driver_injected,
             reconciles,
             orphans_deleted,
             reconcile_duration,
@@ -268,14 +278,17 @@ impl Metrics {
                     operation,
                 })
                 .observe(took.as_secs_f64()),
-            Outcome::Failed(code) => {
-                self.driver_failed
-                    .get_or_create(&DriverFailureLabels {
-                        provider,
-                        operation,
-                        error_code: code,
-                    })
-                    .inc();
+            Outcome::Failed { code, injected } => {
+                let labels = DriverFailureLabels {
+                    provider,
+                    operation,
+                    error_code: code,
+                };
+                // Injected failures count as failures too, as a real cloud's would.
+                self.driver_failed.get_or_create(&labels).inc();
+                if injected {
+                    self.driver_injected.get_or_create(&labels).inc();
+                }
             }
         }
     }
@@ -284,7 +297,11 @@ impl Metrics {
 /// How a driver call ended, for [`Metrics::driver_call`].
 pub(crate) enum Outcome {
     Ok(Duration),
-    Failed(&'static str),
+    /// `injected`: the local cloud profile made the error on purpose.
+    Failed {
+        code: &'static str,
+        injected: bool,
+    },
 }
 
 #[cfg(test)]
@@ -419,7 +436,18 @@ mod tests {
         metrics.driver_call(
             "local",
             "GetMachineStatus",
-            Outcome::Failed(Code::NotFound.as_str()),
+            Outcome::Failed {
+                code: Code::NotFound.as_str(),
+                injected: false,
+            },
+        );
+        metrics.driver_call(
+            "local",
+            "DeleteMachine",
+            Outcome::Failed {
+                code: Code::ResourceExhausted.as_str(),
+                injected: true,
+            },
         );
 
         let text = metrics.encode().unwrap();
@@ -434,6 +462,9 @@ mod tests {
             "machine_controller_reconcile_duration_seconds_count 2\n",
             "mcm_cloud_api_driver_request_duration_seconds_count{provider=\"local\",operation=\"CreateMachine\"} 1\n",
             "mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"GetMachineStatus\",error_code=\"NotFound\"} 1\n",
+            // An injected failure is a failure, and counted apart as injected.
+            "mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"DeleteMachine\",error_code=\"ResourceExhausted\"} 1\n",
+            "machine_controller_driver_injected_faults_total{provider=\"local\",operation=\"DeleteMachine\",error_code=\"ResourceExhausted\"} 1\n",
             "machine_controller_machine_create_duration_seconds_count 0\n",
             "machine_controller_machine_join_duration_seconds_count 0\n",
             "machine_controller_machine_delete_duration_seconds_count 0\n",

@@ -8,8 +8,17 @@
 use std::path::PathBuf;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
+use mcm_local::controller::settings::Settings;
 use mcm_local::machine_resource;
 use serde::{Deserialize, Serialize};
+
+use super::controller::{
+    ControllerGuard, delete_all_machines, kubectl_apply, sample, spawn_for, start,
+};
+use super::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_list};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -61,4 +70,93 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Waits until the deployment's `n` machines are Running; returns them.
+pub async fn all_running(machines: &Api<Machine>, n: usize) -> Vec<Machine> {
+    let description = format!("the deployment's {n} machine(s) Running");
+    wait_for_list(
+        machines,
+        Default::default(),
+        TIMEOUT * 2,
+        &description,
+        |l| l.len() == n && l.iter().all(|m| m.phase() == Some(&Phase::Running)),
+    )
+    .await
+}
+
+/// Waits until MCM reports the deployment's `n` machines available.
+pub async fn all_available(deployments: &Api<MachineDeployment>, deployment: &str, n: i64) {
+    let description = format!("the MachineDeployment reports {n} available");
+    wait_for(deployments, deployment, TIMEOUT, &description, |d| {
+        d.status.get("availableReplicas").and_then(|v| v.as_i64()) == Some(n)
+    })
+    .await;
+}
+
+/// Deletes the deployment first, so that MCM makes no more machines, then
+/// every machine, and stops our controller.
+pub async fn tear_down(
+    deployments: &Api<MachineDeployment>,
+    deployment: &str,
+    machines: &Api<Machine>,
+    controller: ControllerGuard,
+) {
+    deployments
+        .delete(deployment, &Default::default())
+        .await
+        .unwrap();
+    delete_all_machines(machines).await;
+    controller.stop().await;
+}
+
+/// The sample Secret and MachineClass, and the sample MachineDeployment as
+/// `md-<namespace suffix>` with `renames` (each must match); returns its name.
+pub async fn apply_deployment(ns: &TestNamespace, renames: &[(&str, &str)]) -> String {
+    let suffix = &ns.name()[ns.name().len() - 6..];
+    let deployment = format!("md-{suffix}");
+    for file in ["secret.yaml", "machine-class.yaml"] {
+        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
+    }
+    let original = sample("machine-deployment.yaml", ns.name(), &[]);
+    for (from, _) in renames {
+        assert!(original.contains(from), "{from:?} is not in\n{original}");
+    }
+    let mut renames = renames.to_vec();
+    renames.push(("test-machine-deployment", &deployment));
+    kubectl_apply(
+        Cluster::Control,
+        &sample("machine-deployment.yaml", ns.name(), &renames),
+    )
+    .await;
+    deployment
+}
+
+/// The sample MachineClass with `renames`.
+pub async fn apply_class(ns: &TestNamespace, renames: &[(&str, &str)]) {
+    let class = sample("machine-class.yaml", ns.name(), renames);
+    kubectl_apply(Cluster::Control, &class).await;
+}
+
+/// The real MCM (its MachineDeployment and MachineSet controllers; `make
+/// tools` builds it) for `ns`, without leader election; killed when dropped.
+pub fn spawn_mcm(ns: &TestNamespace) -> tokio::process::Child {
+    spawn_for(
+        &mcm_binary(),
+        ns.name(),
+        &format!("{}-mcm.log", ns.name()),
+        &[
+            "--leader-elect=false".into(),
+            format!("--port={}", free_port()),
+            "--address=127.0.0.1".into(),
+        ],
+    )
+}
+
+/// [`spawn_mcm`] and our controller with `settings`, for `ns`.
+pub async fn mcm_and_us(
+    ns: &TestNamespace,
+    settings: Settings,
+) -> (tokio::process::Child, ControllerGuard) {
+    (spawn_mcm(ns), start(settings).await)
 }

@@ -726,11 +726,15 @@ mod tests {
             "VM deletion failed due to - machine codes error: code = [Unavailable] message = [Pod a/b is still terminating]. However, will re-try in the next resync. Initiate VM deletion"
         );
         assert_eq!(wait, retry::SHORT);
-        let (c, wait) = after_vm_deletion(&Err(MachineError::new(Code::PermissionDenied, "no")));
-        assert!(
-            c.description
-                .ends_with("Aborting operation. Initiate VM deletion")
-        );
-        assert_eq!(wait, retry::LONG);
+        // A throttled Delete (the cloud profile's default rate-limit code)
+        // waits the long retry too, as in Go.
+        for code in [Code::PermissionDenied, Code::ResourceExhausted] {
+            let (c, wait) = after_vm_deletion(&Err(MachineError::new(code, "no")));
+            assert!(
+                c.description
+                    .ends_with("Aborting operation. Initiate VM deletion")
+            );
+            assert_eq!(wait, retry::LONG);
+        }
     }
 }

@@ -150,6 +150,29 @@ pub fn pod(
     }
 }
 
+/// Marks the Pod as a VM of `class` (ours, not gardener's: the instance quota
+/// counts a class's VMs by it).
+pub fn label_class(pod: &mut Pod, class: &str) {
+    pod.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(LABEL_CLASS.to_string(), class_label_value(class));
+}
+
+/// `class` as a label value: itself when it fits in 63 characters, otherwise
+/// its first 54 and 8 hex digits of its hash (class names are DNS subdomains,
+/// up to 253 characters, and use only characters a label value allows).
+pub fn class_label_value(class: &str) -> String {
+    if class.len() <= 63 {
+        return class.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(class.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let head = class[..54].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{head}-{hex}")
+}
+
 /// The Secret the Pod mounts, holding the machine's user data.
 pub fn user_data_secret(
     machine: &str,
@@ -224,6 +247,27 @@ mod tests {
             ip_pool_name_v4: Some("pool4".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_class_name_too_long_for_a_label_is_shortened_apart_from_its_neighbours() {
+        assert_eq!(
+            class_label_value("shoot--p--s-pool-z1"),
+            "shoot--p--s-pool-z1"
+        );
+        let long = |last: &str| format!("{}{last}", "a".repeat(60));
+        let (one, two) = (
+            class_label_value(&long("-z1")),
+            class_label_value(&long("-z2")),
+        );
+        assert_ne!(one, two);
+        for v in [&one, &two] {
+            assert_eq!(v.len(), 63, "{v}");
+            assert!(v.starts_with(&"a".repeat(54)), "{v}");
+        }
+        let mut pod = pod("m1", "ns", "ns", &spec());
+        label_class(&mut pod, "c1");
+        assert_eq!(pod.metadata.labels.unwrap()[LABEL_CLASS], "c1");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! clusters named by credentials are kept in [`clusters`].
 
 pub mod build;
+pub mod cloud;
 pub mod clusters;
 pub mod profile;
 pub mod trouble;
@@ -23,8 +24,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::store::Writer;
 use kube::{Api, Client};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::client::describe;
+use cloud::{Cloud, since};
+use profile::{Call, CloudProfile};
 
 use super::{
     Code, Deletion, Driver, DriverResult, MachineError, MachineList, MachineRequest,
@@ -45,6 +49,8 @@ pub struct LocalDriver {
     pods_writer: Mutex<Option<Writer<PodWithStatus>>>,
     /// Clusters named by class credentials, each watched the same way.
     foreign: clusters::ForeignClusters,
+    /// What the classes' cloud profiles make the calls meet.
+    cloud: Cloud,
 }
 
 /// Where one machine's objects live.
@@ -71,6 +77,7 @@ impl LocalDriver {
             target,
             pods_writer: Mutex::new(writer),
             foreign: clusters::ForeignClusters::new(None),
+            cloud: Cloud::default(),
         }
     }
 
@@ -291,6 +298,64 @@ impl LocalDriver {
             .await?;
         Ok((spec, place))
     }
+
+    /// [`prepare`](Self::prepare), then what the class's cloud profile makes
+    /// `call` meet: a wait, maybe an error. Windows run from the machine's
+    /// creation, for Delete from its deletion.
+    async fn prepare_call(
+        &self,
+        req: &MachineRequest<'_>,
+        call: Call,
+    ) -> DriverResult<(LocalProviderSpec, CloudProfile, Place)> {
+        let (spec, place) = self.prepare(req).await?;
+        let profile = self.cloud.profile(class_name(req.class), &spec, call)?;
+        let meta = &req.machine.metadata;
+        let start = match call {
+            Call::Delete => meta.deletion_timestamp.as_ref(),
+            _ => None,
+        };
+        let start = start.or(meta.creation_timestamp.as_ref());
+        Cloud::meet(&profile, call, req.machine.name(), since(start)).await?;
+        Ok((spec, profile, place))
+    }
+
+    /// Lets one more VM of `class` be made if its quota allows; the guard
+    /// holds the class's quota lock until that VM exists.
+    async fn admit(
+        &self,
+        place: &Place,
+        class: &str,
+        machine: &str,
+        profile: &CloudProfile,
+    ) -> DriverResult<Option<OwnedMutexGuard<()>>> {
+        if profile.instance_quota.is_none() {
+            return Ok(None);
+        }
+        let ns = &place.namespace;
+        let value = build::class_label_value(class);
+        let guard = self.cloud.quota_lock(format!("{ns}/{value}")).await;
+        // Read live, not from the cache: the cache may not hold yet the VM
+        // this lock admitted a moment ago.
+        let lp = ListParams::default().labels(&format!("{LABEL_CLASS}={value}"));
+        let vms = Api::<Pod>::namespaced(place.client.clone(), ns)
+            .list_metadata(&lp)
+            .await
+            .map_err(|e| api_error(&format!("list Pods of class {class:?} in {ns}"), e))?;
+        let own = pod_name(machine);
+        // Creating a VM that exists takes no more room.
+        if !vms
+            .items
+            .iter()
+            .any(|p| p.metadata.name == Some(own.clone()))
+        {
+            Cloud::admit(profile, class, machine, vms.items.len())?;
+        }
+        Ok(Some(guard))
+    }
+}
+
+fn class_name(class: &MachineClass) -> &str {
+    class.metadata.name.as_deref().unwrap_or_default()
 }
 
 fn machine_ns(machine: &Machine) -> &str {
@@ -372,11 +437,13 @@ impl Driver for LocalDriver {
     }
 
     async fn create_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        let (spec, place) = self.prepare(req).await?;
+        let (spec, profile, place) = self.prepare_call(req, Call::Create).await?;
         let machine = req.machine.name();
         let user_data = Self::user_data(req)?;
         let ns = &place.namespace;
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
+        let class = class_name(req.class);
+        let _quota = self.admit(&place, class, machine, &profile).await?;
 
         // The Pod comes first, so that its Secret and Service are created owned by
         // it and never outlive it. Its kubelet waits for the Secret as for any
@@ -384,12 +451,10 @@ impl Driver for LocalDriver {
         // Uninitialized, which InitializeMachine completes. Apply makes every step
         // repeatable.
         let name = pod_name(machine);
+        let mut vm = build::pod(machine, machine_ns(req.machine), ns, &spec);
+        build::label_class(&mut vm, class);
         let pod: PodWithStatus = pods
-            .patch(
-                &name,
-                &apply_params(),
-                &Patch::Apply(&build::pod(machine, machine_ns(req.machine), ns, &spec)),
-            )
+            .patch(&name, &apply_params(), &Patch::Apply(&vm))
             .await
             .map_err(|e| api_error(&format!("apply Pod {ns}/{name}"), e))?
             .into();
@@ -407,7 +472,7 @@ impl Driver for LocalDriver {
 
     /// Completes a machine whose Pod exists without its Secret or Service.
     async fn initialize_machine(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        let (_, place) = self.prepare(req).await?;
+        let (_, _, place) = self.prepare_call(req, Call::Initialize).await?;
         let machine = req.machine.name();
         let user_data = Self::user_data(req)?;
         let Some(pod) = self.find_pod(&place, machine).await? else {
@@ -422,7 +487,7 @@ impl Driver for LocalDriver {
     }
 
     async fn delete_machine(&self, req: &MachineRequest<'_>) -> DriverResult<Deletion> {
-        let (_, place) = self.prepare(req).await?;
+        let (_, _, place) = self.prepare_call(req, Call::Delete).await?;
         let machine = req.machine.name();
         let ns = &place.namespace;
         let name = pod_name(machine);
@@ -464,7 +529,7 @@ impl Driver for LocalDriver {
     }
 
     async fn get_machine_status(&self, req: &MachineRequest<'_>) -> DriverResult<MachineResponse> {
-        let (_, place) = self.prepare(req).await?;
+        let (_, _, place) = self.prepare_call(req, Call::GetMachineStatus).await?;
         let machine = req.machine.name();
         let ns = &place.namespace;
         match self.find_pod(&place, machine).await? {
@@ -493,6 +558,12 @@ impl Driver for LocalDriver {
         secret: &SecretData,
     ) -> DriverResult<MachineList> {
         let place = self.place_of_class(class, secret).await?;
+        let name = class_name(class);
+        let profile = self
+            .cloud
+            .profile(name, &Self::validate(class)?, Call::ListMachines)?;
+        let start = class.metadata.creation_timestamp.as_ref();
+        Cloud::meet(&profile, Call::ListMachines, name, since(start)).await?;
         // A live machine Pod of the class's namespace, as (VM, machine) names.
         // Pods on their way out are no orphans to collect.
         let vm = |p: &ObjectMeta| {

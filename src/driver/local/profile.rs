@@ -4,7 +4,7 @@
 //! The cloud profile a class may carry (`providerSpec.cloudProfile`): how the
 //! local driver's calls are delayed and made to fail, so that the local cloud
 //! fails like a real one (issue #23). This module only reads, checks and
-//! decides, from plain values; the driver does not consult it yet.
+//! decides, from plain values; [`cloud`](super::cloud) acts on it.
 //!
 //! Key names follow MCM's proposal for a simulation provider (#1121) where they
 //! fit: `instanceQuota`, `create.minDelay`, `create.maxDelay`,
@@ -32,7 +32,8 @@ pub enum Call {
 }
 
 impl Call {
-    fn key(self) -> &'static str {
+    /// The call's key in the profile.
+    pub fn key(self) -> &'static str {
         match self {
             Call::Create => "create",
             Call::Initialize => "initialize",
@@ -77,6 +78,7 @@ struct RawError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawRateLimit {
     error_duration: String,
+    code: Option<String>,
 }
 
 /// A profile that cannot be used; the message names the field.
@@ -101,9 +103,10 @@ pub struct CallProfile {
     pub delay: (Duration, Duration),
     /// This share of machines (0 to 100) gets this error on every such call.
     pub error: Option<(Code, f64)>,
-    /// The call answers `ResourceExhausted` ("rate limit exceeded") for this
-    /// long after the machine's own start (creation, or deletion asked).
-    pub rate_limit_for: Option<Duration>,
+    /// The call answers this code (`ResourceExhausted` unless the profile
+    /// names another) for this long after the machine's own start (creation,
+    /// or deletion asked).
+    pub rate_limit_for: Option<(Duration, Code)>,
 }
 
 /// A checked cloud profile.
@@ -167,12 +170,12 @@ impl CloudProfile {
         let (min, max) = p.delay;
         let spread = max.saturating_sub(min);
         let delay = min + spread.mul_f64(self.draw(call, machine, "delay"));
-        let error = if let Some(window) = p.rate_limit_for
+        let error = if let Some((window, code)) = p.rate_limit_for
             && since < window
         {
             Some((
-                Code::ResourceExhausted,
-                format!("{}.rateLimitError for {window:?}", call.key()),
+                code,
+                format!("{}.rateLimitError {code} for {window:?}", call.key()),
             ))
         } else {
             p.error.and_then(|(code, share)| {
@@ -215,6 +218,15 @@ fn duration(field: String, text: Option<&str>) -> Result<Option<Duration>, Profi
         .transpose()
 }
 
+/// A code an injected error may carry: any of MCM's but `OK`.
+fn error_code(field: String, name: &str) -> Result<Code, ProfileError> {
+    match Code::parse(name) {
+        None => Err(invalid(field, format!("unknown code {name:?}"))),
+        Some(Code::Ok) => Err(invalid(field, "OK is no error")),
+        Some(code) => Ok(code),
+    }
+}
+
 fn check_call(call: Call, raw: RawCall) -> Result<CallProfile, ProfileError> {
     let at = |key: &str| format!(".{}.{key}", call.key());
     let min = duration(at("minDelay"), raw.min_delay.as_deref())?.unwrap_or_default();
@@ -228,11 +240,7 @@ fn check_call(call: Call, raw: RawCall) -> Result<CallProfile, ProfileError> {
     let error = match raw.error {
         None => None,
         Some(e) => {
-            let code = Code::parse(&e.code)
-                .ok_or_else(|| invalid(at("error.code"), format!("unknown code {:?}", e.code)))?;
-            if code == Code::Ok {
-                return Err(invalid(at("error.code"), "OK is no error"));
-            }
+            let code = error_code(at("error.code"), &e.code)?;
             if !(0.0..=100.0).contains(&e.percentage_of_machines) {
                 return Err(invalid(
                     at("error.percentageOfMachines"),
@@ -250,7 +258,11 @@ fn check_call(call: Call, raw: RawCall) -> Result<CallProfile, ProfileError> {
             if d.is_zero() {
                 return Err(invalid(field, "must be longer than 0s"));
             }
-            Some(d)
+            let code = match r.code {
+                None => Code::ResourceExhausted,
+                Some(name) => error_code(at("rateLimitError.code"), &name)?,
+            };
+            Some((d, code))
         }
     };
     Ok(CallProfile {
@@ -355,6 +367,16 @@ mod tests {
         assert_eq!(at(0).map(|e| e.0), Some(Code::ResourceExhausted));
         assert_eq!(at(29).map(|e| e.0), Some(Code::ResourceExhausted));
         assert_eq!(at(30), None);
+        assert_eq!(
+            at(3).map(|e| e.1).as_deref(),
+            Some("delete.rateLimitError ResourceExhausted for 30s")
+        );
+        // A cloud that says Unavailable when it throttles.
+        let p = profile(
+            json!({"delete": {"rateLimitError": {"errorDuration": "30s", "code": "Unavailable"}}}),
+        );
+        let f = p.fault(Call::Delete, "m1", Duration::from_secs(3));
+        assert_eq!(f.error.map(|e| e.0), Some(Code::Unavailable));
     }
 
     #[test]
@@ -388,6 +410,10 @@ mod tests {
         assert_eq!(
             error_of(json!({"delete": {"rateLimitError": {"errorDuration": "0s"}}})),
             "providerSpec.cloudProfile.delete.rateLimitError.errorDuration: must be longer than 0s"
+        );
+        assert_eq!(
+            error_of(json!({"delete": {"rateLimitError": {"errorDuration": "1s", "code": "OK"}}})),
+            "providerSpec.cloudProfile.delete.rateLimitError.code: OK is no error"
         );
         // A typo is refused, not ignored.
         assert!(error_of(json!({"instanceQouta": 3})).contains("unknown field `instanceQouta`"));
