@@ -423,7 +423,10 @@ chmod 600 "$STATE"/*.kubeconfig
 # --- kubelet stand-in ------------------------------------------------------------------
 
 if [[ -n "$standin" ]]; then
-  args=(--kubeconfig "$STATE/target.kubeconfig")
+  # The local cloud's cloud-wide profiles (`--cloud-profile` of the controller): the
+  # stand-in takes down the Nodes of a zone that one of them puts under `outages`.
+  mkdir -p "$STATE/cloud-profiles"
+  args=(--kubeconfig "$STATE/target.kubeconfig" --cloud-profiles "$STATE/cloud-profiles")
   [[ -n "${STANDIN_JOIN_DELAY:-}" ]] && args+=(--join-delay "$STANDIN_JOIN_DELAY")
   start target kubelet-standin "$standin" "${args[@]}"
   # It has no health endpoint; a stand-in that cannot reach the cluster or rejects

@@ -17,6 +17,9 @@ if [[ -z "${CONTROL_KUBECONFIG:-}${TARGET_KUBECONFIG:-}${CONTROL_NAMESPACE:-}" ]
   CONTROL_NAMESPACE=default
   # One replica on a laptop: no lease to wait for.
   export LEADER_ELECT="${LEADER_ELECT:-false}"
+  # The local cloud's cloud-wide profile (README, "Simulating a cloud"): edit it at
+  # any time; the kubelet stand-in reads the same directory for zone outages.
+  export CLOUD_PROFILE="${CLOUD_PROFILE:-$ROOT/.local/cloud-profiles/cloud.json}"
 fi
 # The kubeconfigs and the namespace go on the command line, as MCM's integration
 # framework expects to find them (`machine-controller --control-kubeconfig=...`).

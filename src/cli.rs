@@ -83,6 +83,12 @@ pub struct Options {
     /// Event. 0 reports at once.
     #[arg(long, env = "MACHINE_VM_TROUBLE_GRACE", default_value = "1m", value_parser = duration)]
     pub machine_vm_trouble_grace: Duration,
+    /// Not in MCM: the local cloud's cloud-wide profile, a JSON file read again
+    /// whenever it changes: quotas shared by classes (`quota.total`,
+    /// `quota.perZone`, `quota.perInstanceType`) and zone outages (`outages`,
+    /// zone -> the code its Creates answer). See README, "Simulating a cloud".
+    #[arg(long, env = "CLOUD_PROFILE")]
+    pub cloud_profile: Option<std::path::PathBuf>,
     /// Period of API server reachability checks.
     #[arg(long, env = "MACHINE_SAFETY_APISERVER_STATUSCHECK_PERIOD", default_value = "1m", value_parser = duration)]
     pub machine_safety_apiserver_statuscheck_period: Duration,

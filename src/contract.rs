@@ -216,6 +216,15 @@ pub mod local {
     /// cloud counts a class's VMs against its instance quota. A name longer
     /// than a label value allows is shortened with a hash (`class_label_value`).
     pub const LABEL_CLASS: &str = "local.machine.sapcloud.io/class";
+    /// A VM's place and type, from its class's `nodeTemplate`, as a cloud's VM
+    /// carries them; the local cluster's kubelet stand-in puts them on the
+    /// Node, as a cloud's kubelet or cloud-controller-manager does.
+    pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+    pub const LABEL_REGION: &str = "topology.kubernetes.io/region";
+    pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
+    /// The VM's size (the class's `nodeTemplate.capacity`, JSON), which the
+    /// stand-in reports as the Node's capacity and allocatable.
+    pub const CAPACITY_ANNOTATION: &str = "local.machine.sapcloud.io/capacity";
     pub const CREDENTIALS_KUBECONFIG_KEY: &str = "kubeconfig";
     pub const IPV4_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv4pools";
     pub const IPV6_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv6pools";

@@ -4,6 +4,7 @@
 //! Running the machine controller for one test namespace, in-process or as the
 //! real binary, and applying the samples in `kubernetes/`.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -66,7 +67,17 @@ pub async fn start_with(settings: Settings, concurrency: u16) -> ControllerGuard
         control: cluster_clients(Cluster::Control).await,
         target: Some(cluster_clients(Cluster::Target).await),
     };
-    start_on(clients, settings, concurrency)
+    start_on(clients, settings, concurrency, None)
+}
+
+/// [`start`], with the local cloud's cloud-wide profile read from `file`
+/// (`--cloud-profile`).
+pub async fn start_with_cloud_profile(settings: Settings, file: PathBuf) -> ControllerGuard {
+    let clients = Clients {
+        control: cluster_clients(Cluster::Control).await,
+        target: Some(cluster_clients(Cluster::Target).await),
+    };
+    start_on(clients, settings, 50, Some(file))
 }
 
 /// [`start`], with every request of the control client (the one that writes
@@ -85,7 +96,7 @@ pub async fn start_recorded(settings: Settings) -> (ControllerGuard, Sent) {
         control,
         target: Some(cluster_clients(Cluster::Target).await),
     };
-    (start_on(clients, settings, 50), sent)
+    (start_on(clients, settings, 50, None), sent)
 }
 
 /// Requests a client sent, as `"<METHOD> <path>"`.
@@ -136,7 +147,12 @@ impl<S: tower::Service<http::Request<B>>, B> tower::Service<http::Request<B>> fo
     }
 }
 
-fn start_on(clients: Clients, settings: Settings, concurrency: u16) -> ControllerGuard {
+fn start_on(
+    clients: Clients,
+    settings: Settings,
+    concurrency: u16,
+    cloud_profile: Option<PathBuf>,
+) -> ControllerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mcm_local=debug,kube=warn"));
     let _ = tracing_subscriber::fmt()
@@ -144,7 +160,8 @@ fn start_on(clients: Clients, settings: Settings, concurrency: u16) -> Controlle
         .with_test_writer()
         .try_init();
     let (stop, stopped) = oneshot::channel::<()>();
-    let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()));
+    let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()))
+        .with_cloud_profile(cloud_profile);
     let task = tokio::spawn(watches::run(
         clients,
         driver,

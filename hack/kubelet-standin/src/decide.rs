@@ -58,6 +58,9 @@ pub struct Observation<'a> {
     pub join_delay: Duration,
     /// The Node points to another Pod of the same name (other namespace) that runs.
     pub node_owner_running: bool,
+    /// The Pod's zone is out (the local cloud's cloud-wide profile): its VM
+    /// runs, but its kubelet cannot reach the API server.
+    pub zone_out: bool,
 }
 
 /// The next step.
@@ -74,11 +77,15 @@ pub enum Plan {
     /// Authenticate, then point the existing Node of ours at this new Pod and let
     /// kwok manage it again (the VM was recreated under the same name).
     Rejoin,
-    /// The VM stopped: make its Node NotReady.
+    /// The VM stopped, or its zone is out (`outage`: the Node is marked so
+    /// that it comes back when the zone does): make its Node NotReady.
     Stop {
         stop_heartbeat: bool,
         mark_not_ready: bool,
+        outage: bool,
     },
+    /// The zone is back: the kubelet that kept running posts status again.
+    Resume,
 }
 
 pub fn decide(o: &Observation<'_>) -> Plan {
@@ -99,20 +106,21 @@ pub fn decide(o: &Observation<'_>) -> Plan {
             if node.deleting {
                 return Plan::Nothing("the node is being deleted");
             }
-            let (stop_heartbeat, mark_not_ready) = (node.kwok_managed, !node.stopped_status);
-            if stop_heartbeat || mark_not_ready {
-                Plan::Stop {
-                    stop_heartbeat,
-                    mark_not_ready,
-                }
-            } else {
-                Plan::Nothing("the node is already NotReady")
-            }
+            stop(node, false).unwrap_or(Plan::Nothing("the node is already NotReady"))
         }
+        PodState::Running { uid } if o.zone_out => match ours {
+            Some(node) if node.pod_uid.as_deref() == Some(uid) && !node.deleting => {
+                stop(node, true).unwrap_or(Plan::Nothing("the node is down with its zone"))
+            }
+            _ => Plan::Nothing("its zone is out: the kubelet cannot reach the API server"),
+        },
         PodState::Running { uid } => {
             let join = match o.node {
                 Some(node) if !node.ours => {
                     return Plan::Nothing("the node was not registered by the stand-in");
+                }
+                Some(node) if node.pod_uid.as_deref() == Some(uid) && node.outage => {
+                    return Plan::Resume;
                 }
                 Some(node) if node.pod_uid.as_deref() == Some(uid) => return Plan::Joined,
                 Some(node) if node.deleting => {
@@ -139,6 +147,16 @@ pub fn decide(o: &Observation<'_>) -> Plan {
     }
 }
 
+/// What stopping `node` takes, if anything (`outage`: stopped with its zone).
+fn stop(node: &NodeView, outage: bool) -> Option<Plan> {
+    let (stop_heartbeat, mark_not_ready) = (node.kwok_managed, !node.stopped_status);
+    (stop_heartbeat || mark_not_ready || outage && !node.outage).then_some(Plan::Stop {
+        stop_heartbeat,
+        mark_not_ready,
+        outage,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +179,7 @@ mod tests {
             kwok_managed: true,
             deleting: false,
             stopped_status: false,
+            outage: false,
         }
     }
 
@@ -173,7 +192,47 @@ mod tests {
             running_for: Duration::ZERO,
             join_delay: Duration::ZERO,
             node_owner_running: false,
+            zone_out: false,
         }
+    }
+
+    #[test]
+    fn a_zone_outage_takes_the_node_down_and_its_end_brings_it_back() {
+        let k = key();
+        let running = PodState::Running { uid: "u1" };
+        let up = node("u1");
+        let mut out = obs(&k, running, Some(&up));
+        out.zone_out = true;
+        assert_eq!(
+            decide(&out),
+            Plan::Stop {
+                stop_heartbeat: true,
+                mark_not_ready: true,
+                outage: true
+            }
+        );
+        let down = NodeView {
+            kwok_managed: false,
+            stopped_status: true,
+            outage: true,
+            ..node("u1")
+        };
+        out.node = Some(&down);
+        assert!(matches!(decide(&out), Plan::Nothing(_)));
+        // A VM in a zone that is out does not join.
+        out.node = None;
+        assert!(matches!(decide(&out), Plan::Nothing(_)));
+        // The zone is back.
+        assert_eq!(decide(&obs(&k, running, Some(&down))), Plan::Resume);
+        // A Node stopped by someone else (a test's dead kubelet) stays down.
+        let stopped_by_others = NodeView {
+            outage: false,
+            ..down
+        };
+        assert_eq!(
+            decide(&obs(&k, running, Some(&stopped_by_others))),
+            Plan::Joined
+        );
     }
 
     fn pod(phase: Option<&str>, deleting: bool) -> Pod {
@@ -299,6 +358,7 @@ mod tests {
         let stop = Plan::Stop {
             stop_heartbeat: true,
             mark_not_ready: true,
+            outage: false,
         };
         assert_eq!(decide(&obs(&k, PodState::Gone, Some(&n))), stop);
         assert_eq!(
@@ -314,7 +374,8 @@ mod tests {
             decide(&obs(&k, PodState::Gone, Some(&half))),
             Plan::Stop {
                 stop_heartbeat: false,
-                mark_not_ready: true
+                mark_not_ready: true,
+                outage: false
             }
         );
         let done = NodeView {

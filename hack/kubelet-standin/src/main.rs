@@ -17,6 +17,7 @@
 
 mod decide;
 mod node;
+mod outages;
 mod queue;
 mod reconcile;
 mod token;
@@ -52,6 +53,11 @@ struct Cli {
     /// How long a machine Pod runs before its kubelet joins (e.g. 0s, 5s, 1m).
     #[arg(long, env = "JOIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     join_delay: Duration,
+    /// The local cloud's cloud-wide profile (a JSON file, or a directory of
+    /// them), looked at every second: the Nodes of machines in a zone under
+    /// `outages` go NotReady until the zone is back.
+    #[arg(long, env = "CLOUD_PROFILES")]
+    cloud_profiles: Option<PathBuf>,
 }
 
 /// Namespace and name of a machine Pod; the Node has the same name.
@@ -136,12 +142,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         cli.join_delay,
     ));
 
-    let mut queue = Queue::new(ctx);
+    let mut queue = Queue::new(ctx.clone());
     // Pods seen so far, to notice the ones deleted while the watch was down.
     let mut known = HashSet::<PodKey>::new();
     let mut synced = false;
     let mut nodes_synced = false;
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut profiles = tokio::time::interval(Duration::from_secs(1));
+    let mut problems_seen = Vec::new();
 
     loop {
         tokio::select! {
@@ -190,6 +198,23 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Some(Err(e)) => warn!("watching nodes: {e}"),
                 None => return Err("the node watch ended".into()),
             },
+            _ = profiles.tick(), if cli.cloud_profiles.is_some() => {
+                let path = cli.cloud_profiles.as_deref().unwrap_or(std::path::Path::new(""));
+                let (zones, problems) = outages::read(path);
+                if problems != problems_seen {
+                    for p in &problems {
+                        warn!("cloud profile not read: {p}");
+                    }
+                    problems_seen = problems;
+                }
+                let listed = zones.iter().cloned().collect::<Vec<_>>().join(",");
+                if ctx.set_outages(zones) {
+                    info!(zones = %listed, "zones out changed");
+                    for key in &known {
+                        queue.enqueue(key.clone(), Duration::ZERO);
+                    }
+                }
+            }
             // Nothing runs before both stores are complete: a pod or node missing
             // from a partial store would look deleted.
             () = queue.run_next(synced && nodes_synced) => {}

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
@@ -24,6 +25,65 @@ pub const POD_ANNOTATION: &str = "local.machine.sapcloud.io/pod";
 /// UID of the machine Pod (the "boot") that registered or last re-joined the Node.
 pub const POD_UID_ANNOTATION: &str = "local.machine.sapcloud.io/pod-uid";
 
+/// On a Node the stand-in took down because its zone is out; it brings back
+/// only Nodes that carry it.
+pub const OUTAGE_ANNOTATION: &str = "local.machine.sapcloud.io/zone-outage";
+
+/// The VM's place and type the local driver puts on its Pod, which a cloud's
+/// kubelet (or cloud-controller-manager) puts on the Node.
+const VM_LABELS: [&str; 3] = [
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+];
+/// The VM's size on its Pod (JSON), reported as the Node's capacity.
+const CAPACITY_ANNOTATION: &str = "local.machine.sapcloud.io/capacity";
+
+/// The zone the machine Pod's VM runs in, if the Pod says.
+pub fn zone_of(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(VM_LABELS[0])
+        .map(String::as_str)
+}
+
+/// The VM labels a kubelet on this Pod's VM registers its Node with.
+pub fn vm_labels(pod: &Pod) -> BTreeMap<String, String> {
+    let labels = pod.metadata.labels.as_ref();
+    VM_LABELS
+        .iter()
+        .filter_map(|k| Some((k.to_string(), labels?.get(*k)?.clone())))
+        .collect()
+}
+
+/// Status patch that reports the VM's size as the Node's capacity and
+/// allocatable (no reservations), with room for 110 Pods unless the size says
+/// otherwise; `None` when the Node reports it already, or the Pod names no
+/// size or one that is not a map of quantities. Asked again at every change
+/// of the Node: kwok's first status may land after ours and overwrite it.
+pub fn capacity_status_patch(pod: &Pod, node: Option<&Node>) -> Option<Value> {
+    let text = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(CAPACITY_ANNOTATION)?;
+    let mut capacity: BTreeMap<String, String> = serde_json::from_str(text).ok()?;
+    capacity
+        .entry("pods".to_owned())
+        .or_insert_with(|| "110".to_owned());
+    let status = node.and_then(|n| n.status.as_ref());
+    let reported = |q: Option<&BTreeMap<String, Quantity>>| {
+        q.is_some_and(|q| q.iter().map(|(k, v)| (k, &v.0)).eq(capacity.iter()))
+    };
+    if reported(status.and_then(|s| s.capacity.as_ref()))
+        && reported(status.and_then(|s| s.allocatable.as_ref()))
+    {
+        return None;
+    }
+    Some(json!({"status": {"capacity": capacity, "allocatable": capacity}}))
+}
+
 pub const NOT_READY_REASON: &str = "NodeStatusUnknown";
 pub const NOT_READY_MESSAGE: &str = "Kubelet stopped posting node status.";
 
@@ -40,6 +100,8 @@ pub struct NodeView {
     pub deleting: bool,
     /// Its Ready condition already says what a stopped kubelet leaves behind.
     pub stopped_status: bool,
+    /// Taken down by the stand-in because its zone is out ([`OUTAGE_ANNOTATION`]).
+    pub outage: bool,
 }
 
 impl NodeView {
@@ -65,6 +127,7 @@ impl NodeView {
                 .is_some_and(|l| l.contains_key(KWOK_LABEL)),
             deleting: node.metadata.deletion_timestamp.is_some(),
             stopped_status,
+            outage: get(OUTAGE_ANNOTATION).is_some(),
         }
     }
 }
@@ -178,17 +241,24 @@ pub fn register_with_taints(userdata: &[u8]) -> Vec<Taint> {
 /// The Node a kubelet in machine Pod `key` (uid `uid`) registers: named after the
 /// Pod, providerID = name, kubelet-style labels, kwok and stand-in annotations,
 /// and `taints` besides our own. Its status is left to kwok.
-pub fn build_node(key: &PodKey, uid: &str, taints: Vec<Taint>) -> Node {
+pub fn build_node(
+    key: &PodKey,
+    uid: &str,
+    taints: Vec<Taint>,
+    vm_labels: BTreeMap<String, String>,
+) -> Node {
     let name = key.name.clone();
+    let mut labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_owned(), name.clone()),
+        ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+        ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
+        (KWOK_LABEL.to_owned(), KWOK_VALUE.to_owned()),
+    ]);
+    labels.extend(vm_labels);
     Node {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            labels: Some(BTreeMap::from([
-                ("kubernetes.io/hostname".to_owned(), name.clone()),
-                ("kubernetes.io/os".to_owned(), "linux".to_owned()),
-                ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
-                (KWOK_LABEL.to_owned(), KWOK_VALUE.to_owned()),
-            ])),
+            labels: Some(labels),
             annotations: Some(boot_annotations(key, uid)),
             ..Default::default()
         },
@@ -226,9 +296,25 @@ pub fn rejoin_patch(key: &PodKey, uid: &str) -> Value {
     } })
 }
 
-/// Merge patch that stops kwok from heartbeating a Node.
-pub fn stop_heartbeat_patch() -> Value {
-    json!({ "metadata": { "labels": { KWOK_LABEL: null } } })
+/// Merge patch that stops kwok from heartbeating a Node (`outage`: and marks
+/// it as down with its zone).
+pub fn stop_heartbeat_patch(outage: bool) -> Value {
+    match outage {
+        false => json!({ "metadata": { "labels": { KWOK_LABEL: null } } }),
+        true => json!({ "metadata": {
+            "labels": { KWOK_LABEL: null },
+            "annotations": { OUTAGE_ANNOTATION: "true" },
+        } }),
+    }
+}
+
+/// Merge patch for a Node whose zone is back: kwok heartbeats it again (and
+/// makes it Ready, as a kubelet that reaches the API server again would).
+pub fn resume_patch() -> Value {
+    json!({ "metadata": {
+        "labels": { KWOK_LABEL: KWOK_VALUE },
+        "annotations": { OUTAGE_ANNOTATION: null },
+    } })
 }
 
 /// Strategic merge patch for the status subresource: Ready turns Unknown the way
@@ -321,7 +407,7 @@ mod tests {
 
     #[test]
     fn builds_a_kubelet_style_node() {
-        let node = build_node(&key(), "uid-1", Vec::new());
+        let node = build_node(&key(), "uid-1", Vec::new(), BTreeMap::new());
         let v = serde_json::to_value(&node).unwrap();
         assert_eq!(
             v,
@@ -357,7 +443,7 @@ mod tests {
 
     #[test]
     fn foreign_nodes_are_not_ours() {
-        let mut node = build_node(&key(), "uid-1", Vec::new());
+        let mut node = build_node(&key(), "uid-1", Vec::new(), BTreeMap::new());
         node.metadata
             .annotations
             .as_mut()
@@ -370,7 +456,7 @@ mod tests {
 
     #[test]
     fn recognises_a_stopped_status() {
-        let mut node = build_node(&key(), "uid-1", Vec::new());
+        let mut node = build_node(&key(), "uid-1", Vec::new(), BTreeMap::new());
         let ready = |status: &str, reason: &str| NodeCondition {
             type_: "Ready".into(),
             status: status.into(),
@@ -387,11 +473,62 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_shows_its_zone_type_and_size_on_its_node() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {
+            "labels": {"topology.kubernetes.io/zone": "z1", "node.kubernetes.io/instance-type": "big", "app": "machine"},
+            "annotations": {"local.machine.sapcloud.io/capacity": "{\"cpu\":\"2\",\"memory\":\"8Gi\"}"},
+        }}))
+        .unwrap();
+        assert_eq!(zone_of(&pod), Some("z1"));
+        let labels = vm_labels(&pod);
+        assert_eq!(
+            labels,
+            BTreeMap::from([
+                (
+                    "node.kubernetes.io/instance-type".to_owned(),
+                    "big".to_owned()
+                ),
+                ("topology.kubernetes.io/zone".to_owned(), "z1".to_owned()),
+            ])
+        );
+        let node = build_node(&key(), "uid-1", Vec::new(), labels);
+        assert_eq!(
+            node.metadata.labels.unwrap()["topology.kubernetes.io/zone"],
+            "z1"
+        );
+        let status = capacity_status_patch(&pod, Some(&node)).unwrap();
+        let want = json!({"cpu": "2", "memory": "8Gi", "pods": "110"});
+        assert_eq!(status["status"]["capacity"], want);
+        assert_eq!(status["status"]["allocatable"], want);
+        // Reported already: nothing to do; overwritten (kwok's defaults): again.
+        let mut reported = node.clone();
+        reported.status = serde_json::from_value(status["status"].clone()).unwrap();
+        assert_eq!(capacity_status_patch(&pod, Some(&reported)), None);
+        let capacity = reported.status.as_mut().unwrap().capacity.as_mut().unwrap();
+        capacity.insert("cpu".into(), Quantity("4".into()));
+        assert!(capacity_status_patch(&pod, Some(&reported)).is_some());
+        // No size, or one that is no map of quantities: nothing to report.
+        assert_eq!(capacity_status_patch(&Pod::default(), None), None);
+        let mut odd = pod.clone();
+        odd.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(CAPACITY_ANNOTATION.into(), "[1]".into());
+        assert_eq!(capacity_status_patch(&odd, None), None);
+    }
+
+    #[test]
     fn patches() {
         assert_eq!(
-            stop_heartbeat_patch(),
+            stop_heartbeat_patch(false),
             json!({"metadata": {"labels": {"kwok.x-k8s.io/node": null}}})
         );
+        let down = stop_heartbeat_patch(true);
+        assert_eq!(down["metadata"]["annotations"][OUTAGE_ANNOTATION], "true");
+        let back = resume_patch();
+        assert_eq!(back["metadata"]["labels"][KWOK_LABEL], KWOK_VALUE);
+        assert!(back["metadata"]["annotations"][OUTAGE_ANNOTATION].is_null());
         let now: jiff::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
         let p = not_ready_status_patch(now);
         let c = &p["status"]["conditions"][0];
@@ -462,13 +599,13 @@ mod tests {
             ]
         );
         assert!(register_with_taints(b"kubelet --v=2").is_empty());
-        let node = build_node(&key(), "uid-1", taints);
+        let node = build_node(&key(), "uid-1", taints, BTreeMap::new());
         assert_eq!(node.spec.unwrap().taints.unwrap().len(), 3);
     }
 
     #[test]
     fn the_agent_reports_an_update_once_the_node_is_ready_for_it() {
-        let mut node = build_node(&key(), "uid-1", Vec::new());
+        let mut node = build_node(&key(), "uid-1", Vec::new(), BTreeMap::new());
         assert_eq!(in_place_update_report(&node), None);
         node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
             conditions: Some(vec![k8s_openapi::api::core::v1::NodeCondition {

@@ -3,7 +3,7 @@
 
 //! Performs the [`Plan`] for one machine Pod against the target cluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub struct Context {
     recorder: Recorder,
     join_delay: Duration,
     memory: Mutex<Memory>,
+    /// Zones that are out (the local cloud's cloud-wide profiles).
+    outages: Mutex<BTreeSet<String>>,
 }
 
 impl Context {
@@ -78,6 +80,7 @@ impl Context {
             nodes,
             join_delay,
             memory: Mutex::default(),
+            outages: Mutex::default(),
         }
     }
 
@@ -159,6 +162,22 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Takes the zones that are out now; whether that changed anything.
+    pub fn set_outages(&self, zones: BTreeSet<String>) -> bool {
+        let mut outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *outages != zones;
+        *outages = zones;
+        changed
+    }
+
+    fn zone_out(&self, pod: Option<&Pod>) -> bool {
+        let outages = self.outages.lock().unwrap_or_else(|p| p.into_inner());
+        pod.and_then(node::zone_of)
+            .is_some_and(|zone| outages.contains(zone))
+    }
+}
+
 /// Brings the Node of machine Pod `key` in line with the Pod. Returns when to look
 /// again, if the join delay is still running.
 pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration>, Error> {
@@ -207,6 +226,7 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
         running_for,
         join_delay: ctx.join_delay,
         node_owner_running,
+        zone_out: ctx.zone_out(pod.as_deref()),
     });
     debug!(pod = %key, ?plan, "decided");
     match plan {
@@ -215,6 +235,9 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
         Plan::Joined => {
             if let PodState::Running { uid } = state {
                 ctx.mark_joined(&key, uid);
+            }
+            if let (Some(pod), Some(node)) = (pod.as_deref(), node.as_deref()) {
+                report_capacity(&nodes, pod, node).await?;
             }
             Ok(None)
         }
@@ -243,11 +266,9 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 ..Default::default()
             };
             if plan == Plan::Register {
-                match nodes
-                    .create(&params, &node::build_node(&key, uid, taints))
-                    .await
-                {
-                    Ok(_) => {}
+                let new = node::build_node(&key, uid, taints, node::vm_labels(pod));
+                match nodes.create(&params, &new).await {
+                    Ok(created) => report_capacity(&nodes, pod, &created).await?,
                     // Someone registered it meanwhile: decide again on the next event.
                     Err(kube::Error::Api(s)) if s.code == 409 => return Ok(None),
                     Err(e) => return Err(Error::Kube("creating the node", e)),
@@ -271,9 +292,19 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 .await;
             Ok(None)
         }
+        Plan::Resume => {
+            let patch = Patch::Merge(node::resume_patch());
+            nodes
+                .patch(&key.name, &PatchParams::apply(FIELD_MANAGER), &patch)
+                .await
+                .map_err(|e| Error::Kube("bringing the node back", e))?;
+            info!(pod = %key, "its zone is back: node {} posts status again", key.name);
+            Ok(None)
+        }
         Plan::Stop {
             stop_heartbeat,
             mark_not_ready,
+            outage,
         } => {
             let params = PatchParams::apply(FIELD_MANAGER);
             // A stop written is remembered, so that copies older than it are skipped.
@@ -285,8 +316,8 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 }
                 Err(e) => Err(e),
             };
-            if stop_heartbeat {
-                let patch = Patch::Merge(node::stop_heartbeat_patch());
+            if stop_heartbeat || outage {
+                let patch = Patch::Merge(node::stop_heartbeat_patch(outage));
                 ignore_gone(nodes.patch(&key.name, &params, &patch).await)
                     .map_err(|e| Error::Kube("removing the kwok annotation", e))?;
             }
@@ -295,9 +326,31 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
                 ignore_gone(nodes.patch_status(&key.name, &params, &patch).await)
                     .map_err(|e| Error::Kube("marking the node NotReady", e))?;
             }
-            info!(pod = %key, "machine pod is gone: node {} is NotReady", key.name);
+            let why = match outage {
+                true => "its zone is out",
+                false => "machine pod is gone",
+            };
+            info!(pod = %key, "{why}: node {} is NotReady", key.name);
             Ok(None)
         }
+    }
+}
+
+/// Reports the VM's size as the Node's capacity, unless it does already.
+async fn report_capacity(nodes: &Api<Node>, pod: &Pod, node: &Node) -> Result<(), Error> {
+    let Some(status) = node::capacity_status_patch(pod, Some(node)) else {
+        return Ok(());
+    };
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let params = PatchParams::apply(FIELD_MANAGER);
+    match nodes
+        .patch_status(name, &params, &Patch::Merge(status))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube("reporting the node's capacity", e)),
     }
 }
 

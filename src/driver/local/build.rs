@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use crate::api::MachineClass;
 use crate::api::provider_spec::LocalProviderSpec;
 use crate::contract::local::*;
 
@@ -150,13 +151,33 @@ pub fn pod(
     }
 }
 
-/// Marks the Pod as a VM of `class` (ours, not gardener's: the instance quota
-/// counts a class's VMs by it).
-pub fn label_class(pod: &mut Pod, class: &str) {
-    pod.metadata
-        .labels
-        .get_or_insert_default()
-        .insert(LABEL_CLASS.to_string(), class_label_value(class));
+/// Marks the Pod as a VM of `class` (ours, not gardener's: the instance
+/// quotas count VMs by these): its class, and the zone, region, instance type
+/// and capacity the class's `nodeTemplate` names, if any.
+pub fn label_vm(pod: &mut Pod, class: &MachineClass) {
+    let name = class.metadata.name.as_deref().unwrap_or_default();
+    let labels = pod.metadata.labels.get_or_insert_default();
+    labels.insert(LABEL_CLASS.to_string(), class_label_value(name));
+    let Some(template) = &class.node_template else {
+        return;
+    };
+    for (label, value) in [
+        (LABEL_ZONE, &template.zone),
+        (LABEL_REGION, &template.region),
+        (LABEL_INSTANCE_TYPE, &template.instance_type),
+    ] {
+        if !value.is_empty() {
+            labels.insert(label.to_string(), value.clone());
+        }
+    }
+    if !template.capacity.is_empty()
+        && let Ok(capacity) = serde_json::to_string(&template.capacity)
+    {
+        pod.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(CAPACITY_ANNOTATION.to_string(), capacity);
+    }
 }
 
 /// `class` as a label value: itself when it fits in 63 characters, otherwise
@@ -265,9 +286,40 @@ mod tests {
             assert_eq!(v.len(), 63, "{v}");
             assert!(v.starts_with(&"a".repeat(54)), "{v}");
         }
-        let mut pod = pod("m1", "ns", "ns", &spec());
-        label_class(&mut pod, "c1");
-        assert_eq!(pod.metadata.labels.unwrap()[LABEL_CLASS], "c1");
+    }
+
+    #[test]
+    fn a_vm_carries_its_class_zone_type_and_size() {
+        let mut class: MachineClass = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pool-z1"},
+            "nodeTemplate": {"capacity": {"cpu": "2", "memory": "8Gi"}, "instanceType": "local-big",
+                             "region": "local", "zone": "z1"},
+            "provider": "local", "providerSpec": {}
+        }))
+        .unwrap();
+        let mut vm = pod("m1", "ns", "ns", &spec());
+        label_vm(&mut vm, &class);
+        let labels = vm.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_CLASS], "pool-z1");
+        assert_eq!(labels[LABEL_ZONE], "z1");
+        assert_eq!(labels[LABEL_REGION], "local");
+        assert_eq!(labels[LABEL_INSTANCE_TYPE], "local-big");
+        assert_eq!(
+            vm.metadata.annotations.as_ref().unwrap()[CAPACITY_ANNOTATION],
+            r#"{"cpu":"2","memory":"8Gi"}"#
+        );
+        // Without a template: the class alone, gardener's Pod otherwise.
+        class.node_template = None;
+        let mut plain = pod("m1", "ns", "ns", &spec());
+        label_vm(&mut plain, &class);
+        let mut expected = pod("m1", "ns", "ns", &spec());
+        expected
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(LABEL_CLASS.into(), "pool-z1".into());
+        assert_eq!(plain, expected);
     }
 
     #[test]

@@ -134,6 +134,11 @@ fn answer(code: Code) -> String {
     }
 }
 
+/// The cloud-wide profile's refusal, as an injected error.
+pub fn refused(call: Call, subject: &str, r: super::cloud_wide::Refusal) -> MachineError {
+    injected(call, subject, r.code, r.message, r.rule)
+}
+
 /// An error the profile's `rule` makes on purpose, logged as such.
 fn injected(call: Call, subject: &str, code: Code, what: String, rule: String) -> MachineError {
     tracing::warn!(call = call.key(), subject, %code, rule, "injected fault: {what}");

@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod cloud;
+pub mod cloud_wide;
 pub mod clusters;
 pub mod profile;
 pub mod trouble;
@@ -28,6 +29,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::client::describe;
 use cloud::{Cloud, since};
+use cloud_wide::Shape;
 use profile::{Call, CloudProfile};
 
 use super::{
@@ -51,6 +53,8 @@ pub struct LocalDriver {
     foreign: clusters::ForeignClusters,
     /// What the classes' cloud profiles make the calls meet.
     cloud: Cloud,
+    /// `--cloud-profile`: quotas shared by classes, zone outages.
+    cloud_wide: Option<cloud_wide::ProfileFile>,
 }
 
 /// Where one machine's objects live.
@@ -78,7 +82,15 @@ impl LocalDriver {
             pods_writer: Mutex::new(writer),
             foreign: clusters::ForeignClusters::new(None),
             cloud: Cloud::default(),
+            cloud_wide: None,
         }
+    }
+
+    /// Quotas shared by classes and zone outages from this file
+    /// (`--cloud-profile`), read again whenever it changes.
+    pub fn with_cloud_profile(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.cloud_wide = path.map(cloud_wide::ProfileFile::new);
+        self
     }
 
     /// Clients of clusters named by class credentials get the token bucket
@@ -319,36 +331,80 @@ impl LocalDriver {
         Ok((spec, profile, place))
     }
 
-    /// Lets one more VM of `class` be made if its quota allows; the guard
-    /// holds the class's quota lock until that VM exists.
+    /// Lets one more VM of `class` be made if its zone is up and the class's
+    /// and the cloud's quotas allow; the guard holds the quota lock until
+    /// that VM exists. VMs are counted live, not from the cache: the cache
+    /// may not hold yet the VM this lock admitted a moment ago. Creating a VM
+    /// that exists takes no more room.
     async fn admit(
         &self,
         place: &Place,
-        class: &str,
+        class: &MachineClass,
         machine: &str,
         profile: &CloudProfile,
     ) -> DriverResult<Option<OwnedMutexGuard<()>>> {
-        if profile.instance_quota.is_none() {
+        let wide = self
+            .cloud_wide
+            .as_ref()
+            .map(|f| f.current())
+            .unwrap_or_default();
+        let shape = vm_shape(class);
+        if let Some(refusal) = wide.outage(shape.zone) {
+            return Err(cloud::refused(Call::Create, machine, refusal));
+        }
+        let class_quota = profile.instance_quota.is_some();
+        if !class_quota && !wide.has_quota() {
             return Ok(None);
         }
-        let ns = &place.namespace;
-        let value = build::class_label_value(class);
-        let guard = self.cloud.quota_lock(format!("{ns}/{value}")).await;
-        // Read live, not from the cache: the cache may not hold yet the VM
-        // this lock admitted a moment ago.
-        let lp = ListParams::default().labels(&format!("{LABEL_CLASS}={value}"));
-        let vms = Api::<Pod>::namespaced(place.client.clone(), ns)
-            .list_metadata(&lp)
-            .await
-            .map_err(|e| api_error(&format!("list Pods of class {class:?} in {ns}"), e))?;
-        let own = pod_name(machine);
-        // Creating a VM that exists takes no more room.
-        if !vms
-            .items
-            .iter()
-            .any(|p| p.metadata.name == Some(own.clone()))
-        {
-            Cloud::admit(profile, class, machine, vms.items.len())?;
+        let (ns, name) = (&place.namespace, class_name(class));
+        let value = build::class_label_value(name);
+        // One lock for the whole cloud while it has quotas of its own.
+        let key = match wide.has_quota() {
+            true => String::new(),
+            false => format!("{ns}/{value}"),
+        };
+        let guard = self.cloud.quota_lock(key).await;
+        let own = Some(pod_name(machine));
+        if class_quota {
+            let lp = ListParams::default().labels(&format!("{LABEL_CLASS}={value}"));
+            let vms = Api::<Pod>::namespaced(place.client.clone(), ns)
+                .list_metadata(&lp)
+                .await
+                .map_err(|e| api_error(&format!("list Pods of class {name:?} in {ns}"), e))?;
+            if !vms.items.iter().any(|p| p.metadata.name == own) {
+                Cloud::admit(profile, name, machine, vms.items.len())?;
+            }
+        }
+        if wide.has_quota() {
+            let lp = ListParams::default().labels(&format!("{LABEL_PROVIDER}={PROVIDER}"));
+            let vms = Api::<Pod>::all(place.client.clone())
+                .list_metadata(&lp)
+                .await
+                .map_err(|e| api_error("list machine Pods", e))?;
+            if !vms.items.iter().any(|p| p.metadata.name == own) {
+                let label = |p: &ObjectMeta, key: &str| -> String {
+                    p.labels
+                        .as_ref()
+                        .and_then(|l| l.get(key).cloned())
+                        .unwrap_or_default()
+                };
+                let shapes: Vec<(String, String)> = vms
+                    .items
+                    .iter()
+                    .map(|p| {
+                        (
+                            label(&p.metadata, LABEL_ZONE),
+                            label(&p.metadata, LABEL_INSTANCE_TYPE),
+                        )
+                    })
+                    .collect();
+                let existing = shapes.iter().map(|(zone, instance_type)| Shape {
+                    zone,
+                    instance_type,
+                });
+                wide.admit(shape, existing)
+                    .map_err(|r| cloud::refused(Call::Create, machine, r))?;
+            }
         }
         Ok(Some(guard))
     }
@@ -356,6 +412,17 @@ impl LocalDriver {
 
 fn class_name(class: &MachineClass) -> &str {
     class.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// Where the class's VMs run and what they are (empty when it names none).
+fn vm_shape(class: &MachineClass) -> Shape<'_> {
+    let template = class.node_template.as_ref();
+    Shape {
+        zone: template.map(|t| t.zone.as_str()).unwrap_or_default(),
+        instance_type: template
+            .map(|t| t.instance_type.as_str())
+            .unwrap_or_default(),
+    }
 }
 
 fn machine_ns(machine: &Machine) -> &str {
@@ -442,8 +509,7 @@ impl Driver for LocalDriver {
         let user_data = Self::user_data(req)?;
         let ns = &place.namespace;
         let pods: Api<Pod> = Api::namespaced(place.client.clone(), ns);
-        let class = class_name(req.class);
-        let _quota = self.admit(&place, class, machine, &profile).await?;
+        let _quota = self.admit(&place, req.class, machine, &profile).await?;
 
         // The Pod comes first, so that its Secret and Service are created owned by
         // it and never outlive it. Its kubelet waits for the Secret as for any
@@ -452,7 +518,7 @@ impl Driver for LocalDriver {
         // repeatable.
         let name = pod_name(machine);
         let mut vm = build::pod(machine, machine_ns(req.machine), ns, &spec);
-        build::label_class(&mut vm, class);
+        build::label_vm(&mut vm, req.class);
         let pod: PodWithStatus = pods
             .patch(&name, &apply_params(), &Patch::Apply(&vm))
             .await
