@@ -493,7 +493,7 @@ mod tests {
         );
         let node = build_node(&key(), "uid-1", Vec::new(), labels);
         assert_eq!(
-            node.metadata.labels.unwrap()["topology.kubernetes.io/zone"],
+            node.metadata.labels.as_ref().unwrap()["topology.kubernetes.io/zone"],
             "z1"
         );
         let status = capacity_status_patch(&pod, Some(&node)).unwrap();
