@@ -225,6 +225,10 @@ pub mod local {
     /// The VM's size (the class's `nodeTemplate.capacity`, JSON), which the
     /// stand-in reports as the Node's capacity and allocatable.
     pub const CAPACITY_ANNOTATION: &str = "local.machine.sapcloud.io/capacity";
+    /// What becomes of the VM once made, chosen by the class's cloud profile
+    /// (`pod-fails`, `never-joins`, `not-ready-after=<seconds>s`); the local
+    /// cluster's kubelet stand-in plays it.
+    pub const BOOT_FAULT_ANNOTATION: &str = "local.machine.sapcloud.io/boot-fault";
     pub const CREDENTIALS_KUBECONFIG_KEY: &str = "kubeconfig";
     pub const IPV4_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv4pools";
     pub const IPV6_POOLS_ANNOTATION: &str = "cni.projectcalico.org/ipv6pools";

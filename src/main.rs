@@ -219,7 +219,8 @@ async fn run(opts: Options) -> Result<(), String> {
             // The driver: the local one is the only one this binary serves.
             let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()))
                 .with_rate(opts.kube_api_qps, opts.kube_api_burst)
-                .with_cloud_profile(opts.cloud_profile.clone());
+                .with_cloud_profile(opts.cloud_profile.clone())
+                .with_metrics(telemetry.metrics.clone());
             watches::run_with(
                 clients,
                 driver,

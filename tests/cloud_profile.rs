@@ -11,8 +11,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret, Service};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::api::{Machine, MachineClass};
@@ -374,7 +375,7 @@ async fn a_wrong_profile_is_reported_on_the_machine_and_fixing_it_lets_it_run() 
     let (_mcm, controller) = mcm_and_us(&ns, settings(&ns)).await;
 
     let machines: Api<Machine> = ns.api(&control);
-    wait_for_list(
+    let reported = wait_for_list(
         &machines,
         Default::default(),
         TIMEOUT,
@@ -387,6 +388,23 @@ async fn a_wrong_profile_is_reported_on_the_machine_and_fixing_it_lets_it_run() 
                         "providerSpec.cloudProfile.create.maxDelay: must not be below minDelay (5s), is 1s",
                     )
             }
+        },
+    )
+    .await;
+    let name = reported[0].name_any();
+    let events: Api<Event> = ns.api(&control);
+    wait_for_list(
+        &events,
+        watcher::Config::default().fields(&format!("involvedObject.name={name}")),
+        TIMEOUT,
+        "a Warning Event names the wrong field",
+        |l| {
+            l.iter().any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("providerSpec.cloudProfile.create.maxDelay"))
+            })
         },
     )
     .await;

@@ -62,6 +62,11 @@ struct OrphanLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BootFaultLabels {
+    fault: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     result: &'static str,
     category: &'static str,
@@ -88,6 +93,7 @@ pub struct Metrics {
     driver_duration: HistogramFamily<DriverLabels>,
     driver_failed: Family<DriverFailureLabels, Counter>,
     driver_injected: Family<DriverFailureLabels, Counter>,
+    boot_faults: Family<BootFaultLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     orphans_deleted: Family<OrphanLabels, Counter>,
     reconcile_duration: Histogram,
@@ -139,6 +145,12 @@ impl Metrics {
             "Failed driver API requests whose error the local cloud profile injected, by provider, operation and error code",
             driver_injected.clone(),
         );
+        let boot_faults = Family::<BootFaultLabels, Counter>::default();
+        registry.register(
+            "machine_controller_injected_boot_faults",
+            "VMs the local cloud profile made to fail at boot on purpose, by fault",
+            boot_faults.clone(),
+        );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
             "machine_controller_reconcile",
@@ -184,6 +196,7 @@ impl Metrics {
             driver_duration,
             driver_failed,
             driver_injected,
+            boot_faults,
             reconciles,
             orphans_deleted,
             reconcile_duration,
@@ -213,6 +226,13 @@ impl Metrics {
     /// `mcm_machine_controller_frozen`, for the safety controller.
     pub fn set_frozen(&self, frozen: bool) {
         self.machines.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    /// Counts a VM made to fail at boot on purpose (the local cloud profile).
+    pub fn boot_fault_injected(&self, fault: &'static str) {
+        self.boot_faults
+            .get_or_create(&BootFaultLabels { fault })
+            .inc();
     }
 
     /// Counts a VM that orphan collection deleted.

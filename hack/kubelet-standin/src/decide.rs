@@ -61,6 +61,37 @@ pub struct Observation<'a> {
     /// The Pod's zone is out (the local cloud's cloud-wide profile): its VM
     /// runs, but its kubelet cannot reach the API server.
     pub zone_out: bool,
+    /// What the local cloud's profile made of this VM, if anything.
+    pub boot_fault: Option<BootFault>,
+}
+
+/// What becomes of a VM once made, from the Pod's annotation
+/// `local.machine.sapcloud.io/boot-fault` (the class's cloud profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootFault {
+    /// The VM crashes: its Pod fails before the kubelet joins.
+    PodFails,
+    /// The VM runs, but its kubelet never joins.
+    NeverJoins,
+    /// The kubelet joins, and stops posting status this long after the VM
+    /// started running.
+    NotReadyAfter(Duration),
+}
+
+impl BootFault {
+    /// Reads the annotation's value; anything else is no fault.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pod-fails" => Some(BootFault::PodFails),
+            "never-joins" => Some(BootFault::NeverJoins),
+            _ => {
+                let after = value.strip_prefix("not-ready-after=")?;
+                humantime::parse_duration(after)
+                    .ok()
+                    .map(BootFault::NotReadyAfter)
+            }
+        }
+    }
 }
 
 /// The next step.
@@ -86,6 +117,11 @@ pub enum Plan {
     },
     /// The zone is back: the kubelet that kept running posts status again.
     Resume,
+    /// The VM crashed at boot (a boot fault): its Pod fails.
+    FailPod,
+    /// The Node of this very Pod exists and will stop posting status (a boot
+    /// fault) after this long: remember the join, look again then.
+    JoinedUntil(Duration),
 }
 
 pub fn decide(o: &Observation<'_>) -> Plan {
@@ -108,6 +144,12 @@ pub fn decide(o: &Observation<'_>) -> Plan {
             }
             stop(node, false).unwrap_or(Plan::Nothing("the node is already NotReady"))
         }
+        PodState::Running { .. } if o.boot_fault == Some(BootFault::PodFails) => Plan::FailPod,
+        PodState::Running { .. }
+            if o.boot_fault == Some(BootFault::NeverJoins) && o.node.is_none() =>
+        {
+            Plan::Nothing("the VM never joins (boot fault)")
+        }
         PodState::Running { uid } if o.zone_out => match ours {
             Some(node) if node.pod_uid.as_deref() == Some(uid) && !node.deleting => {
                 stop(node, true).unwrap_or(Plan::Nothing("the node is down with its zone"))
@@ -122,7 +164,18 @@ pub fn decide(o: &Observation<'_>) -> Plan {
                 Some(node) if node.pod_uid.as_deref() == Some(uid) && node.outage => {
                     return Plan::Resume;
                 }
-                Some(node) if node.pod_uid.as_deref() == Some(uid) => return Plan::Joined,
+                Some(node) if node.pod_uid.as_deref() == Some(uid) => {
+                    return match o.boot_fault {
+                        Some(BootFault::NotReadyAfter(after)) => {
+                            match after.checked_sub(o.running_for).filter(|l| !l.is_zero()) {
+                                Some(left) => Plan::JoinedUntil(left),
+                                None => stop(node, false)
+                                    .unwrap_or(Plan::Nothing("the node is down (boot fault)")),
+                            }
+                        }
+                        _ => Plan::Joined,
+                    };
+                }
                 Some(node) if node.deleting => {
                     return Plan::Nothing("the old node is being deleted");
                 }
@@ -193,7 +246,42 @@ mod tests {
             join_delay: Duration::ZERO,
             node_owner_running: false,
             zone_out: false,
+            boot_fault: None,
         }
+    }
+
+    #[test]
+    fn boot_faults_fail_the_pod_keep_the_kubelet_out_or_stop_it_later() {
+        let k = key();
+        let running = PodState::Running { uid: "u1" };
+        let mut o = obs(&k, running, None);
+        o.boot_fault = BootFault::parse("pod-fails");
+        assert_eq!(decide(&o), Plan::FailPod);
+        o.boot_fault = BootFault::parse("never-joins");
+        assert!(matches!(decide(&o), Plan::Nothing(_)));
+        // Goes NotReady two minutes after it started running.
+        let up = node("u1");
+        o.node = Some(&up);
+        o.boot_fault = BootFault::parse("not-ready-after=120s");
+        o.running_for = Duration::from_secs(20);
+        assert_eq!(decide(&o), Plan::JoinedUntil(Duration::from_secs(100)));
+        o.running_for = Duration::from_secs(120);
+        assert_eq!(
+            decide(&o),
+            Plan::Stop {
+                stop_heartbeat: true,
+                mark_not_ready: true,
+                outage: false
+            }
+        );
+        let down = NodeView {
+            kwok_managed: false,
+            stopped_status: true,
+            ..node("u1")
+        };
+        o.node = Some(&down);
+        assert!(matches!(decide(&o), Plan::Nothing(_)));
+        assert_eq!(BootFault::parse("soon"), None);
     }
 
     #[test]

@@ -39,6 +39,25 @@ const VM_LABELS: [&str; 3] = [
 /// The VM's size on its Pod (JSON), reported as the Node's capacity.
 const CAPACITY_ANNOTATION: &str = "local.machine.sapcloud.io/capacity";
 
+/// What the local cloud's profile made of the Pod's VM (its annotation).
+pub fn boot_fault_of(pod: &Pod) -> Option<crate::decide::BootFault> {
+    let value = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get("local.machine.sapcloud.io/boot-fault")?;
+    crate::decide::BootFault::parse(value)
+}
+
+/// Status patch of a VM that crashed at boot: its Pod fails.
+pub fn failed_pod_status_patch() -> Value {
+    json!({"status": {
+        "phase": "Failed",
+        "reason": "BootFailed",
+        "message": "the VM crashed at boot (boot fault of the local cloud profile)",
+    }})
+}
+
 /// The zone the machine Pod's VM runs in, if the Pod says.
 pub fn zone_of(pod: &Pod) -> Option<&str> {
     pod.metadata

@@ -227,18 +227,37 @@ pub async fn reconcile(ctx: Arc<Context>, key: PodKey) -> Result<Option<Duration
         join_delay: ctx.join_delay,
         node_owner_running,
         zone_out: ctx.zone_out(pod.as_deref()),
+        boot_fault: pod.as_deref().and_then(node::boot_fault_of),
     });
     debug!(pod = %key, ?plan, "decided");
     match plan {
         Plan::Nothing(_) => Ok(None),
         Plan::WaitForJoinDelay(left) => Ok(Some(left)),
-        Plan::Joined => {
+        Plan::Joined | Plan::JoinedUntil(_) => {
             if let PodState::Running { uid } = state {
                 ctx.mark_joined(&key, uid);
             }
             if let (Some(pod), Some(node)) = (pod.as_deref(), node.as_deref()) {
                 report_capacity(&nodes, pod, node).await?;
             }
+            Ok(match plan {
+                Plan::JoinedUntil(left) => Some(left),
+                _ => None,
+            })
+        }
+        Plan::FailPod => {
+            let pods: Api<Pod> = Api::namespaced(ctx.admin.clone(), &key.namespace);
+            let patch = Patch::Merge(node::failed_pod_status_patch());
+            match pods
+                .patch_status(&key.name, &PatchParams::apply(FIELD_MANAGER), &patch)
+                .await
+            {
+                Ok(_) => {}
+                // Deleted meanwhile: nothing left to fail.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(Error::Kube("failing the pod", e)),
+            }
+            info!(pod = %key, "the VM crashed at boot (boot fault): its pod failed");
             Ok(None)
         }
         Plan::Register | Plan::Rejoin => {

@@ -55,6 +55,9 @@ pub struct LocalDriver {
     cloud: Cloud,
     /// `--cloud-profile`: quotas shared by classes, zone outages.
     cloud_wide: Option<cloud_wide::ProfileFile>,
+    /// Where injected boot faults are counted (the driver's calls are
+    /// counted by `InstrumentedDriver`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Where one machine's objects live.
@@ -83,7 +86,14 @@ impl LocalDriver {
             foreign: clusters::ForeignClusters::new(None),
             cloud: Cloud::default(),
             cloud_wide: None,
+            metrics: None,
         }
+    }
+
+    /// Counts injected boot faults in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Quotas shared by classes and zone outages from this file
@@ -519,6 +529,16 @@ impl Driver for LocalDriver {
         let name = pod_name(machine);
         let mut vm = build::pod(machine, machine_ns(req.machine), ns, &spec);
         build::label_vm(&mut vm, req.class);
+        if let Some((fault, rule)) = profile.boot_fault(machine) {
+            tracing::warn!(machine, rule, "injected boot fault: {}", fault.annotation());
+            if let Some(m) = &self.metrics {
+                m.boot_fault_injected(fault.key());
+            }
+            vm.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(BOOT_FAULT_ANNOTATION.to_string(), fault.annotation());
+        }
         let pod: PodWithStatus = pods
             .patch(&name, &apply_params(), &Patch::Apply(&vm))
             .await

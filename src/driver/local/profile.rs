@@ -10,6 +10,9 @@
 //! fit: `instanceQuota`, `create.minDelay`, `create.maxDelay`,
 //! `percentageOfMachines`, `delete.rateLimitError.errorDuration`.
 //!
+//! Long because: its tests show each rule with plain values, beside the
+//! rules they check.
+//!
 //! Every choice is a function of the seed, the call and the machine's name, so
 //! a run repeats exactly; time windows run from the machine's own timestamps
 //! (created, deletion asked), so a restart of the controller changes nothing.
@@ -56,6 +59,63 @@ struct Raw {
     get_machine_status: Option<RawCall>,
     list_machines: Option<RawCall>,
     delete: Option<RawCall>,
+    boot: Option<RawBoot>,
+}
+
+/// `boot`: what becomes of a share of the VMs once made.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawBoot {
+    pod_fails: Option<RawShare>,
+    never_joins: Option<RawShare>,
+    goes_not_ready: Option<RawNotReady>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawShare {
+    percentage_of_machines: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawNotReady {
+    percentage_of_machines: f64,
+    after: String,
+}
+
+/// What becomes of a VM once it is made (`boot`): the kubelet stand-in of the
+/// local cluster plays it, from the Pod's annotation
+/// `local.machine.sapcloud.io/boot-fault` ([`BootFault::annotation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootFault {
+    /// The VM crashes: its Pod fails before the kubelet joins.
+    PodFails,
+    /// The VM runs, but its kubelet never joins.
+    NeverJoins,
+    /// The kubelet joins, and stops posting status this long after the VM
+    /// started running.
+    NotReadyAfter(Duration),
+}
+
+impl BootFault {
+    /// The annotation's value.
+    pub fn annotation(self) -> String {
+        match self {
+            BootFault::PodFails => "pod-fails".into(),
+            BootFault::NeverJoins => "never-joins".into(),
+            BootFault::NotReadyAfter(d) => format!("not-ready-after={}s", d.as_secs()),
+        }
+    }
+
+    /// Its key in the profile (and the metric's label).
+    pub fn key(self) -> &'static str {
+        match self {
+            BootFault::PodFails => "podFails",
+            BootFault::NeverJoins => "neverJoins",
+            BootFault::NotReadyAfter(_) => "goesNotReady",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -116,6 +176,8 @@ pub struct CloudProfile {
     /// VMs of the class that may exist at once.
     pub instance_quota: Option<u32>,
     calls: Vec<(Call, CallProfile)>,
+    /// Each fault with its share of machines (0 to 100, 100 at most in all).
+    boot: Vec<(BootFault, f64)>,
 }
 
 /// What a call meets.
@@ -151,7 +213,24 @@ impl CloudProfile {
             seed: raw.seed,
             instance_quota: raw.instance_quota,
             calls,
+            boot: raw.boot.map(check_boot).transpose()?.unwrap_or_default(),
         })
+    }
+
+    /// What becomes of `machine`'s VM once made, and the rule that says so:
+    /// one draw for all faults, so that their shares add up and a machine
+    /// meets one at most.
+    pub fn boot_fault(&self, machine: &str) -> Option<(BootFault, String)> {
+        let x = self.draw("boot", machine, "fault") * 100.0;
+        let mut below = 0.0;
+        for (fault, share) in &self.boot {
+            below += share;
+            if x < below {
+                let rule = format!("boot.{} for {share}% of machines", fault.key());
+                return Some((*fault, rule));
+            }
+        }
+        None
     }
 
     fn call(&self, call: Call) -> Option<&CallProfile> {
@@ -169,7 +248,7 @@ impl CloudProfile {
         };
         let (min, max) = p.delay;
         let spread = max.saturating_sub(min);
-        let delay = min + spread.mul_f64(self.draw(call, machine, "delay"));
+        let delay = min + spread.mul_f64(self.draw(call.key(), machine, "delay"));
         let error = if let Some((window, code)) = p.rate_limit_for
             && since < window
         {
@@ -179,7 +258,7 @@ impl CloudProfile {
             ))
         } else {
             p.error.and_then(|(code, share)| {
-                (self.draw(call, machine, "error") * 100.0 < share).then(|| {
+                (self.draw(call.key(), machine, "error") * 100.0 < share).then(|| {
                     (
                         code,
                         format!("{}.error {code} for {share}% of machines", call.key()),
@@ -190,12 +269,13 @@ impl CloudProfile {
         Fault { delay, error }
     }
 
-    /// A number in [0, 1) from the seed, the call, the machine and what it is
-    /// for: SHA-256, so that it stays the same across builds and platforms.
-    fn draw(&self, call: Call, machine: &str, what: &str) -> f64 {
+    /// A number in [0, 1) from the seed, the call (or `boot`), the machine
+    /// and what it is for: SHA-256, so that it stays the same across builds
+    /// and platforms.
+    fn draw(&self, call: &str, machine: &str, what: &str) -> f64 {
         let mut hash = Sha256::new();
         hash.update(self.seed.to_be_bytes());
-        for part in [call.key(), machine, what] {
+        for part in [call, machine, what] {
             hash.update(part.as_bytes());
             hash.update([0]);
         }
@@ -216,6 +296,49 @@ impl CloudProfile {
 fn duration(field: String, text: Option<&str>) -> Result<Option<Duration>, ProfileError> {
     text.map(|t| crate::duration::parse(t).map_err(|why| invalid(field, why)))
         .transpose()
+}
+
+fn share(field: &str, percentage: f64) -> Result<f64, ProfileError> {
+    if !(0.0..=100.0).contains(&percentage) {
+        return Err(invalid(
+            format!(".boot.{field}.percentageOfMachines"),
+            format!("must be 0 to 100, is {percentage}"),
+        ));
+    }
+    Ok(percentage)
+}
+
+fn check_boot(raw: RawBoot) -> Result<Vec<(BootFault, f64)>, ProfileError> {
+    let mut faults = Vec::new();
+    if let Some(r) = raw.pod_fails {
+        faults.push((
+            BootFault::PodFails,
+            share("podFails", r.percentage_of_machines)?,
+        ));
+    }
+    if let Some(r) = raw.never_joins {
+        faults.push((
+            BootFault::NeverJoins,
+            share("neverJoins", r.percentage_of_machines)?,
+        ));
+    }
+    if let Some(r) = raw.goes_not_ready {
+        let field = ".boot.goesNotReady.after".to_string();
+        let after = duration(field.clone(), Some(&r.after))?.unwrap_or_default();
+        if after.is_zero() {
+            return Err(invalid(field, "must be longer than 0s"));
+        }
+        let pct = share("goesNotReady", r.percentage_of_machines)?;
+        faults.push((BootFault::NotReadyAfter(after), pct));
+    }
+    let total: f64 = faults.iter().map(|(_, p)| p).sum();
+    if total > 100.0 {
+        return Err(invalid(
+            ".boot",
+            format!("the shares of machines add up to {total}%, more than 100%"),
+        ));
+    }
+    Ok(faults)
 }
 
 /// A code an injected error may carry: any of MCM's but `OK`.
@@ -388,6 +511,40 @@ mod tests {
     }
 
     #[test]
+    fn boot_faults_take_their_shares_one_per_machine_and_repeat() {
+        let p = profile(json!({"seed": 3, "boot": {
+            "podFails": {"percentageOfMachines": 10},
+            "neverJoins": {"percentageOfMachines": 20},
+            "goesNotReady": {"percentageOfMachines": 30, "after": "2m"}}}));
+        let faults: Vec<Option<BootFault>> = (0..1000)
+            .map(|i| p.boot_fault(&format!("m{i}")).map(|f| f.0))
+            .collect();
+        let count = |f: BootFault| faults.iter().filter(|x| **x == Some(f)).count();
+        let late = BootFault::NotReadyAfter(Duration::from_secs(120));
+        for (fault, lo, hi) in [
+            (BootFault::PodFails, 70, 130),
+            (BootFault::NeverJoins, 160, 240),
+            (late, 250, 350),
+        ] {
+            let n = count(fault);
+            assert!((lo..=hi).contains(&n), "{fault:?}: {n} of 1000");
+        }
+        assert_eq!(p.boot_fault("m7").map(|f| f.0), faults[7]);
+        assert_eq!(late.annotation(), "not-ready-after=120s");
+        let (_, rule) = (0..1000)
+            .find_map(|i| {
+                p.boot_fault(&format!("m{i}"))
+                    .filter(|f| f.0 == BootFault::NeverJoins)
+            })
+            .unwrap();
+        assert_eq!(rule, "boot.neverJoins for 20% of machines");
+        assert_eq!(CloudProfile::default().boot_fault("m1"), None);
+        // All of them: every machine meets one.
+        let all = profile(json!({"boot": {"neverJoins": {"percentageOfMachines": 100}}}));
+        assert!((0..100).all(|i| all.boot_fault(&format!("m{i}")).is_some()));
+    }
+
+    #[test]
     fn a_wrong_profile_is_refused_with_the_field_named() {
         assert_eq!(
             error_of(json!({"create": {"minDelay": "5s", "maxDelay": "1s"}})),
@@ -414,6 +571,15 @@ mod tests {
         assert_eq!(
             error_of(json!({"delete": {"rateLimitError": {"errorDuration": "1s", "code": "OK"}}})),
             "providerSpec.cloudProfile.delete.rateLimitError.code: OK is no error"
+        );
+        assert_eq!(
+            error_of(json!({"boot": {"podFails": {"percentageOfMachines": 60},
+                                     "neverJoins": {"percentageOfMachines": 50}}})),
+            "providerSpec.cloudProfile.boot: the shares of machines add up to 110%, more than 100%"
+        );
+        assert_eq!(
+            error_of(json!({"boot": {"goesNotReady": {"percentageOfMachines": 5, "after": "0s"}}})),
+            "providerSpec.cloudProfile.boot.goesNotReady.after: must be longer than 0s"
         );
         // A typo is refused, not ignored.
         assert!(error_of(json!({"instanceQouta": 3})).contains("unknown field `instanceQouta`"));
