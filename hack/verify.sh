@@ -40,7 +40,8 @@ kubectl --kubeconfig .local/control.kubeconfig apply --dry-run=server -k kuberne
 kubectl --kubeconfig .local/target.kubeconfig apply --dry-run=server -k kubernetes/deployment/target
 kubectl --kubeconfig .local/control.kubeconfig apply --dry-run=server \
   -f kubernetes/secret.yaml -f kubernetes/machine-class.yaml -f kubernetes/machine.yaml \
-  -f kubernetes/machine-deployment.yaml
+  -f kubernetes/machine-deployment.yaml -f kubernetes/machine-class-cloud-profile.yaml
+# kubernetes/cloud-profile.json is read by a unit test (src/driver/local/cloud_wide.rs).
 
 step "tests"
 hack/test.sh

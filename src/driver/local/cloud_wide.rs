@@ -268,6 +268,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_profile_is_one_the_driver_takes() {
+        let sample = CloudWide::parse(include_str!("../../../kubernetes/cloud-profile.json"))
+            .expect("kubernetes/cloud-profile.json");
+        assert!(sample.has_quota());
+        assert_eq!(
+            sample.outage("local-b").map(|r| r.code),
+            Some(Code::Unavailable)
+        );
+    }
+
+    #[test]
     fn a_wrong_file_is_refused_with_what_is_wrong() {
         assert!(
             CloudWide::parse(r#"{"outages": {"z2": "Down"}}"#)
