@@ -10,7 +10,7 @@
 # registers before its 5 s Pod poll returned for a stale one), else 0; both
 # controllers run on the same cluster, so with the same delay. BENCH_JOIN_DELAY
 # overrides it. `cargo bench -p mcm-bench --bench machines` runs the release build
-# of the controller, then the peer, as child processes (hack/bench/src/main.rs
+# of the controller, then the peer, as child processes (hack/bench/src/lib.rs
 # lists the BENCH_* settings).
 set -euo pipefail
 

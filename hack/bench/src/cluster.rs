@@ -387,3 +387,92 @@ pub async fn delete_namespace(
         Err(_) => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(verb: &str, resource: &str) -> (String, String) {
+        (verb.to_string(), resource.to_string())
+    }
+
+    #[test]
+    fn deltas_count_what_grew_and_never_go_below_zero() {
+        let before = Requests::from([(key("GET", "pods"), 10), (key("LIST", "nodes"), 5)]);
+        let after = Requests::from([
+            (key("GET", "pods"), 15),
+            (key("LIST", "nodes"), 5),
+            (key("POST", "pods"), 2),
+        ]);
+        assert_eq!(
+            delta(&before, &after),
+            Requests::from([(key("GET", "pods"), 5), (key("POST", "pods"), 2)])
+        );
+        // A restarted server's counters start again: nothing, not a negative.
+        assert!(delta(&after, &before).is_empty());
+        assert_eq!(minus(&after, &before), delta(&before, &after));
+    }
+
+    #[test]
+    fn requests_are_classified_as_the_api_server_counts_them() {
+        let c = |m, u| classify(m, u, None);
+        assert_eq!(
+            c("GET", "https://h:6443/api/v1/namespaces/ns/pods/p1"),
+            key("GET", "pods")
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/ns/pods?labelSelector=a"),
+            key("LIST", "pods")
+        );
+        assert_eq!(
+            c("GET", "/api/v1/nodes?watch=true&rv=1"),
+            key("WATCH", "nodes")
+        );
+        assert_eq!(
+            c(
+                "PATCH",
+                "/api/v1/namespaces/ns/pods/p1?fieldManager=m&force=true"
+            ),
+            key("APPLY", "pods")
+        );
+        assert_eq!(
+            classify(
+                "PATCH",
+                "/api/v1/namespaces/ns/pods/p1?force=true",
+                Some(false)
+            ),
+            key("PATCH", "pods")
+        );
+        assert_eq!(
+            c(
+                "PATCH",
+                "/apis/machine.sapcloud.io/v1alpha1/namespaces/ns/machines/m1/status"
+            ),
+            key("PATCH", "machines/status")
+        );
+        assert_eq!(
+            c("DELETE", "/api/v1/namespaces/ns/pods"),
+            key("DELETECOLLECTION", "pods")
+        );
+        assert_eq!(c("GET", "/healthz"), key("GET", "/healthz"));
+    }
+
+    #[test]
+    fn the_request_total_is_read_from_the_metrics_text() {
+        let text = concat!(
+            "# HELP apiserver_request_total x\n",
+            "apiserver_request_total{code=\"200\",resource=\"pods\",subresource=\"\",verb=\"GET\"} 3\n",
+            "apiserver_request_total{code=\"404\",resource=\"pods\",subresource=\"\",verb=\"GET\"} 2\n",
+            "apiserver_request_total{code=\"200\",resource=\"nodes\",subresource=\"status\",verb=\"PATCH\"} 7\n",
+            "apiserver_request_duration_seconds_count{verb=\"GET\"} 9\n",
+        );
+        assert_eq!(
+            parse_request_total(text),
+            Requests::from([(key("GET", "pods"), 5), (key("PATCH", "nodes/status"), 7)])
+        );
+        let labels = parse_labels(r#"a="1",b="x\"y\\z",c="""#);
+        assert_eq!(labels["a"], "1");
+        assert_eq!(labels["b"], r#"x"y\z"#);
+        assert_eq!(labels["c"], "");
+    }
+}

@@ -480,3 +480,23 @@ pub async fn delete_machine(api: &Api<Machine>, name: &str) -> Result<(), kube::
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_names_differ_where_mcm_takes_the_token_id_from() {
+        assert_eq!(base36(0, 3), "000");
+        assert_eq!(base36(35, 3), "00z");
+        assert_eq!(base36(36 * 36 * 36 + 1, 3), "001", "wraps at three digits");
+        let names: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| {
+                let name = machine_name("b0000", i);
+                // The 3rd- to 5th-last characters.
+                name[name.len() - 5..name.len() - 2].to_string()
+            })
+            .collect();
+        assert_eq!(names.len(), 1000);
+    }
+}

@@ -24,7 +24,6 @@ pub struct Summary {
     pub mean: f64,
 }
 
-/// Nearest-rank percentiles.
 /// Counts the failed calls among `results`, keeping the first few messages.
 pub fn tally_errors(results: Vec<Result<(), String>>, messages: &mut Vec<String>) -> usize {
     let mut errors = 0;
@@ -37,6 +36,7 @@ pub fn tally_errors(results: Vec<Result<(), String>>, messages: &mut Vec<String>
     errors
 }
 
+/// Nearest-rank percentiles, the largest value and the mean.
 pub fn summarize(mut values: Vec<f64>) -> Option<Summary> {
     if values.is_empty() {
         return None;
@@ -219,7 +219,10 @@ pub struct MachinesRun {
     /// Per machine, from its create call.
     pub to_pending: Option<Summary>,
     pub to_running: Option<Summary>,
-    /// Machines Running per second: N / all_running_s.
+    /// Machines Running per second, leaving out the join delay: N /
+    /// (all_running_s - join delay). Not wall clock, unlike the bare client's
+    /// and the floor's, whose Nodes register at once (issue #24 makes every
+    /// rate wall clock).
     pub throughput_per_s: Option<f64>,
     pub deletion: Deletion,
     pub controller: ProcessStats,
@@ -904,4 +907,92 @@ fn details(r: &Run) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_use_nearest_rank_percentiles() {
+        assert!(summarize(Vec::new()).is_none());
+        let s = summarize((1..=100).rev().map(f64::from).collect()).unwrap();
+        assert_eq!(
+            (s.count, s.p50, s.p95, s.p99, s.max),
+            (100, 50.0, 95.0, 99.0, 100.0)
+        );
+        assert_eq!(s.mean, 50.5);
+        // Few values: the rank rounds up, never below the first.
+        let s = summarize(vec![3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.p50, s.p95, s.p99), (2.0, 3.0, 3.0));
+        let one = summarize(vec![7.0]).unwrap();
+        assert_eq!((one.p50, one.max), (7.0, 7.0));
+    }
+
+    #[test]
+    fn requests_per_machine_divide_by_n_and_keep_only_the_resources_asked() {
+        let requests = Requests::from([
+            (("APPLY".into(), "pods".into()), 200),
+            (("GET".into(), "pods".into()), 100),
+            (("PATCH".into(), "nodes".into()), 50),
+        ]);
+        let all = per_machine(&requests, 100, None);
+        assert_eq!(all.total, 3.5);
+        assert_eq!(all.by_verb["APPLY"], 2.0);
+        assert_eq!(all.by_resource["nodes PATCH"], 0.5);
+        let pods = per_machine(&requests, 100, Some(&BTreeSet::from(["pods".to_string()])));
+        assert_eq!(pods.total, 3.0);
+        assert!(!pods.by_resource.contains_key("nodes PATCH"));
+        // No machines: no division by zero.
+        assert_eq!(per_machine(&requests, 0, None).total, 350.0);
+    }
+
+    #[test]
+    fn ratios_say_whether_they_meet_their_target() {
+        assert_eq!(ratio(Some(1.0), Some(10.0), Some(0.1)), "0.10x ✅");
+        assert_eq!(ratio(Some(2.0), Some(10.0), Some(0.1)), "0.20x ❌");
+        assert_eq!(ratio(Some(2.0), Some(10.0), None), "0.20x");
+        assert_eq!(ratio(Some(2.0), Some(0.0), None), "—");
+        assert_eq!(ratio(None, Some(1.0), None), "—");
+    }
+
+    #[test]
+    fn fractions_compare_throughputs_and_need_both_sides() {
+        let bare = |rate| BareRun {
+            throughput_per_s: Some(rate),
+            ..Default::default()
+        };
+        let run = Run {
+            machines: MachinesRun {
+                throughput_per_s: Some(40.0),
+                ..Default::default()
+            },
+            bare: Some(bare(50.0)),
+            floor: Some(bare(32.0)),
+            ..Default::default()
+        };
+        assert_eq!(run.fraction(), Some(0.8));
+        assert_eq!(run.floor_fraction(), Some(1.25));
+        assert_eq!(run.contract_fraction(), Some(0.64));
+        let alone = Run { bare: None, ..run };
+        assert_eq!(alone.fraction(), None);
+        assert_eq!(alone.contract_fraction(), None);
+    }
+
+    #[test]
+    fn errors_are_counted_with_the_first_five_messages() {
+        let mut messages = Vec::new();
+        let results = (0..8).map(|i| {
+            if i % 2 == 0 {
+                Err(format!("e{i}"))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(tally_errors(results.collect(), &mut messages), 4);
+        assert_eq!(messages, ["e0", "e2", "e4", "e6"]);
+        let more = (0..3).map(|i| Err(format!("f{i}"))).collect();
+        assert_eq!(tally_errors(more, &mut messages), 3);
+        assert_eq!(messages.len(), 5);
+    }
 }
