@@ -13,16 +13,26 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::{NODE_FINALIZER, Phase};
-use support::controller::{kubectl_apply, sample, settings, start};
+use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start};
 use support::{Cluster, TIMEOUT, TestNamespace, holds_until, wait_for, wait_for_deleted};
 
-/// The sample machine, Running, in a fresh namespace; its name and Node's.
-async fn running_machine(prefix: &str) -> (TestNamespace, String, String) {
+/// The sample machine (under a name of the test's own: Nodes are
+/// cluster-wide), Running under our controller in a fresh namespace.
+struct Running {
+    ns: TestNamespace,
+    machine: String,
+    node: String,
+    controller: ControllerGuard,
+    machines: Api<Machine>,
+    nodes: Api<Node>,
+    pods: Api<Pod>,
+}
+
+async fn running_machine(prefix: &str) -> Running {
     let ns = TestNamespace::in_both(prefix).await;
     for file in ["secret.yaml", "machine-class.yaml"] {
         kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
     }
-    // Nodes are cluster-wide: a name of this test's own.
     let machine = format!("m-{}", &ns.name()[ns.name().len() - 6..]);
     let renamed = format!("name: {machine}");
     let yaml = sample(
@@ -33,15 +43,9 @@ async fn running_machine(prefix: &str) -> (TestNamespace, String, String) {
     kubectl_apply(Cluster::Control, &yaml).await;
     let node = format!("machine-{machine}");
     ns.delete_on_drop::<Node>(Cluster::Target, None, &node);
-    (ns, machine, node)
-}
-
-async fn deleted_node_takes_its_machine(prefix: &str, without_finalizer: bool) {
-    let (ns, machine, node) = running_machine(prefix).await;
     let (control, target) = (support::control().await, support::target().await);
     let controller = start(settings(&ns)).await;
     let machines: Api<Machine> = ns.api(&control);
-    let nodes: Api<Node> = Api::all(target.clone());
     wait_for(
         &machines,
         &machine,
@@ -50,6 +54,27 @@ async fn deleted_node_takes_its_machine(prefix: &str, without_finalizer: bool) {
         |m| m.phase() == Some(&Phase::Running),
     )
     .await;
+    Running {
+        pods: ns.api(&target),
+        nodes: Api::all(target),
+        ns,
+        machine,
+        node,
+        controller,
+        machines,
+    }
+}
+
+async fn deleted_node_takes_its_machine(prefix: &str, without_finalizer: bool) {
+    let Running {
+        ns: _ns,
+        machine,
+        node,
+        controller,
+        machines,
+        nodes,
+        pods,
+    } = running_machine(prefix).await;
     wait_for(
         &nodes,
         &node,
@@ -78,7 +103,6 @@ async fn deleted_node_takes_its_machine(prefix: &str, without_finalizer: bool) {
         "the machine goes with its Node",
     )
     .await;
-    let pods: Api<Pod> = ns.api(&target);
     wait_for_deleted(&pods, &node, TIMEOUT, "its VM is deleted").await;
     wait_for_deleted(&nodes, &node, TIMEOUT, "the Node is gone").await;
     controller.stop().await;
@@ -101,19 +125,15 @@ async fn a_node_deleted_outright_takes_its_machine_along() {
 /// MCM's: its deletion leaves the machine alone.
 #[tokio::test]
 async fn a_node_not_managed_by_mcm_takes_nothing_along() {
-    let (ns, machine, node) = running_machine("node-unmanaged").await;
-    let (control, target) = (support::control().await, support::target().await);
-    let controller = start(settings(&ns)).await;
-    let machines: Api<Machine> = ns.api(&control);
-    let nodes: Api<Node> = Api::all(target.clone());
-    wait_for(
-        &machines,
-        &machine,
-        TIMEOUT,
-        "the machine is Running",
-        |m| m.phase() == Some(&Phase::Running),
-    )
-    .await;
+    let Running {
+        ns: _ns,
+        machine,
+        node,
+        controller,
+        machines,
+        nodes,
+        ..
+    } = running_machine("node-unmanaged").await;
     let annotate = serde_json::json!({"metadata": {
         "annotations": {"node.machine.sapcloud.io/not-managed-by-mcm": "true"},
         "finalizers": null,
