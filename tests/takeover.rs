@@ -18,7 +18,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
@@ -256,6 +256,23 @@ async fn hand_over(first: Side, second: Side, prefix: &str) {
         wait_for_deleted(&machines, m, TIMEOUT * 2, "the machines are deleted").await;
     }
     assert!(pods(&ns).await.is_empty(), "no Pod is left");
+    // Nothing else of any machine is left either (Go leaves the Service and
+    // the user data to the garbage collector, after the Pod).
+    let target = support::target().await;
+    let (secrets, services): (Api<Secret>, Api<Service>) = (ns.api(&target), ns.api(&target));
+    for m in [&running, &pending, &leaving] {
+        let vm = format!("machine-{m}");
+        wait_for_deleted(&nodes, &vm, TIMEOUT, "the machine's Node is gone").await;
+        wait_for_deleted(&services, &vm, TIMEOUT, "its Service is gone").await;
+        let user_data = format!("{vm}-userdata");
+        wait_for_deleted(&secrets, &user_data, TIMEOUT, "its user data is gone").await;
+        let tokens = tokens_of(m).await;
+        match second {
+            Side::Ours => assert!(tokens.is_empty(), "no token left for {m}: {tokens:?}"),
+            // A token the Go controller made and never used expires (README).
+            Side::Go => assert!(tokens.len() <= 1, "one token at most for {m}: {tokens:?}"),
+        }
+    }
 }
 
 #[tokio::test]
