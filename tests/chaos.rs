@@ -25,7 +25,7 @@ use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
 use mcm_local::controller::bootstrap;
 use support::admin::Binary;
-use support::chaos::{Record, Signal, between, machines as scale};
+use support::chaos::{Record, Signal, between, kills, machines as scale};
 use support::controller::{kubectl_apply, sample};
 use support::{
     Cluster, TIMEOUT, TestNamespace, unique_name, wait_for, wait_for_list, wait_for_none,
@@ -263,12 +263,17 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
     phases.synced().await;
 
     // Started and stopped again at a random point of its start-up: before,
-    // during or after the caches sync and orphan collection runs.
-    for i in 0..30 {
+    // during or after the caches sync and orphan collection runs. The test
+    // says how many restarts got as far as a whole collection pass.
+    let restarts = kills(30);
+    let mut collected = 0;
+    for i in 0..restarts {
         let mut c = controller(&s, &format!("restart-{i}"), &[], &[]);
         tokio::time::sleep(between(Duration::ZERO, Duration::from_millis(2500))).await;
         Signal::random().stop(&mut c.child).await;
+        collected += usize::from(c.log_text().contains("orphan collection done"));
     }
+    eprintln!("chaos: {collected} of {restarts} restarts finished an orphan collection pass");
     // One more that lives through a whole orphan collection pass.
     let mut last = controller(&s, "final", &[], &[]);
     let pass = last
@@ -277,7 +282,10 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
         })
         .await;
     assert!(pass.contains("deleted=0"), "{pass}");
-    eprintln!("chaos: 30 restarts, {} machines: {pass}", s.names.len());
+    eprintln!(
+        "chaos: {restarts} restarts, {} machines: {pass}",
+        s.names.len()
+    );
 
     let lost = target.pods.replaced_or_deleted();
     assert!(
@@ -304,7 +312,7 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     let first = controller(&s, "create-initial", &[], &[]);
     let start = std::time::Instant::now();
     create_all(&s).await;
-    let mut current = kill_storm(&s, first, 8, "create").await;
+    let mut current = kill_storm(&s, first, kills(8), "create").await;
     all_running(&s, "every machine is Running after the storm").await;
     eprintln!(
         "chaos: {} machines Running {:.1?} after the first create, through 8 kills",
@@ -317,7 +325,7 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     // Deleted under the same storm: nothing is left.
     let start = std::time::Instant::now();
     request_deletion(&s).await;
-    current = kill_storm(&s, current, 8, "delete").await;
+    current = kill_storm(&s, current, kills(8), "delete").await;
     all_gone(&s).await;
     let t = support::target().await;
     let selected = watcher::Config::default().labels("machine-provider=local");
@@ -388,7 +396,8 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
     create_all(&s).await;
 
     let mut previous = String::new();
-    for i in 1..=8 {
+    let rounds = kills(8);
+    for i in 1..=rounds {
         // A new holder each round: the replica that took over from the last one killed.
         let lease = wait_for(
             &leases,
@@ -420,7 +429,7 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
     }
     all_running(&s, "every machine is Running after the leader kills").await;
     eprintln!(
-        "chaos: {} machines Running {:.1?} after the first create, through 8 leader kills",
+        "chaos: {} machines Running {:.1?} after the first create, through {rounds} leader kills",
         s.names.len(),
         start.elapsed()
     );

@@ -161,6 +161,15 @@ impl Signal {
     }
 }
 
+/// How many times a chaos test kills or restarts: `CHAOS_KILLS` (`make chaos`)
+/// or the default.
+pub fn kills(default: usize) -> usize {
+    std::env::var("CHAOS_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The scale of a chaos test: `CHAOS_MACHINES` (`make chaos`) or the default.
 pub fn machines(default: usize) -> usize {
     std::env::var("CHAOS_MACHINES")
