@@ -72,6 +72,7 @@ struct ClassContext {
     control: Client,
     namespace: String,
     machines: Store<Machine>,
+    finalized: Finalized,
 }
 
 async fn patch_finalizers<K>(
@@ -100,8 +101,24 @@ async fn reconcile(class: Arc<MachineClass>, ctx: Arc<ClassContext>) -> Result<A
     let has = class.finalizers().iter().any(|f| f == MACHINE_FINALIZER);
     let change = class_finalizer(deleting, has, used);
 
-    if let Some(f) = finalizers_after(class.finalizers(), MACHINE_FINALIZER, change) {
-        let classes: Api<MachineClass> = Api::namespaced(ctx.control.clone(), &ctx.namespace);
+    let classes: Api<MachineClass> = Api::namespaced(ctx.control.clone(), &ctx.namespace);
+    if change == Finalizer::Add {
+        // As a machine's write (`ensure_class_finalizer`), under the same lock:
+        // once we wrote it, our cached copy may just be older than that write,
+        // and the live class says whether it is really missing.
+        let mut written = ctx.finalized.0.lock().await;
+        let uid = class.uid().unwrap_or_default();
+        let current = match written.contains(&uid) {
+            true => Arc::new(classes.get(&name).await?),
+            false => class.clone(),
+        };
+        if current.metadata.deletion_timestamp.is_none()
+            && let Some(f) = finalizers_after(current.finalizers(), MACHINE_FINALIZER, change)
+        {
+            patch_finalizers(&classes, &current, f).await?;
+        }
+        written.insert(uid);
+    } else if let Some(f) = finalizers_after(class.finalizers(), MACHINE_FINALIZER, change) {
         patch_finalizers(&classes, &class, f).await?;
     }
     // A deleting class still in use waits for its machines; nothing else wakes it.
@@ -229,6 +246,7 @@ pub async fn run(
     control: Client,
     namespace: String,
     machines: Store<Machine>,
+    finalized: Finalized,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api: Api<MachineClass> = Api::namespaced(control.clone(), &namespace);
@@ -237,6 +255,7 @@ pub async fn run(
         control,
         namespace: namespace.clone(),
         machines: machines.clone(),
+        finalized,
     });
     // Machines add the class finalizer themselves (see `ensure_class_finalizer`);
     // this controller adds it to classes in use at start and removes it when a

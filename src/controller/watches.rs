@@ -398,6 +398,7 @@ pub async fn run_with<D: Driver>(
         clients.control.client.clone(),
         ns_for_classes,
         machines.clone(),
+        ctx.finalized_classes.clone(),
         shutdown.clone(),
     );
     let main = controller

@@ -99,15 +99,29 @@ pub async fn start_recorded(settings: Settings) -> (ControllerGuard, Sent) {
     (start_on(clients, settings, 50, None), sent)
 }
 
-/// Requests a client sent, as `"<METHOD> <path>"`.
+/// Requests a client sent, as `"<METHOD> <path>"`, and the status each was
+/// answered with.
 #[derive(Clone, Default)]
-pub struct Sent(Arc<Mutex<Vec<String>>>);
+pub struct Sent {
+    sent: Arc<Mutex<Vec<String>>>,
+    answered: Arc<Mutex<Vec<(String, u16)>>>,
+}
 
 impl Sent {
     /// How many of the requests so far were `line`.
     pub fn count(&self, line: &str) -> usize {
-        let sent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         sent.iter().filter(|l| *l == line).count()
+    }
+
+    /// The statuses the requests `line` were answered with so far.
+    pub fn answers(&self, line: &str) -> Vec<u16> {
+        let answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        answered
+            .iter()
+            .filter(|(l, _)| l == line)
+            .map(|(_, code)| *code)
+            .collect()
     }
 }
 
@@ -127,23 +141,36 @@ pub struct Recorded<S> {
     sent: Sent,
 }
 
-impl<S: tower::Service<http::Request<B>>, B> tower::Service<http::Request<B>> for Recorded<S> {
+impl<S, B, R> tower::Service<http::Request<B>> for Recorded<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> S::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let line = format!("{} {}", request.method(), request.uri().path());
         self.sent
-            .0
+            .sent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(line);
-        self.inner.call(request)
+            .push(line.clone());
+        let answered = self.sent.answered.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            answered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((line, response.status().as_u16()));
+            Ok(response)
+        })
     }
 }
 
