@@ -67,6 +67,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn age_counts_from_a_past_time_only() {
+        let now = jiff::Timestamp::now();
+        let past = now - jiff::SignedDuration::from_secs(60);
+        assert_eq!(age(Some(&past), now), Duration::from_secs(60));
+        let future = now + jiff::SignedDuration::from_secs(60);
+        assert_eq!(age(Some(&future), now), Duration::ZERO);
+        assert_eq!(age(None, now), Duration::ZERO);
+    }
+
+    #[test]
     fn formats_like_go() {
         let cases = [
             (Duration::from_secs(20 * 60), "20m0s"),

@@ -22,7 +22,7 @@ use mcm_local::controller::bootstrap;
 use mcm_local::controller::settings::Settings;
 use mcm_local::driver::local::build;
 use mcm_local::driver::local::profile::CloudProfile;
-use support::admin::{Binary, samples, wait_for_http};
+use support::admin::{Binary, sample_value, wait_for_http};
 use support::controller::{kubectl_apply, sample, settings};
 use support::mcm::{
     MachineDeployment, all_running, apply_class, apply_deployment, mcm_and_us, spawn_mcm, tear_down,
@@ -300,20 +300,13 @@ async fn a_failing_list_never_makes_orphan_collection_delete_anything() {
     // Three collection passes have met the failing List.
     let failed = "mcm_cloud_api_driver_requests_failed_total{provider=\"local\",operation=\"ListMachines\",error_code=\"Unavailable\"}";
     let injected = "machine_controller_driver_injected_faults_total{provider=\"local\",operation=\"ListMachines\",error_code=\"Unavailable\"}";
-    let count = |body: &str, name: &str| -> u64 {
-        samples(body, name.split('{').next().unwrap())
-            .iter()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let count = |body: &str, series: &str| sample_value(body, series).unwrap_or(0.0);
     let (_, body) = wait_for_http(
         admin,
         "/metrics",
         TIMEOUT,
         "three failed ListMachines calls",
-        |code, body| code == 200 && count(body, failed) >= 3,
+        |code, body| code == 200 && count(body, failed) >= 3.0,
     )
     .await;
     assert_eq!(

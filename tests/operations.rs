@@ -21,7 +21,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use mcm_local::api::Machine;
 use mcm_local::contract::{OpState, OpType, Phase};
 use support::admin::{
-    Binary, RemoveOnDrop, get, impersonating_kubeconfig, kubeconfig_via, samples, wait_for_http,
+    Binary, RemoveOnDrop, get, impersonating_kubeconfig, kubeconfig_via, sample_value, samples,
+    wait_for_http,
 };
 use support::controller::{delete_all_machines, kubectl_apply, sample};
 use support::proxy::Proxy;
@@ -236,11 +237,7 @@ async fn readyz_waits_for_the_caches_and_metrics_count_a_running_machine() {
         assert!(metrics.contains(family), "{family} in\n{metrics}");
     }
     let adds = samples(&metrics, "mcm_workqueue_adds_total");
-    let added: f64 = adds
-        .first()
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default();
+    let added = sample_value(&metrics, "mcm_workqueue_adds_total").unwrap_or_default();
     assert!(added >= 1.0, "the machine was added to the queue: {adds:?}");
 
     // Deleted machines leave the per-machine series; the deletion is timed.

@@ -257,6 +257,17 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The value of the one series `series` (`name{labels}` as exposed, or a bare
+/// name) in an exposition, if it is there.
+pub fn sample_value(exposition: &str, series: &str) -> Option<f64> {
+    let name = series.split('{').next().unwrap_or(series);
+    samples(exposition, name)
+        .into_iter()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The metric lines of an exposition that start with `name` (and a `{` or space).
 pub fn samples<'a>(exposition: &'a str, name: &str) -> Vec<&'a str> {
     exposition

@@ -39,13 +39,17 @@ const VM_LABELS: [&str; 3] = [
 /// The VM's size on its Pod (JSON), reported as the Node's capacity.
 const CAPACITY_ANNOTATION: &str = "local.machine.sapcloud.io/capacity";
 
+/// What the local cloud's profile made of the VM (`pod-fails`, `never-joins`,
+/// `not-ready-after=<duration>`), on its Pod.
+const BOOT_FAULT_ANNOTATION: &str = "local.machine.sapcloud.io/boot-fault";
+
 /// What the local cloud's profile made of the Pod's VM (its annotation).
 pub fn boot_fault_of(pod: &Pod) -> Option<crate::decide::BootFault> {
     let value = pod
         .metadata
         .annotations
         .as_ref()?
-        .get("local.machine.sapcloud.io/boot-fault")?;
+        .get(BOOT_FAULT_ANNOTATION)?;
     crate::decide::BootFault::parse(value)
 }
 

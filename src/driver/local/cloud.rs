@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::OwnedMutexGuard;
 
 use super::profile::{Call, CloudProfile};
@@ -78,10 +77,9 @@ impl Cloud {
             None => Ok(()),
             Some((code, rule)) => {
                 // A throttled call says so whatever its code.
-                let what = if rule.contains(".rateLimitError ") {
-                    "request limit exceeded".to_string()
-                } else {
-                    answer(code)
+                let what = match fault.throttled {
+                    true => "request limit exceeded".to_string(),
+                    false => answer(code),
                 };
                 Err(injected(call, subject, code, what, rule))
             }
@@ -147,12 +145,6 @@ fn injected(call: Call, subject: &str, code: Code, what: String, rule: String) -
         format!("{what} (injected by the local cloud profile: {rule})"),
         rule,
     )
-}
-
-/// How long ago `time` was; none, or in the future: zero.
-pub fn since(time: Option<&Time>) -> Duration {
-    time.and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t.0)).ok())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -228,14 +220,5 @@ mod tests {
             "quota exceeded: 2 of 2 instances of class \"c\" are in use (injected by the local cloud profile: instanceQuota 2)"
         );
         assert!(Cloud::admit(&CloudProfile::default(), "c", "m3", 1_000).is_ok());
-    }
-
-    #[test]
-    fn since_counts_from_a_past_time_only() {
-        let past = Time(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60));
-        assert!(since(Some(&past)) >= Duration::from_secs(60));
-        let future = Time(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60));
-        assert_eq!(since(Some(&future)), Duration::ZERO);
-        assert_eq!(since(None), Duration::ZERO);
     }
 }

@@ -13,7 +13,7 @@
 //! values; [`ProfileFile`] reads the file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -175,10 +175,6 @@ impl ProfileFile {
             path,
             loaded: Mutex::new(Loaded::default()),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The profile as the file says now.

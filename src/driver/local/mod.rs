@@ -28,7 +28,7 @@ use kube::{Api, Client};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::client::describe;
-use cloud::{Cloud, since};
+use cloud::Cloud;
 use cloud_wide::Shape;
 use profile::{Call, CloudProfile};
 
@@ -418,6 +418,14 @@ impl LocalDriver {
         }
         Ok(Some(guard))
     }
+}
+
+/// How long ago `time` was (zero when unknown or to come): where a profile's
+/// time windows stand.
+fn since(
+    time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) -> std::time::Duration {
+    crate::duration::age(time.map(|t| &t.0), jiff::Timestamp::now())
 }
 
 fn class_name(class: &MachineClass) -> &str {

@@ -186,6 +186,8 @@ pub struct Fault {
     pub delay: Duration,
     /// The injected error and the rule that fired (for the log and the count).
     pub error: Option<(Code, String)>,
+    /// The error is a rate limit's, whatever its code.
+    pub throttled: bool,
 }
 
 impl CloudProfile {
@@ -244,14 +246,14 @@ impl CloudProfile {
             return Fault {
                 delay: Duration::ZERO,
                 error: None,
+                throttled: false,
             };
         };
         let (min, max) = p.delay;
         let spread = max.saturating_sub(min);
         let delay = min + spread.mul_f64(self.draw(call.key(), machine, "delay"));
-        let error = if let Some((window, code)) = p.rate_limit_for
-            && since < window
-        {
+        let throttled = p.rate_limit_for.is_some_and(|(window, _)| since < window);
+        let error = if let Some((window, code)) = p.rate_limit_for.filter(|_| throttled) {
             Some((
                 code,
                 format!("{}.rateLimitError {code} for {window:?}", call.key()),
@@ -266,7 +268,11 @@ impl CloudProfile {
                 })
             })
         };
-        Fault { delay, error }
+        Fault {
+            delay,
+            error,
+            throttled,
+        }
     }
 
     /// A number in [0, 1) from the seed, the call (or `boot`), the machine
