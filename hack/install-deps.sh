@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need=()
-for tool in openssl curl jq make; do
+for tool in openssl curl jq make patch; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if ((${#need[@]})); then

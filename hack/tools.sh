@@ -67,6 +67,35 @@ build mcm "$cache/mcm-$mcm" github.com/gardener/machine-controller-manager/cmd/m
 # gardener's Go driver for provider local, the peer this project replaces (hack/tools/gardener/README.md).
 build gardener "$cache/gardener-$gardener" github.com/gardener/gardener/cmd/machine-controller-manager-provider-local
 
+# The same peer with its driver client given --kube-api-qps/--kube-api-burst (the
+# bench's tuned Go peer): gardener's main.go with kube-api-rate.patch applied, built
+# in a copy of the pinned module so that every other package is gardener's own.
+build_tuned() {
+  local out="$cache/gardener-$gardener-tuned" name=machine-controller-manager-provider-local
+  local patch="$root/hack/tools/gardener/kube-api-rate.patch"
+  local stamp; stamp="$(sha256sum "$patch" | cut -c1-12)"
+  if [[ -x "$out/$name" && -f "$out/.patch-$stamp" ]]; then
+    log "$name (tuned): cached in $out"
+    return
+  fi
+  log "$name (tuned): building gardener's main.go with $(basename "$patch")"
+  local start=$SECONDS work src
+  src="$(cd "$root/hack/tools/gardener" && go list -m -f '{{.Dir}}' github.com/gardener/gardener)"
+  work="$(mktemp -d)"
+  cp "$root/hack/tools/gardener/go.mod" "$root/hack/tools/gardener/go.sum" "$work/"
+  mkdir -p "$work/cmd/machine-controller-manager-provider-local"
+  cp "$src/cmd/machine-controller-manager-provider-local/main.go" "$work/cmd/machine-controller-manager-provider-local/"
+  chmod -R u+w "$work"
+  (cd "$work" && patch -s -p1 <"$patch")
+  rm -rf "$out"; mkdir -p "$out"
+  (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$out/$name.tmp" ./cmd/machine-controller-manager-provider-local)
+  mv "$out/$name.tmp" "$out/$name"
+  touch "$out/.patch-$stamp"
+  rm -rf "$work"
+  log "$name (tuned): built in $((SECONDS - start))s"
+}
+build_tuned
+
 # One directory of symlinks for the scripts, always pointing at the pinned versions.
 bin="$cache/current"
 mkdir -p "$bin"
@@ -75,6 +104,8 @@ for f in "$cache/kubernetes-$k8s"/* "$cache/etcd-$etcd/etcd" "$cache/kwok-$kwok/
          "$cache/gardener-$gardener/machine-controller-manager-provider-local"; do
   ln -sf "$f" "$bin/$(basename "$f")"
 done
+ln -sf "$cache/gardener-$gardener-tuned/machine-controller-manager-provider-local" \
+  "$bin/machine-controller-manager-provider-local-tuned"
 # The CRDs come from the pinned MCM module, not from a copy in this repository.
 crds="$(cd "$root/hack/tools/mcm" && go list -m -f '{{.Dir}}' github.com/gardener/machine-controller-manager)/kubernetes/crds"
 ln -sfn "$crds" "$bin/mcm-crds"
