@@ -4,12 +4,14 @@
 //! The limit: a bare client does for N machines what a machine inherently costs
 //! the cluster, under the controller's token bucket and as fast as the API server
 //! takes it: the bootstrap token, the user-data Secret, Pod and Service (built by
-//! the controller's own builders), the Node that the machine's kubelet registers,
-//! and the token's deletion once the Pod runs and the Node is Ready. What the
-//! controller does beyond that (its status writes, Events, finalizers, node
-//! labels) is its own overhead, which "our rate / bare-client rate" shows.
-//! With [`Limit::Floor`], each set also makes the writes MCM's contract asks of
-//! any controller (floor.rs).
+//! the controller's own builders), and the token's deletion once the Pod runs and
+//! the Node is Ready. The Node is registered as the kubelet stand-in registers
+//! it: the join delay after the Pod runs, by a client of its own (a kubelet's,
+//! not the controller's, so outside the token bucket). What the controller does
+//! beyond that (its status writes, Events, finalizers, node labels) is its own
+//! overhead, which "our rate / bare-client rate" shows, wall clock against wall
+//! clock. With [`Limit::Floor`], each set also makes the writes MCM's contract
+//! asks of any controller (floor.rs).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,8 +32,8 @@ use crate::Options;
 use crate::cluster::{Env, Result, create_namespace, delete_namespace, delta, minus};
 use crate::floor::Floor;
 use crate::machines::{machine_name, run_tag};
-use crate::report::{BareRun, PhaseCpu, per_machine, summarize};
-use crate::track::{Progress, Tracker};
+use crate::report::{BareRun, Milestones, PhaseCpu, per_machine, summarize};
+use crate::track::{Progress, Tracker, all_reached};
 
 /// The user data of the sample secret (`stringData.userData: |` block), with the
 /// placeholders still in: the bare client substitutes them as the controller does.
@@ -89,7 +91,7 @@ fn node(name: &str, ns: &str) -> Node {
     }
 }
 
-fn is_ready(node: &Node) -> bool {
+pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -140,8 +142,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
         ..Default::default()
     };
 
-    // Pods: scheduled, Running. Nodes: Ready (stage 1). Sets: started, and done
-    // (stage 1) once the Pod runs, the Node is Ready and the token is deleted.
+    // Pods: applied (seen), Running. Nodes: Ready (stage 1). Sets: started, and
+    // done (stage 1) once the Pod runs, the Node is Ready and the token is deleted.
     let (pods, nodes, sets) = (Progress::new(), Progress::new(), Progress::new());
     let pod_tracker = {
         let p = pods.clone();
@@ -156,10 +158,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
                 match status.and_then(|s| s.phase.as_deref()) {
                     Some("Running") => p.reach(1, name, at),
                     Some(f @ ("Failed" | "Succeeded")) => p.fail(name, f),
-                    _ if pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()) => {
-                        p.reach(0, name, at)
-                    }
-                    _ => {}
+                    _ => p.reach(0, name, at),
                 }
             },
         )
@@ -210,10 +209,19 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let tokens: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let node_api: Api<Node> = Api::all(client.clone());
+    // The kubelet's client: its own connection, no token bucket, not the load
+    // generator's (its requests count server-side, as the stand-in's do).
+    let kubelet: Api<Node> = Api::all(kube::Client::try_from(env.target.config.clone())?);
+    let join_delay = opts.join_delay.unwrap_or_default();
     let floor = match limit {
         Limit::Bare => None,
-        Limit::Floor => Some(Floor::new(env, opts, &ns, node_api.clone(), conditions)?),
+        Limit::Floor => Some(Floor::new(
+            env,
+            opts,
+            &ns,
+            Api::all(client.clone()),
+            conditions,
+        )?),
     };
     let user_data = sample_user_data(env)?;
     let machines: Vec<String> = (0..n).map(|i| machine_name(&tag, i)).collect();
@@ -227,12 +235,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let ttl = Duration::from_secs(20 * 60);
     let create = stream::iter(machines.iter())
         .map(|m| {
-            let (secrets, pod_api, services, node_api) = (
-                secrets.clone(),
-                pod_api.clone(),
-                services.clone(),
-                node_api.clone(),
-            );
+            let (secrets, pod_api, services) = (secrets.clone(), pod_api.clone(), services.clone());
             let (client, sets, spec, ns, user_data, floor) = (
                 client.clone(),
                 sets.clone(),
@@ -276,22 +279,29 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
                 if let Some(floor) = &floor {
                     floor.record(m, &name).await?;
                 }
-                // The kubelet's registration (the stand-in's, without its join delay).
-                node_api
-                    .create(&pp, &node(&name, &ns))
-                    .await
-                    .map_err(|e| format!("create Node for {m}: {e}"))?;
                 Ok(())
             }
         })
         .buffer_unordered(usize::from(opts.flags.concurrent_syncs.max(1)))
         .collect::<Vec<Result<(), String>>>();
-    // Joined sets lose their token, as the controller's machines do on joining.
+    // The kubelet registers its Node the join delay after the Pod runs, as the
+    // stand-in does for ours; joined sets lose their token, as the controller's
+    // machines do on joining.
     let finish = futures::future::join_all(machines.iter().map(|m| {
         let (tokens, pods, nodes, sets, ns, floor) = (&tokens, &pods, &nodes, &sets, &ns, &floor);
+        let kubelet = &kubelet;
         async move {
             let name = mcm_local::contract::local::pod_name(m);
-            pods.reached_by(1, &name, deadline).await?;
+            let running = pods.reached_by(1, &name, deadline).await?;
+            // The simulated boot, not a synchronisation: the stand-in waits as long.
+            tokio::time::sleep_until(running + join_delay).await;
+            if let Err(e) = kubelet
+                .create(&PostParams::default(), &node(&name, ns))
+                .await
+            {
+                sets.fail(&name, &format!("create Node: {e}"));
+                return Some(());
+            }
             nodes.reached_by(1, &name, deadline).await?;
             let token = async {
                 tokens
@@ -333,13 +343,13 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let wall = t0.elapsed();
     let server1 = env.server_requests().await?;
     let load1 = env.load.snapshot();
-    let since = |at: Option<Instant>| at.map(|a| a.saturating_duration_since(t0).as_secs_f64());
-    let all_scheduled_s = (pods.reached_count(0) == n)
-        .then(|| since(pods.last(0)))
-        .flatten();
-    let all_running_s = (sets.reached_count(1) == n)
-        .then(|| since(sets.last(1)))
-        .flatten();
+    let all_running_s = all_reached(&sets, 1, n, t0);
+    let milestones = Milestones {
+        pods_applied_s: all_reached(&pods, 0, n, t0),
+        pods_running_s: all_reached(&pods, 1, n, t0),
+        nodes_ready_s: all_reached(&nodes, 1, n, t0),
+        done_s: all_running_s,
+    };
     eprintln!(
         "bench: N={n}: {what}: all sets Running (Pod Running, Node Ready, token deleted) after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))
@@ -367,12 +377,12 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
         n,
         namespace: ns,
         limit,
-        // Token, Secret, Pod, Service and Node created, token deleted; the floor
-        // adds finalizer, providerID, Pending, Node labels, join annotation,
-        // Running and two Events.
-        requests_per_set_client: if floor.is_some() { 14.0 } else { 6.0 },
+        // Token, Secret, Pod and Service created, token deleted (the Node is the
+        // kubelet's); the floor adds finalizer, providerID, Pending, Node labels,
+        // join annotation, Running and two Events.
+        requests_per_set_client: if floor.is_some() { 13.0 } else { 5.0 },
         submitted_s: submitted.as_secs_f64(),
-        all_scheduled_s,
+        milestones,
         all_running_s,
         to_running: summarize(sets.latencies(1)),
         throughput_per_s: all_running_s.map(|s| n as f64 / s),

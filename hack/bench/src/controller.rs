@@ -28,8 +28,12 @@ use crate::cluster::{Env, Requests, Result, classify};
 pub enum Side {
     #[default]
     Ours,
-    /// gardener's machine-controller-manager-provider-local (MCM v0.62.1).
+    /// gardener's machine-controller-manager-provider-local (MCM v0.62.1), as
+    /// shipped.
     Go,
+    /// The same with its driver client given `--kube-api-qps`/`--kube-api-burst`
+    /// (hack/tools/gardener/kube-api-rate.patch).
+    GoTuned,
 }
 
 impl Side {
@@ -38,6 +42,7 @@ impl Side {
         match self {
             Side::Ours => "machine-controller",
             Side::Go => "go-peer",
+            Side::GoTuned => "go-peer-tuned",
         }
     }
 }
@@ -324,7 +329,7 @@ impl Controller {
         )?)));
         let (args, peer_admin) = match side {
             Side::Ours => (flags.args(env, namespace), None),
-            Side::Go => {
+            Side::Go | Side::GoTuned => {
                 let port = free_port()?;
                 (
                     flags.peer_args(env, namespace, port),
@@ -350,7 +355,7 @@ impl Controller {
         // copies its stream to the log file and parses the one its side writes.
         let (out_parse, err_parse) = match side {
             Side::Ours => (Some(Parse::Json), None),
-            Side::Go => (None, Some(Parse::Klog)),
+            Side::Go | Side::GoTuned => (None, Some(Parse::Klog)),
         };
         let mut ready = Some(tx);
         let readers = vec![
@@ -370,7 +375,7 @@ impl Controller {
             .await
             .map_err(|_| match side {
                 Side::Ours => "the controller did not report its admin address within 60s",
-                Side::Go => "the Go peer did not start its workers within 60s",
+                Side::Go | Side::GoTuned => "the Go peer did not start its workers within 60s",
             })?
             .map_err(|_| format!("the controller exited; see {}", controller.log.display()))?;
         if let Some(admin) = peer_admin {

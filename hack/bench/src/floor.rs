@@ -10,8 +10,10 @@
 //! are built by the controller's own functions, so each write costs the API server
 //! what ours costs. "Our rate / floor rate" then shows what the controller adds
 //! (watches, decisions, waiting), and "floor rate / bare rate" what the contract
-//! costs on this cluster, which no controller can avoid. Like the bare client's,
-//! the floor's Nodes register at once, while our rate leaves the join delay out.
+//! costs on this cluster, which no controller can avoid. As in the bare client's
+//! sets, the Node registers the join delay after its Pod runs, by a kubelet's
+//! client outside the token bucket, as the stand-in registers ours; so the floor
+//! sends through the controller's buckets exactly what the contract asks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

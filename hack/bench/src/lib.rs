@@ -44,8 +44,10 @@ mod cluster;
 mod controller;
 mod floor;
 mod machines;
+mod medians;
 mod proc;
 mod report;
+mod rounds;
 mod track;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,7 @@ use bare::Limit;
 use cluster::{Env, Result};
 use controller::{Flags, Side};
 use report::{Header, Report, Run};
+use rounds::{Contender, Shuffler};
 
 pub struct Options {
     pub ns: Vec<usize>,
@@ -74,6 +77,13 @@ pub struct Options {
     /// when it is not run, and `peer_skipped` says why.
     pub peer: Option<PathBuf>,
     pub peer_skipped: String,
+    /// The same peer with its driver client given the rate flags.
+    pub peer_tuned: Option<PathBuf>,
+    pub peer_tuned_skipped: String,
+    /// Rounds per N (each contender once per round).
+    pub rounds: usize,
+    /// Seed of the rounds' shuffled orders.
+    pub seed: u64,
     /// Our run with the Go peer's class shape (`credentialsSecretRef`).
     pub credentials: bool,
     /// The kubelet stand-in's join delay, once read from its process.
@@ -131,7 +141,13 @@ impl Options {
             .into());
         }
         let deadline: u64 = var("BENCH_DEADLINE", 0)?;
-        let (peer, peer_skipped) = peer_binary(var("BENCH_PEER", 1u8)? != 0);
+        let wanted = var("BENCH_PEER", 1u8)? != 0;
+        let (peer, peer_skipped) = peer_binary(wanted, "BENCH_PEER_BIN", "");
+        let (peer_tuned, peer_tuned_skipped) =
+            peer_binary(wanted, "BENCH_PEER_TUNED_BIN", "-tuned");
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
         Ok(Options {
             ns,
             flags: Flags {
@@ -146,6 +162,10 @@ impl Options {
             controller,
             peer,
             peer_skipped,
+            peer_tuned,
+            peer_tuned_skipped,
+            rounds: var("BENCH_RUNS", 3usize)?.max(1),
+            seed: var("BENCH_SEED", seed)?,
             credentials: var("BENCH_CREDENTIALS", 0u8)? != 0,
             join_delay: None,
             out: match std::env::var_os("BENCH_OUT") {
@@ -157,13 +177,14 @@ impl Options {
     }
 }
 
-/// Where `hack/tools.sh` links gardener's Go peer, unless `BENCH_PEER_BIN` says
-/// otherwise; `None` and the reason when it is not to run or not there.
-fn peer_binary(wanted: bool) -> (Option<PathBuf>, String) {
+/// Where `hack/tools.sh` links gardener's Go peer (`suffix` "-tuned": the tuned
+/// one), unless the variable `var` says otherwise; `None` and the reason when it
+/// is not to run or not there.
+fn peer_binary(wanted: bool, var: &str, suffix: &str) -> (Option<PathBuf>, String) {
     if !wanted {
         return (None, "not run (BENCH_PEER=0)".into());
     }
-    let path = match std::env::var_os("BENCH_PEER_BIN") {
+    let path = match std::env::var_os(var) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => {
             let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -171,7 +192,9 @@ fn peer_binary(wanted: bool) -> (Option<PathBuf>, String) {
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
                 .unwrap_or_default();
-            cache.join("mcm-provider-local/tools/current/machine-controller-manager-provider-local")
+            cache.join(format!(
+                "mcm-provider-local/tools/current/machine-controller-manager-provider-local{suffix}"
+            ))
         }
     };
     if path.is_file() {
@@ -254,6 +277,20 @@ fn peer_shown(opts: &Options) -> String {
         "gardener's machine-controller-manager-provider-local ({build}, MCM v0.62.1) `{}`; its class \
          has `credentialsSecretRef` naming the user-data Secret, which also holds the target's kubeconfig",
         opts.flags.peer_shown()
+    )
+}
+
+/// The tuned peer as the header shows it.
+fn peer_tuned_shown(opts: &Options) -> String {
+    let Some(path) = &opts.peer_tuned else {
+        return opts.peer_tuned_skipped.clone();
+    };
+    let build = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "build unknown".into());
+    format!(
+        "the same ({build}) with hack/tools/gardener/kube-api-rate.patch: its driver client obeys          `--kube-api-qps`/`--kube-api-burst` too (the shipped peer's runs at client-go's 5/s, burst 10);          same flags and class"
     )
 }
 
@@ -343,6 +380,7 @@ async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
     Header {
         date: now.strftime("%Y-%m-%d").to_string(),
         started: now.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        stamp: now.strftime("%Y-%m-%d-%H%M%S").to_string(),
         machine: format!(
             "{cpus} CPUs ({cpu_model}), {memory_gib:.1} GiB memory, {}; load average at start {} \
              (the machine is shared: see \"other processes\" in the CPU lines)",
@@ -371,10 +409,14 @@ async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
         ),
         our_class: our_class(opts),
         peer: peer_shown(opts),
+        peer_tuned: peer_tuned_shown(opts),
+        rounds: opts.rounds,
+        seed: opts.seed,
         bare_client: format!(
             "kube-rs client with the same token bucket (qps {}, burst {}), {} object sets in flight, \
-             per set what a machine inherently costs: bootstrap token, Secret, Pod, Service and \
-             Node created, token deleted once the Pod runs and kwok has the Node Ready",
+             per set what a machine inherently costs: bootstrap token, Secret, Pod and Service \
+             created, the Node registered by a kubelet's client of its own the join delay after the \
+             Pod runs (as the stand-in does), token deleted once kwok has the Node Ready",
             opts.flags.qps, opts.flags.burst, opts.flags.concurrent_syncs
         ),
         load_generator: format!(
@@ -428,42 +470,65 @@ async fn run() -> Result<()> {
         runs: Vec::new(),
         notes: notes(),
     };
+    let mut contenders = vec![Contender::Ours];
+    if opts.peer.is_some() {
+        contenders.push(Contender::Go);
+    }
+    if opts.peer_tuned.is_some() {
+        contenders.push(Contender::GoTuned);
+    }
+    if opts.bare {
+        contenders.push(Contender::Bare);
+    }
+    if opts.floor {
+        contenders.push(Contender::Floor);
+    }
+    let mut shuffler = Shuffler::new(opts.seed);
     for &n in &opts.ns {
-        let machines = machines::run(&env, &opts, n, Side::Ours).await?;
-        // The same workload on the same cluster, after ours: fresh namespace and
-        // names, nothing of ours left running.
-        let peer = match opts.peer {
-            Some(_) => Some(machines::run(&env, &opts, n, Side::Go).await?),
-            None => None,
-        };
-        let bare = if opts.bare {
-            Some(bare::run(&env, &opts, n, Limit::Bare).await?)
-        } else {
-            None
-        };
-        let floor = if opts.floor {
-            Some(bare::run(&env, &opts, n, Limit::Floor).await?)
-        } else {
-            None
-        };
-        report.runs.push(Run {
-            machines,
-            peer,
-            bare,
-            floor,
-        });
+        for round in 1..=opts.rounds {
+            let order = shuffler.shuffle(&contenders);
+            let mut run = Run {
+                round,
+                order: order.iter().map(|c| c.name().to_string()).collect(),
+                ..Default::default()
+            };
+            eprintln!(
+                "bench: N={n}, round {round} of {}: {}",
+                opts.rounds,
+                run.order.join(", ")
+            );
+            // Each in a fresh namespace with fresh names, nothing of the one
+            // before left running.
+            for c in order {
+                match c {
+                    Contender::Ours => {
+                        run.machines = machines::run(&env, &opts, n, Side::Ours).await?
+                    }
+                    Contender::Go => {
+                        run.peer = Some(machines::run(&env, &opts, n, Side::Go).await?)
+                    }
+                    Contender::GoTuned => {
+                        run.peer_tuned = Some(machines::run(&env, &opts, n, Side::GoTuned).await?)
+                    }
+                    Contender::Bare => {
+                        run.bare = Some(bare::run(&env, &opts, n, Limit::Bare).await?)
+                    }
+                    Contender::Floor => {
+                        run.floor = Some(bare::run(&env, &opts, n, Limit::Floor).await?)
+                    }
+                }
+            }
+            report.runs.push(run);
+        }
     }
     let md = report.markdown();
     println!("{md}");
     std::fs::create_dir_all(&opts.out)?;
-    // A comparison with the Go peer does not replace the day's own run.
-    let name = if report.runs.iter().any(|r| r.peer.is_some()) {
-        let ns: Vec<String> = opts.ns.iter().map(usize::to_string).collect();
-        format!("{}-peer-n{}", report.header.date, ns.join("-"))
-    } else {
-        report.header.date.clone()
-    };
-    let base = opts.out.join(name);
+    // Never over another run's results: the start time is in the name, and a
+    // suffix is added should two runs start in the same second.
+    let ns: Vec<String> = opts.ns.iter().map(usize::to_string).collect();
+    let stem = format!("{}-n{}-r{}", report.header.stamp, ns.join("-"), opts.rounds);
+    let base = free_name(&opts.out, &stem);
     std::fs::write(base.with_extension("md"), &md)?;
     std::fs::write(
         base.with_extension("json"),
@@ -471,6 +536,18 @@ async fn run() -> Result<()> {
     )?;
     eprintln!("bench: wrote {}.md and .json", base.display());
     Ok(())
+}
+
+/// `dir/stem`, or `dir/stem-2`, `-3`, ... : the first whose .md and .json are
+/// both free.
+fn free_name(dir: &Path, stem: &str) -> PathBuf {
+    (1..)
+        .map(|i| match i {
+            1 => dir.join(stem),
+            i => dir.join(format!("{stem}-{i}")),
+        })
+        .find(|b| !b.with_extension("md").exists() && !b.with_extension("json").exists())
+        .unwrap_or_else(|| dir.join(stem))
 }
 
 /// Runs the benchmark (the bench target's `main`).
@@ -503,5 +580,28 @@ pub async fn main() -> ExitCode {
             eprintln!("bench: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_never_overwrite_an_earlier_run() {
+        let dir = std::env::temp_dir().join(format!("mcm-bench-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = free_name(&dir, "2026-12-07-170000-n100-r3");
+        assert_eq!(first, dir.join("2026-12-07-170000-n100-r3"));
+        std::fs::write(first.with_extension("md"), "taken").unwrap();
+        let second = free_name(&dir, "2026-12-07-170000-n100-r3");
+        assert_eq!(second, dir.join("2026-12-07-170000-n100-r3-2"));
+        // A JSON alone also takes the name.
+        std::fs::write(second.with_extension("json"), "{}").unwrap();
+        assert_eq!(
+            free_name(&dir, "2026-12-07-170000-n100-r3"),
+            dir.join("2026-12-07-170000-n100-r3-3")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,9 +24,10 @@ use crate::Options;
 use crate::cluster::{Env, Requests, Result, create_namespace, delete_namespace};
 use crate::controller::{Controller, LogStats, Side};
 use crate::report::{
-    Deletion, Errors, MachinesRun, PhaseCpu, PhaseRequests, ProcessStats, per_machine, summarize,
+    Deletion, Errors, MachinesRun, Milestones, PhaseCpu, PhaseRequests, ProcessStats, per_machine,
+    summarize,
 };
-use crate::track::{Progress, Tracker};
+use crate::track::{Progress, Tracker, all_reached};
 
 const CLASS: &str = "test-class";
 const CLASS_SECRET: &str = "test-secret";
@@ -137,9 +138,18 @@ fn token_machine(token: &Secret) -> Option<String> {
     rest.split_once('"').map(|(m, _)| m.to_string())
 }
 
-/// Watches of everything a machine leaves in the target cluster. User-data
-/// Secrets go by name: the Go driver does not label them.
-fn object_trackers(env: &Env, ns: &str, tag: &str, names: &[String]) -> Vec<Tracker> {
+/// Watches of everything a machine leaves in the target cluster, which also
+/// record the Pods' and Nodes' milestones (`pods`: seen, Running; `nodes`:
+/// Ready at stage 1) as the bare client's watches do. User-data Secrets go by
+/// name: the Go driver does not label them.
+fn object_trackers(
+    env: &Env,
+    ns: &str,
+    tag: &str,
+    names: &[String],
+    pods: Arc<Progress>,
+    nodes: Arc<Progress>,
+) -> Vec<Tracker> {
     let node_prefix = format!("machine-{tag}-");
     let machines: Arc<HashSet<String>> = Arc::new(names.iter().cloned().collect());
     let user_data: HashSet<String> = names
@@ -153,7 +163,13 @@ fn object_trackers(env: &Env, ns: &str, tag: &str, names: &[String]) -> Vec<Trac
             Api::<Pod>::namespaced(env.target.client.clone(), ns),
             selected(),
             |_| true,
-            |_, _| {},
+            move |pod: &Pod, at| {
+                let name = pod.name_any();
+                match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                    Some("Running") => pods.reach(1, &name, at),
+                    _ => pods.reach(0, &name, at),
+                }
+            },
         ),
         Tracker::start(
             "user-data secrets",
@@ -174,7 +190,11 @@ fn object_trackers(env: &Env, ns: &str, tag: &str, names: &[String]) -> Vec<Trac
             Api::<Node>::all(env.target.client.clone()),
             watcher::Config::default(),
             move |node: &Node| node.name_any().starts_with(&node_prefix),
-            |_, _| {},
+            move |node: &Node, at| {
+                if crate::bare::is_ready(node) {
+                    nodes.reach(1, &node.name_any(), at);
+                }
+            },
         ),
         Tracker::start(
             "bootstrap tokens",
@@ -229,6 +249,11 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     let (prefix, binary, credentials) = match side {
         Side::Ours => ("bench", &opts.controller, opts.credentials),
         Side::Go => ("peer", opts.peer.as_ref().ok_or("no Go peer binary")?, true),
+        Side::GoTuned => (
+            "tuned",
+            opts.peer_tuned.as_ref().ok_or("no tuned Go peer binary")?,
+            true,
+        ),
     };
     let ns = format!("{prefix}-{n}-{tag}");
     let names: Vec<String> = (0..n).map(|i| machine_name(&tag, i)).collect();
@@ -241,8 +266,10 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     }
     apply_class(env, &ns, credentials).await?;
 
-    // Watches first, so that nothing the controller does is missed.
+    // Watches first, so that nothing the controller does is missed; the Pods and
+    // Nodes are watched from the start, as the bare client watches its own.
     let progress = Progress::new();
+    let (pods, nodes) = (Progress::new(), Progress::new());
     let machines: Api<Machine> = Api::namespaced(env.control.client.clone(), &ns);
     let mut trackers = {
         let p = progress.clone();
@@ -259,6 +286,14 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
             },
         )]
     };
+    trackers.extend(object_trackers(
+        env,
+        &ns,
+        &tag,
+        &names,
+        pods.clone(),
+        nodes.clone(),
+    ));
     synced(&trackers).await?;
 
     let log = opts.logs.join(format!("{}-{n}.log", side.process()));
@@ -298,17 +333,15 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     }
     let rss_after_create = controller.memory_kb("VmRSS");
     let sockets_after_create = controller.sockets();
-    // The other watches only now, so that they add no load to the create phase.
-    trackers.extend(object_trackers(env, &ns, &tag, &names));
-    synced(&trackers).await?;
     let s1 = snapshot(env, &controller, side).await?;
-    let since = |at: Option<Instant>| at.map(|a| a.saturating_duration_since(t0).as_secs_f64());
-    let all_pending_s = (progress.reached_count(0) == n)
-        .then(|| since(progress.last(0)))
-        .flatten();
-    let all_running_s = (progress.reached_count(1) == n)
-        .then(|| since(progress.last(1)))
-        .flatten();
+    let all_pending_s = all_reached(&progress, 0, n, t0);
+    let all_running_s = all_reached(&progress, 1, n, t0);
+    let milestones = Milestones {
+        pods_applied_s: all_reached(&pods, 0, n, t0),
+        pods_running_s: all_reached(&pods, 1, n, t0),
+        nodes_ready_s: all_reached(&nodes, 1, n, t0),
+        done_s: all_running_s,
+    };
     eprintln!(
         "bench: N={n}: all Running after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))
@@ -415,9 +448,6 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         + errors.load_generator
         + errors.controller_http
         + errors.controller_log_errors;
-    // The join delay is the stand-in's wait, not the controller's work: the rate
-    // leaves it out, so that it compares with the bare client's.
-    let join_delay = opts.join_delay.unwrap_or_default().as_secs_f64();
     Ok(MachinesRun {
         n,
         side,
@@ -427,7 +457,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         all_running_s,
         to_pending: summarize(progress.latencies(0)),
         to_running: summarize(progress.latencies(1)),
-        throughput_per_s: all_running_s.map(|s| n as f64 / (s - join_delay).max(0.001)),
+        throughput_per_s: all_running_s.map(|s| n as f64 / s.max(0.001)),
+        milestones,
         deletion,
         controller: ProcessStats {
             cpu_startup_s: s0.cpu,

@@ -206,6 +206,21 @@ pub struct Deletion {
     pub gone_s: BTreeMap<String, Option<f64>>,
 }
 
+/// When the last of the N objects reached each step that every contender goes
+/// through, in seconds from the first create call: the same milestones for ours,
+/// the Go peers, the bare client and the floor.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Milestones {
+    /// Every machine Pod seen by the benchmark's watch (created or applied).
+    pub pods_applied_s: Option<f64>,
+    pub pods_running_s: Option<f64>,
+    /// Every Node registered and made Ready by kwok.
+    pub nodes_ready_s: Option<f64>,
+    /// Every Machine Running (ours, Go) or every set done: Pod Running, Node
+    /// Ready, token deleted, and for the floor the Running status (bare, floor).
+    pub done_s: Option<f64>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MachinesRun {
     pub n: usize,
@@ -219,11 +234,10 @@ pub struct MachinesRun {
     /// Per machine, from its create call.
     pub to_pending: Option<Summary>,
     pub to_running: Option<Summary>,
-    /// Machines Running per second, leaving out the join delay: N /
-    /// (all_running_s - join delay). Not wall clock, unlike the bare client's
-    /// and the floor's, whose Nodes register at once (issue #24 makes every
-    /// rate wall clock).
+    /// Machines Running per second, wall clock: N / all_running_s (the join
+    /// delay included, as in the bare client's and the floor's rates).
     pub throughput_per_s: Option<f64>,
+    pub milestones: Milestones,
     pub deletion: Deletion,
     pub controller: ProcessStats,
     pub errors: Errors,
@@ -251,10 +265,12 @@ pub struct BareRun {
     /// Requests per set the client sent.
     pub requests_per_set_client: f64,
     pub submitted_s: f64,
-    pub all_scheduled_s: Option<f64>,
+    pub milestones: Milestones,
+    /// Every set done.
     pub all_running_s: Option<f64>,
     pub to_running: Option<Summary>,
-    /// Sets done (Pod Running, Node Ready, token deleted) per second.
+    /// Sets done (Pod Running, Node Ready, token deleted) per second, wall
+    /// clock: N / all_running_s.
     pub throughput_per_s: Option<f64>,
     pub errors: u64,
     pub messages: Vec<String>,
@@ -265,38 +281,31 @@ pub struct BareRun {
     pub cleanup_s: Option<f64>,
 }
 
+/// One round at one N: every contender once, in `order`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Run {
+    /// 1, 2, ... within the N.
+    pub round: usize,
+    /// The order the contenders ran in (shuffled per round).
+    pub order: Vec<String>,
     /// Ours.
     pub machines: MachinesRun,
-    /// The same workload through gardener's Go controller.
+    /// The same workload through gardener's Go controller, as shipped.
     pub peer: Option<MachinesRun>,
+    /// The same through gardener's Go controller with its driver client given
+    /// the rate flags (hack/tools/gardener/kube-api-rate.patch).
+    pub peer_tuned: Option<MachinesRun>,
     pub bare: Option<BareRun>,
     /// The bare client's sets with the writes of MCM's contract.
     pub floor: Option<BareRun>,
-}
-
-impl Run {
-    /// Our throughput as a fraction of the bare client's.
-    pub fn fraction(&self) -> Option<f64> {
-        Some(self.machines.throughput_per_s? / self.bare.as_ref()?.throughput_per_s?)
-    }
-
-    /// Our throughput as a fraction of the contract floor's.
-    pub fn floor_fraction(&self) -> Option<f64> {
-        Some(self.machines.throughput_per_s? / self.floor.as_ref()?.throughput_per_s?)
-    }
-
-    /// The contract floor's throughput as a fraction of the bare client's.
-    pub fn contract_fraction(&self) -> Option<f64> {
-        Some(self.floor.as_ref()?.throughput_per_s? / self.bare.as_ref()?.throughput_per_s?)
-    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Header {
     pub date: String,
     pub started: String,
+    /// The start as a file name's part (results are named after it).
+    pub stamp: String,
     pub machine: String,
     pub cpus: usize,
     pub cpu_model: String,
@@ -314,6 +323,11 @@ pub struct Header {
     pub our_class: String,
     /// The Go peer's build and flags, or why it was not run.
     pub peer: String,
+    /// The tuned Go peer's build, or why it was not run.
+    pub peer_tuned: String,
+    /// Rounds per N, and the seed their orders were shuffled with.
+    pub rounds: usize,
+    pub seed: u64,
     pub bare_client: String,
     pub load_generator: String,
     pub deadline: String,
@@ -328,19 +342,6 @@ pub struct Report {
 
 fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.2} s"))
-}
-
-/// Per second, one decimal.
-fn rate(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".to_string(), |v| format!("{v:.1}"))
-}
-
-fn percent(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".to_string(), |v| format!("{:.0}%", v * 100.0))
-}
-
-fn mark(met: bool) -> &'static str {
-    if met { " ✅" } else { " ❌" }
 }
 
 impl Report {
@@ -359,151 +360,43 @@ impl Report {
         let _ = writeln!(md, "- controller: `{}`", h.controller_flags);
         let _ = writeln!(md, "- our class: {}", h.our_class);
         let _ = writeln!(md, "- Go peer: {}", h.peer);
+        let _ = writeln!(md, "- tuned Go peer: {}", h.peer_tuned);
+        let _ = writeln!(
+            md,
+            "- rounds: {} per N, each contender once per round, order shuffled with seed {} (BENCH_SEED repeats it)",
+            h.rounds, h.seed
+        );
         let _ = writeln!(md, "- bare client: {}", h.bare_client);
         let _ = writeln!(md, "- load generator: {}", h.load_generator);
         let _ = writeln!(md, "- deadline per phase: {}\n", h.deadline);
 
-        let mut table = String::from("| |");
-        let mut rule = String::from("|---|");
-        for r in &self.runs {
-            let _ = write!(table, " N={} |", r.machines.n);
-            rule.push_str("---:|");
+        let mut ns: Vec<usize> = self.runs.iter().map(|r| r.machines.n).collect();
+        ns.dedup();
+        for n in &ns {
+            let rounds: Vec<&Run> = self.runs.iter().filter(|r| r.machines.n == *n).collect();
+            md.push_str(&crate::medians::markdown(*n, &rounds));
         }
-        table.push_str(" target |\n");
-        rule.push_str("---|\n");
-        table.push_str(&rule);
-        let mut row = |name: &str, target: &str, cell: &dyn Fn(&Run) -> String| {
-            let _ = write!(table, "| {name} |");
-            for r in &self.runs {
-                let _ = write!(table, " {} |", cell(r));
-            }
-            let _ = writeln!(table, " {target} |");
-        };
-        row("create calls answered", "", &|r| {
-            secs(Some(r.machines.submitted_s))
-        });
-        row("all Pending", "", &|r| secs(r.machines.all_pending_s));
-        row("all Running", "", &|r| secs(r.machines.all_running_s));
-        row("apply → Pending p50", "", &|r| {
-            secs(r.machines.to_pending.as_ref().map(|s| s.p50))
-        });
-        // The stand-in's join delay is no work of the controller's.
-        let join_delay = h.join_delay_s.unwrap_or(0.0);
-        row(
-            "apply → Running p50",
-            "≤ 2 s at N=100, less the join delay",
-            &|r| {
-                let p50 = r.machines.to_running.as_ref().map(|s| s.p50);
-                let m = match (r.machines.n, p50) {
-                    (100, Some(v)) => mark(v - join_delay <= 2.0),
-                    _ => "",
-                };
-                format!("{}{m}", secs(p50))
-            },
-        );
-        row("apply → Running p95", "", &|r| {
-            secs(r.machines.to_running.as_ref().map(|s| s.p95))
-        });
-        row("apply → Running p99", "", &|r| {
-            secs(r.machines.to_running.as_ref().map(|s| s.p99))
-        });
-        row("machines Running per second", "", &|r| {
-            rate(r.machines.throughput_per_s)
-        });
-        row("bare client: all sets Running", "", &|r| {
-            secs(r.bare.as_ref().and_then(|b| b.all_running_s))
-        });
-        row("bare client: sets Running per second", "", &|r| {
-            rate(r.bare.as_ref().and_then(|b| b.throughput_per_s))
-        });
-        row("our rate / bare-client rate", "≥ 80% at N=1000", &|r| {
-            r.fraction().map_or("—".into(), |f| {
-                let m = if r.machines.n == 1000 {
-                    mark(f >= 0.8)
-                } else {
-                    ""
-                };
-                format!("{:.0}%{m}", f * 100.0)
-            })
-        });
-        row("contract floor: all sets Running", "", &|r| {
-            secs(r.floor.as_ref().and_then(|b| b.all_running_s))
-        });
-        row("contract floor: sets Running per second", "", &|r| {
-            rate(r.floor.as_ref().and_then(|b| b.throughput_per_s))
-        });
-        row("contract-floor rate / bare-client rate", "", &|r| {
-            percent(r.contract_fraction())
-        });
-        row("our rate / contract-floor rate", "", &|r| {
-            percent(r.floor_fraction())
-        });
-        row("delete: all gone", "", &|r| {
-            secs(r.machines.deletion.all_gone_s)
-        });
-        row("controller CPU create / delete", "", &|r| {
-            let c = &r.machines.controller;
-            format!("{:.1} s / {:.1} s", c.cpu_create_s, c.cpu_delete_s)
-        });
-        row("CPU create phase: ours + other processes", "", &|r| {
-            let c = &r.machines.cpu_create;
-            format!(
-                "{:.0} s + {:.0} s = {:.0}% of {} cores",
-                c.ours(),
-                c.others(),
-                c.busy() * 100.0,
-                c.cores
-            )
-        });
-        row("controller CPU total (incl. start)", "", &|r| {
-            format!("{:.1} s", r.machines.controller.cpu_total_s)
-        });
-        row("controller peak RSS", "≤ 40 MiB at N=1000", &|r| {
-            let v = r.machines.controller.peak_rss_mib;
-            let m = if r.machines.n == 1000 {
-                mark(v <= 40.0)
-            } else {
-                ""
-            };
-            format!("{v:.1} MiB{m}")
-        });
-        row("API requests per machine (controller)", "", &|r| {
-            format!(
-                "{:.1} + {:.1}",
-                r.machines.requests_create.controller.total,
-                r.machines.requests_delete.controller.total
-            )
-        });
-        row("errors", "0", &|r| {
-            format!(
-                "{}{}",
-                r.machines.errors.total,
-                mark(r.machines.errors.total == 0)
-            )
-        });
-        row("leftovers", "0", &|r| {
-            format!(
-                "{}{}",
-                r.machines.leftover_count,
-                mark(r.machines.leftover_count == 0)
-            )
-        });
-        md.push_str(&table);
-        md.push_str(
-            "\nAPI requests per machine: create phase + delete phase. Machines Running per second: \
-             N / (all Running − join delay). ✅/❌: the target met or missed (measured, never \
-             asserted).\n",
-        );
+        md.push_str("\n## Rounds\n\n");
         for r in &self.runs {
-            if let Some(peer) = &r.peer {
-                md.push_str(&comparison(&r.machines, peer, h.join_delay_s));
-            }
+            let _ = writeln!(
+                md,
+                "- N={}, round {}: {}",
+                r.machines.n,
+                r.round,
+                r.order.join(", ")
+            );
         }
-
         for r in &self.runs {
+            let _ = writeln!(
+                md,
+                "\n## N={}, round {}\n\nOrder: {}.",
+                r.machines.n,
+                r.round,
+                r.order.join(", ")
+            );
             md.push_str(&requests_table(&r.machines));
             md.push_str(&details(r));
-            if let Some(peer) = &r.peer {
+            for peer in [&r.peer, &r.peer_tuned].into_iter().flatten() {
                 md.push_str(&peer_requests_table(&r.machines, peer));
                 md.push_str(&peer_details(peer));
             }
@@ -518,167 +411,16 @@ impl Report {
     }
 }
 
-/// `ours / go` as "0.12x", with ✅/❌ against `target` (the largest ratio that
-/// meets it) when there is one.
-fn ratio(ours: Option<f64>, go: Option<f64>, target: Option<f64>) -> String {
-    match (ours, go) {
-        (Some(o), Some(g)) if g > 0.0 => {
-            let r = o / g;
-            let m = target.map_or("", |t| mark(r <= t));
-            format!("{r:.2}x{m}")
-        }
-        _ => "—".into(),
-    }
-}
-
-/// Ours and the Go peer side by side for one N, with ratios and the issue's
-/// targets.
-fn comparison(ours: &MachinesRun, go: &MachinesRun, join_delay_s: Option<f64>) -> String {
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "\n## Ours vs gardener's Go controller, N={}\n\n\
-         The same workload on the same cluster, ours first, then the Go peer, each in a fresh \
-         namespace; ratio = ours / Go.\n",
-        ours.n
-    );
-    md.push_str("| | ours | Go | ours/Go | target |\n|---|---:|---:|---:|---|\n");
-    let mut row = |name: &str, o: String, g: String, r: String, target: &str| {
-        let _ = writeln!(md, "| {name} | {o} | {g} | {r} | {target} |");
-    };
-    let timed = |name: &str, o: Option<f64>, g: Option<f64>, target: Option<f64>| {
-        let shown = target.map_or(String::new(), |t| format!("≤ {t}x Go"));
-        (
-            name.to_string(),
-            secs(o),
-            secs(g),
-            ratio(o, g, target),
-            shown,
-        )
-    };
-    let p = |m: &MachinesRun, f: fn(&Summary) -> f64| m.to_running.as_ref().map(f);
-    let less_delay = |v: Option<f64>| Some(v? - join_delay_s?);
-    let rows = [
-        timed(
-            "all Pending",
-            ours.all_pending_s,
-            go.all_pending_s,
-            Some(0.1),
-        ),
-        timed("all Running", ours.all_running_s, go.all_running_s, None),
-        timed(
-            "all Running − join delay",
-            less_delay(ours.all_running_s),
-            less_delay(go.all_running_s),
-            Some(0.2),
-        ),
-        timed(
-            "apply → Running p50",
-            p(ours, |s| s.p50),
-            p(go, |s| s.p50),
-            None,
-        ),
-        timed(
-            "apply → Running p95",
-            p(ours, |s| s.p95),
-            p(go, |s| s.p95),
-            None,
-        ),
-        timed(
-            "delete: all gone",
-            ours.deletion.all_gone_s,
-            go.deletion.all_gone_s,
-            Some(0.3),
-        ),
-    ];
-    for (name, o, g, r, t) in rows {
-        row(&name, o, g, r, &t);
-    }
-    let cpu = |name: &str, f: fn(&ProcessStats) -> f64, target: Option<f64>| {
-        let (o, g) = (f(&ours.controller), f(&go.controller));
-        (
-            name.to_string(),
-            format!("{o:.1} s"),
-            format!("{g:.1} s"),
-            ratio(Some(o), Some(g), target),
-            target.map_or(String::new(), |t| format!("≤ {t}x Go")),
-        )
-    };
-    for (name, o, g, r, t) in [
-        cpu("controller CPU, create", |c| c.cpu_create_s, None),
-        cpu("controller CPU, delete", |c| c.cpu_delete_s, None),
-        cpu(
-            "controller CPU, total (incl. start)",
-            |c| c.cpu_total_s,
-            Some(0.5),
-        ),
-    ] {
-        row(&name, o, g, r, &t);
-    }
-    let (o, g) = (ours.controller.peak_rss_mib, go.controller.peak_rss_mib);
-    row(
-        "controller peak RSS",
-        format!("{o:.1} MiB"),
-        format!("{g:.1} MiB"),
-        ratio(Some(o), Some(g), Some(0.25)),
-        "≤ 0.25x Go",
-    );
-    for (phase, f) in [
-        (
-            "create",
-            (|m: &MachinesRun| m.requests_create.server_all.total) as fn(&MachinesRun) -> f64,
-        ),
-        ("delete", |m: &MachinesRun| {
-            m.requests_delete.server_all.total
-        }),
-    ] {
-        let (o, g) = (f(ours), f(go));
-        row(
-            &format!("API requests per machine (all clients), {phase}"),
-            format!("{o:.1}"),
-            format!("{g:.1}"),
-            ratio(Some(o), Some(g), Some(0.7)),
-            "≤ 0.7x Go",
-        );
-    }
-    let counted = |name: &str, o: u64, g: u64| {
-        (
-            name.to_string(),
-            format!("{o}{}", mark(o == 0)),
-            g.to_string(),
-            "".to_string(),
-            "0 for ours".to_string(),
-        )
-    };
-    for (name, o, g, r, t) in [
-        counted("errors", ours.errors.total, go.errors.total),
-        counted(
-            "leftovers",
-            ours.leftover_count as u64,
-            go.leftover_count as u64,
-        ),
-    ] {
-        row(&name, o, g, r, &t);
-    }
-    md.push_str(
-        "\nAPI requests per machine (all clients): `apiserver_request_total` for every resource \
-         and client, less the benchmark's own requests, per phase (the Go peer logs no requests, \
-         so nothing is counted client-side for it). Join delay: the kubelet stand-in's, the same \
-         for both. Errors of the Go peer: machines Failed or not Running, failed calls of the load \
-         generator, and `E`/`F` lines of its klog output.\n",
-    );
-    md
-}
-
 /// Server-side requests per machine, all resources and clients, by resource and
 /// verb: where ours and the Go peer differ.
 fn peer_requests_table(ours: &MachinesRun, go: &MachinesRun) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\n## API requests per machine by resource, all clients, ours vs Go, N={}\n\n\
+        "\n### API requests per machine by resource, all clients, ours vs {}, N={}\n\n\
          `apiserver_request_total`, less the benchmark's own requests; rows under 0.05 in every \
          column left out.\n",
+        go.side.process(),
         ours.n
     );
     md.push_str("| resource verb | create: ours | create: Go | delete: ours | delete: Go |\n");
@@ -720,7 +462,7 @@ fn last_gone(m: &MachinesRun) -> String {
 /// What the Go peer's run found beyond the comparison table.
 fn peer_details(m: &MachinesRun) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "\nDetails of the Go peer, N={}:", m.n);
+    let _ = writeln!(md, "\nDetails of {}, N={}:", m.side.process(), m.n);
     let _ = writeln!(md, "- deletion, last one gone: {}", last_gone(m));
     let e = &m.errors;
     let _ = writeln!(
@@ -781,7 +523,7 @@ fn requests_table(m: &MachinesRun) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\n## API requests per machine, N={}\n\n\
+        "\n### API requests per machine, ours, N={}\n\n\
          controller: counted from its log (every request it sent); server: \
          `apiserver_request_total` for the same resources, less the benchmark's own \
          requests, so it includes other clients (scheduler, kwok, stand-in, garbage collector).\n",
@@ -843,7 +585,7 @@ fn requests_table(m: &MachinesRun) -> String {
 fn details(r: &Run) -> String {
     let m = &r.machines;
     let mut md = String::new();
-    let _ = writeln!(md, "\nDetails, N={}:", m.n);
+    let _ = writeln!(md, "\nDetails of ours, N={}:", m.n);
     let _ = writeln!(md, "- deletion, last one gone: {}", last_gone(m));
     let e = &m.errors;
     let _ = writeln!(
@@ -887,10 +629,10 @@ fn details(r: &Run) -> String {
         let what = b.limit.name();
         let _ = writeln!(
             md,
-            "- {what}: creates answered {:.2} s, all scheduled {}, all Running {}, per set p50/p95/p99 {}, \
+            "- {what}: creates answered {:.2} s, all Pods applied {}, all Running {}, per set p50/p95/p99 {}, \
              {} errors, server-side requests per set {:.2} ({:.2} for all resources and clients), namespace cleanup {}",
             b.submitted_s,
-            secs(b.all_scheduled_s),
+            secs(b.milestones.pods_applied_s),
             secs(b.all_running_s),
             b.to_running.as_ref().map_or("—".into(), |s| format!(
                 "{:.2}/{:.2}/{:.2} s",
@@ -945,38 +687,6 @@ mod tests {
         assert!(!pods.by_resource.contains_key("nodes PATCH"));
         // No machines: no division by zero.
         assert_eq!(per_machine(&requests, 0, None).total, 350.0);
-    }
-
-    #[test]
-    fn ratios_say_whether_they_meet_their_target() {
-        assert_eq!(ratio(Some(1.0), Some(10.0), Some(0.1)), "0.10x ✅");
-        assert_eq!(ratio(Some(2.0), Some(10.0), Some(0.1)), "0.20x ❌");
-        assert_eq!(ratio(Some(2.0), Some(10.0), None), "0.20x");
-        assert_eq!(ratio(Some(2.0), Some(0.0), None), "—");
-        assert_eq!(ratio(None, Some(1.0), None), "—");
-    }
-
-    #[test]
-    fn fractions_compare_throughputs_and_need_both_sides() {
-        let bare = |rate| BareRun {
-            throughput_per_s: Some(rate),
-            ..Default::default()
-        };
-        let run = Run {
-            machines: MachinesRun {
-                throughput_per_s: Some(40.0),
-                ..Default::default()
-            },
-            bare: Some(bare(50.0)),
-            floor: Some(bare(32.0)),
-            ..Default::default()
-        };
-        assert_eq!(run.fraction(), Some(0.8));
-        assert_eq!(run.floor_fraction(), Some(1.25));
-        assert_eq!(run.contract_fraction(), Some(0.64));
-        let alone = Run { bare: None, ..run };
-        assert_eq!(alone.fraction(), None);
-        assert_eq!(alone.contract_fraction(), None);
     }
 
     #[test]

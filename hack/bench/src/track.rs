@@ -241,3 +241,12 @@ impl Progress {
             .collect()
     }
 }
+
+/// Seconds from `t0` until the last of `n` objects reached `stage`, if all did.
+pub fn all_reached(progress: &Progress, stage: usize, n: usize, t0: Instant) -> Option<f64> {
+    if progress.reached_count(stage) < n {
+        return None;
+    }
+    let last = progress.last(stage)?;
+    Some(last.saturating_duration_since(t0).as_secs_f64())
+}
