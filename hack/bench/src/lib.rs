@@ -3,41 +3,34 @@
 
 //! `make bench` (`cargo bench --bench machines`): throughput, latency and
 //! footprint of the controller on the local cluster, against gardener's Go
-//! controller on the same workload and against the limit a bare client reaches
-//! on the same cluster under the same token bucket.
+//! controller (as shipped, and tuned with the rate flags) on the same workload
+//! and against what the cluster can do at all (the bare client, the contract
+//! floor). `hack/bench/README.md` says what runs and how to read it.
 //!
-//! For each N: N Machines created at once and watched to Pending and Running,
-//! then deleted at once and watched until every Machine, Pod, user-data Secret,
-//! Service, Node and bootstrap token is gone; the controller runs as a child
-//! process so that its CPU time and peak RSS can be read. Then the same with
-//! gardener's Go peer (machine-controller-manager-provider-local, MCM v0.62.1,
-//! built by `hack/tools.sh`) in a fresh namespace, with the same flags and a
-//! class that also names the target's kubeconfig as `credentialsSecretRef` (the
-//! Go driver needs it; ours keeps the sample class, with which it watches the
-//! machine Pods instead of polling them). The peer runs only when the kubelet
-//! stand-in's join delay exceeds 5 s: its driver takes a Node that registered
-//! before its 5 s Pod poll returned for a stale one. Then a bare client does for N
-//! machines what a machine inherently costs (token, Secret, Pod, Service, Node
-//! registration, token deletion) and waits for every set to be done (bare.rs),
-//! and then once more with the writes MCM's contract asks of any controller
-//! added to each set (the contract floor, floor.rs). Prints a Markdown
-//! table, ours and the peer side by side with the ratio ours/Go, and writes it,
-//! with a JSON file of every figure, to `hack/bench/results/<date>.{md,json}`
-//! (`<date>-peer-n<N>[-<N>...]` when the peer ran).
+//! For each N, `BENCH_RUNS` rounds; each round runs every contender once, in an
+//! order shuffled from `BENCH_SEED` (rounds.rs), each in a fresh namespace. A
+//! controller's run (machines.rs): N Machines created at once, watched through
+//! the same milestones as the limits' sets (Pods applied, Pods Running, Nodes
+//! Ready, done), deleted at once and watched until every Machine, Pod,
+//! user-data Secret, Service, Node and bootstrap token is gone; the controller
+//! runs as a child process so that its CPU time and peak RSS can be read. The
+//! report (report.rs, medians.rs) leads with medians and spreads over the
+//! rounds and ratios of medians, and is written with a JSON file of every
+//! figure to `hack/bench/results/<start>-n<N...>-r<rounds>.{md,json}`, never
+//! over an earlier run.
 //!
-//! Environment: `BENCH_N` (default `100,1000`), `BENCH_QPS` (200), `BENCH_BURST`
-//! (300), `BENCH_CONCURRENT_SYNCS` (50), `BENCH_LOAD_CONCURRENCY` (100 create or
-//! delete calls in flight), `BENCH_DEADLINE` (seconds per phase; default
-//! 120 + 0.6 N), `BENCH_BARE=0` (skip the bare client), `BENCH_FLOOR=0` (skip the
-//! contract floor), `BENCH_PEER=0` (skip the
-//! Go peer), `BENCH_PEER_BIN` (its binary; default
-//! `~/.cache/mcm-provider-local/tools/current/machine-controller-manager-provider-local`,
-//! skipped with a note when absent), `BENCH_CREDENTIALS=1` (ours with the peer's
-//! class shape), `BENCH_CONTROLLER` (binary; default `machine-controller` beside
-//! this benchmark's target directory), `BENCH_OUT` (results directory),
-//! `BENCH_GIT` (commit shown in the header). The local cluster must be up
+//! Environment: `BENCH_N` (default `100,1000`), `BENCH_RUNS` (3), `BENCH_SEED`
+//! (the clock), `BENCH_QPS` (200), `BENCH_BURST` (300), `BENCH_CONCURRENT_SYNCS`
+//! (50), `BENCH_LOAD_CONCURRENCY` (100 create or delete calls in flight),
+//! `BENCH_DEADLINE` (seconds per phase; default 120 + 0.6 N), `BENCH_BARE=0`,
+//! `BENCH_FLOOR=0`, `BENCH_PEER=0` (neither Go peer), `BENCH_PEER_BIN` and
+//! `BENCH_PEER_TUNED_BIN` (defaults where `hack/tools.sh` links them; skipped
+//! with a note when absent), `BENCH_CREDENTIALS=1` (ours with the peer's class
+//! shape), `BENCH_CONTROLLER` (binary; default `machine-controller` beside this
+//! benchmark's target directory), `BENCH_OUT` (results directory), `BENCH_GIT`
+//! (commit shown in the header). The local cluster must be up
 //! (`hack/bench/run.sh`, run by `make bench`, sees to it, with join delay 10s
-//! when the peer runs).
+//! when the peers run).
 
 mod bare;
 mod cluster;
@@ -290,7 +283,8 @@ fn peer_tuned_shown(opts: &Options) -> String {
         .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "build unknown".into());
     format!(
-        "the same ({build}) with hack/tools/gardener/kube-api-rate.patch: its driver client obeys          `--kube-api-qps`/`--kube-api-burst` too (the shipped peer's runs at client-go's 5/s, burst 10);          same flags and class"
+        "the same ({build}) with hack/tools/gardener/kube-api-rate.patch: its driver client obeys `--kube-api-qps`/`--kube-api-burst` too (the shipped peer's runs at \
+         client-go's 5/s, burst 10); same flags and class"
     )
 }
 
@@ -429,11 +423,12 @@ async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
 
 fn notes() -> Vec<String> {
     [
-        "Times are from the first create (delete) call; per-machine latencies from each machine's own create call to the first watch event showing the phase.",
+        "Times are wall clock from the first create (delete) call to the last object's watch event; per-machine latencies from each machine's own create call to the first watch event showing the step. Every contender is watched by the same watches, started before its first create.",
+        "Requests per machine in the medians leave out Node Lease requests (kwok's heartbeats, which grow with how long the Nodes live), shown in rows of their own; kwok's periodic Node status updates stay in.",
         "Controller requests are counted client-side from its log: the client's `HTTP` span (src/client/http.rs) (method, URL) at debug level, one `requesting` event per request that left the token bucket; retries count again. A PATCH with `force=true` counts as APPLY.",
         "Server-side counts come from `apiserver_request_total` before and after each phase, for the resources the controller touched, less the benchmark's own requests; other components that touch the same resources (scheduler, kwok, kubelet stand-in, garbage collector) are included, so server-side ≥ controller.",
-        "The bare client does per set what a machine inherently costs the cluster: a bootstrap token, the user-data Secret, Pod and Service, the Node (registered as the stand-in does, without its join delay, made Ready by kwok), and the token's deletion once the Pod runs and the Node is Ready. Its Pods carry no machine labels, so the stand-in leaves them alone. What ours does beyond that (status writes, Events, finalizers, node labels, the join delay's wait) is the controller's overhead.",
-        "The contract floor is the bare client's sets plus the writes MCM's contract asks of any machine controller, with our Events: the user's Machine (by the load generator, left out of the counts as in our runs), our finalizer, providerID and node label, the Pending status and its Event, then on joining the Node's label and finalizer, the join annotation, the Running status and its Event. It uses the controller's payload builders and token buckets (control, target, Events), neither watches Machines nor decides anything, and, like the bare client, registers each Node at once (no join delay). Its rate over the bare client's is what the contract costs on this cluster; ours over the floor's is what the controller adds.",
+        "The bare client does per set what a machine inherently costs the cluster: a bootstrap token, the user-data Secret, Pod and Service through the controller's token bucket, the Node (registered the join delay after its Pod runs, by a kubelet's client of its own, as the stand-in does; made Ready by kwok), and the token's deletion once the Pod runs and the Node is Ready. Its Pods carry no machine labels, so the stand-in leaves them alone. What ours does beyond that (status writes, Events, finalizers, node labels, its watches and decisions) is the controller's overhead.",
+        "The contract floor is the bare client's sets plus the writes MCM's contract asks of any machine controller, with our Events: the user's Machine (by the load generator, left out of the counts as in our runs), our finalizer, providerID and node label, the Pending status and its Event, then on joining the Node's label and finalizer, the join annotation, the Running status and its Event. It uses the controller's payload builders and token buckets (control, target, Events), neither watches Machines nor decides anything, and, like the bare client, registers each Node the join delay after its Pod runs through a kubelet's client outside the buckets. Its rate over the bare client's is what the contract costs on this cluster; ours over the floor's is what the controller adds.",
         "Errors: machines Failed/CrashLoopBackOff or not Running at the deadline, failed calls of the load generator, controller requests answered 429/5xx, ERROR lines in the controller log. Leftovers: Machines, machine Pods, user-data Secrets, Services, Nodes and bootstrap tokens of the run still present at the deletion deadline.",
     ]
     .into_iter()
