@@ -19,6 +19,7 @@ use kube::client::{Body, ClientBuilder, ConfigExt};
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 
 mod http;
+pub mod status;
 
 /// The log target of the per-request `HTTP` spans (`requesting`, `stream closed`).
 pub use http::TARGET as REQUEST_LOG_TARGET;
@@ -221,7 +222,7 @@ fn http2_client(
 /// A 404 is the outcome a delete wanted.
 pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
     match r {
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if status::not_found(&s) => Ok(()),
         other => other.map(|_| ()),
     }
 }

@@ -118,73 +118,8 @@ pub mod step {
     pub const INITIATE_FINALIZER_REMOVAL: &str = "Initiate machine object finalizer removal";
 }
 
-/// lastOperation descriptions outside the deletion steps.
-pub mod text {
-    pub const CREATING: &str = "Creating machine on cloud provider";
-    /// Without a target cluster the VM is all there is: Available at once.
-    pub const CREATED: &str = "Created machine on cloud provider";
-    /// A Node of the new VM's name was there before the VM: MCM deletes the VM.
-    pub const STALE_NODE: &str = "VM using old node obj";
-    pub const CLOUD_PROVIDER_MESSAGE: &str = "Cloud provider message - ";
-    /// MCM's `machineCreateErrorHandler`: the driver's error after the prefix.
-    pub fn cloud_provider_message(error: &impl std::fmt::Display) -> String {
-        format!("{CLOUD_PROVIDER_MESSAGE}{error}")
-    }
-    /// MCM's Internal error when the driver left the VM's node name (with a
-    /// target cluster) or providerID empty; Go's `%q` as Rust's `{:?}`.
-    pub fn empty_after_creation(machine: &str, node_name: &str, provider_id: &str) -> String {
-        format!(
-            "machine {machine:?}: nodeName ({node_name:?}) or providerID ({provider_id:?}) is empty after creation flow"
-        )
-    }
-
-    pub fn joined(machine: &str, took: &str) -> String {
-        format!("Machine {machine} successfully joined the cluster in {took}")
-    }
-    pub fn rejoined(machine: &str) -> String {
-        format!("Machine {machine} successfully re-joined the cluster")
-    }
-    pub fn node_missing(machine: &str) -> String {
-        format!(
-            "Node object went missing. Machine {machine} is unhealthy - changing MachinePhase to Unknown"
-        )
-    }
-    pub fn unhealthy(machine: &str, conditions: &str) -> String {
-        format!(
-            "Machine {machine} is unhealthy - changing MachinePhase to Unknown. Node conditions: {conditions}"
-        )
-    }
-    pub fn join_timeout(machine: &str, timeout: &str) -> String {
-        format!("Machine {machine} failed to join the cluster in {timeout} minutes.")
-    }
-    /// Not in MCM (Go only logs it): the API server refused the Node patch that
-    /// carries the machine's node template.
-    pub const NODE_TEMPLATE_REFUSED: &str = "Node template could not be applied to node ";
-    pub fn node_template_refused(node: &str, why: &str) -> String {
-        format!("{NODE_TEMPLATE_REFUSED}{node}: {why}")
-    }
-    pub fn node_template_applied(node: &str) -> String {
-        format!("Node template applied to node {node}")
-    }
-    /// Not in MCM: the Warning Event of a VM trouble within its grace (MCM's
-    /// provider-local says nothing for 10 minutes, then only the Pod's phase).
-    pub fn vm_trouble_in_grace(
-        reason: &str,
-        message: &str,
-        since: &str,
-        grace: &str,
-        deadline: &str,
-    ) -> String {
-        format!(
-            "{reason} since {since}: {message}. Reported on the machine if it lasts {grace} (at {deadline})"
-        )
-    }
-    pub fn health_timeout(machine: &str, timeout: &str, conditions: &str) -> String {
-        format!(
-            "Machine {machine} health checks failing since last {timeout} minutes. Updating machine phase to Failed. Node Conditions: {conditions}"
-        )
-    }
-}
+/// Every lastOperation description and condition message, once.
+pub mod text;
 
 /// Labels on everything the local driver creates in the target cluster.
 pub mod local {

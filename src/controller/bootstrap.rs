@@ -15,6 +15,7 @@ use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use rand::Rng;
 
+use crate::client::status;
 use crate::contract::{
     BOOTSTRAP_TOKEN_PLACEHOLDER, BOOTSTRAP_TOKEN_PLACEHOLDER_URL, MACHINE_NAME_PLACEHOLDER,
     MACHINE_NAME_PLACEHOLDER_URL,
@@ -176,7 +177,7 @@ pub async fn ensure_token(
     let fresh = token_secret(namespace, machine, ttl, extra_groups);
     match api.create(&PostParams::default(), &fresh).await {
         Ok(created) => Ok(token_of(&created).unwrap_or_default()),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(kube::Error::Api(s)) if status::already_exists(&s) => {
             let existing = api.get(&secret_name(namespace, machine)).await?;
             Ok(token_of(&existing).unwrap_or_default())
         }
@@ -269,7 +270,7 @@ pub async fn delete_tokens(
         };
         match api.delete(&mcm_name, &dp).await {
             // Gone, or replaced meanwhile: either way not ours to delete now.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(kube::Error::Api(s)) if status::not_found(&s) || status::conflict(&s) => {}
             other => {
                 other?;
             }

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use super::error::{Error, retry};
 use super::own_writes::Finalized;
 use crate::api::{Machine, MachineClass};
+use crate::client::status;
 use crate::contract::{MACHINE_FINALIZER, SECRET_FINALIZER};
 
 /// What to do with a finalizer.
@@ -181,7 +182,7 @@ pub async fn keep_secret_finalizers<D>(ctx: Arc<super::Context<D>>, wake: Arc<No
             match patch_finalizers(&secrets_api, secret, finalizers).await {
                 Ok(()) => {}
                 // Changed meanwhile (its event wakes us) or gone: nothing to do.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(kube::Error::Api(s)) if status::not_found(&s) || status::conflict(&s) => {}
                 Err(e) => {
                     tracing::warn!(secret = %secret.name_any(), error = %e, "cannot update the secret's finalizers");
                     again = retry::SHORT;
@@ -225,7 +226,7 @@ pub async fn ensure_class_finalizer(
         // Returning the conflict instead left the class unmarked as written, and
         // every machine behind this one met the same conflict (16 PATCHes for
         // 20 machines in a loaded CI run).
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        Err(kube::Error::Api(s)) if status::conflict(&s) => {
             let live = classes.get(&class.name_any()).await?;
             let missing = !live.finalizers().iter().any(|f| f == MACHINE_FINALIZER);
             if missing && live.metadata.deletion_timestamp.is_none() {

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
+use super::events::EventType;
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
 use crate::api::{Machine, MachineClass, PodOnNode};
@@ -250,13 +251,13 @@ impl<D> Context<D> {
     pub fn event(
         &self,
         machine: &Machine,
-        warning: bool,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) {
         let event = super::events::Note {
-            warning,
+            type_,
             reason: reason.to_string(),
             action: action.to_string(),
             message: note,

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::client::status;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -24,10 +25,27 @@ use serde_json::json;
 /// How long a warning is counted into the Event that first reported it.
 const SERIES_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// An Event's type: Normal marks a step, Warning a problem someone may have
+/// to look at (and is counted when it repeats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
 /// One Event to publish on `object`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
-    pub warning: bool,
+    pub type_: EventType,
     pub reason: String,
     pub action: String,
     pub message: String,
@@ -60,7 +78,7 @@ impl Book {
     /// 1000 machines such a cache was most of the controller's heap).
     fn plan(&self, object: &ObjectReference, note: &Note, now: Instant, stamp: &str) -> Send {
         let name = format!("{}.{stamp}", object.name.as_deref().unwrap_or("machine"));
-        if !note.warning {
+        if note.type_ == EventType::Normal {
             return Send::Create { name };
         }
         let key = (
@@ -126,7 +144,7 @@ impl Events {
                 ..Default::default()
             },
             involved_object: object.clone(),
-            type_: Some(if note.warning { "Warning" } else { "Normal" }.into()),
+            type_: Some(note.type_.as_str().into()),
             reason: Some(note.reason.clone()),
             action: Some(note.action.clone()),
             message: Some(note.message.clone()),
@@ -153,7 +171,7 @@ impl Events {
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
-                    Err(kube::Error::Api(s)) if s.code == 404 => api
+                    Err(kube::Error::Api(s)) if status::not_found(&s) => api
                         .create(&PostParams::default(), &create(format!("{name}.{stamp}")))
                         .await
                         .map(drop),
@@ -168,9 +186,9 @@ impl Events {
 mod tests {
     use super::*;
 
-    fn note(warning: bool, message: &str) -> Note {
+    fn note(type_: EventType, message: &str) -> Note {
         Note {
-            warning,
+            type_,
             reason: "CreateFailed".into(),
             action: "CreateMachine".into(),
             message: message.into(),
@@ -186,7 +204,7 @@ mod tests {
             ..Default::default()
         };
         let t = Instant::now();
-        let first = e.plan(&object, &note(true, "boom"), t, "a");
+        let first = e.plan(&object, &note(EventType::Warning, "boom"), t, "a");
         assert_eq!(
             first,
             Send::Create {
@@ -194,27 +212,32 @@ mod tests {
             }
         );
         assert_eq!(
-            e.plan(&object, &note(true, "boom"), t, "b"),
+            e.plan(&object, &note(EventType::Warning, "boom"), t, "b"),
             Send::Count {
                 name: "m1.a".into(),
                 count: 2
             }
         );
         assert_eq!(
-            e.plan(&object, &note(true, "other"), t, "c"),
+            e.plan(&object, &note(EventType::Warning, "other"), t, "c"),
             Send::Create {
                 name: "m1.c".into()
             }
         );
         assert_eq!(
-            e.plan(&object, &note(false, "boom"), t, "d"),
+            e.plan(&object, &note(EventType::Normal, "boom"), t, "d"),
             Send::Create {
                 name: "m1.d".into()
             }
         );
         // After the window a warning starts a new Event.
         assert_eq!(
-            e.plan(&object, &note(true, "boom"), t + SERIES_WINDOW, "e"),
+            e.plan(
+                &object,
+                &note(EventType::Warning, "boom"),
+                t + SERIES_WINDOW,
+                "e"
+            ),
             Send::Create {
                 name: "m1.e".into()
             }

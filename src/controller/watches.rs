@@ -376,7 +376,7 @@ pub async fn run_with<D: Driver>(
             // waits above for a worker; only the running ones need it.
             let result = Box::pin(reconcile(machine, ctx)).await;
             metrics.queue.done(work, Instant::now());
-            let category = result.as_ref().err().map(super::Error::category);
+            let category = result.as_ref().err().map(|e| e.category().as_str());
             metrics.reconciled(category, start.elapsed());
             result
         }

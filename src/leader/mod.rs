@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::admin::{Health, Role};
+use crate::client::status;
 use crate::contract::{FIELD_MANAGER, LEASE_NAME};
 use lock::{Attempt, Observer};
 
@@ -216,8 +217,10 @@ pub async fn lead<Fut: Future<Output = ()>>(
     }
 }
 
+/// Another replica wrote the Lease first: it changed since our copy, or it was
+/// created meanwhile.
 fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+    matches!(e, kube::Error::Api(s) if status::conflict(s) || status::already_exists(s))
 }
 
 /// client-go waits the retry period plus up to 20 % more, so that replicas

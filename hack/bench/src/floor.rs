@@ -26,7 +26,7 @@ use mcm_local::api::Machine;
 use mcm_local::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, OpState, OpType, Phase, text,
 };
-use mcm_local::controller::events::{Events, Note};
+use mcm_local::controller::events::{EventType, Events, Note};
 use mcm_local::controller::machine::creation::plan::labels_patch;
 use mcm_local::controller::node::patch_for;
 use mcm_local::controller::status::{StatusChange, now};
@@ -94,7 +94,7 @@ impl Floor {
     fn note(&self, machine: &Machine, reason: &str, action: &str, message: String) {
         let (events, reference) = (self.events.clone(), machine.object_ref(&()));
         let note = Note {
-            warning: false,
+            type_: EventType::Normal,
             reason: reason.into(),
             action: action.into(),
             message,

@@ -19,13 +19,15 @@ use serde_json::json;
 use super::drain;
 use crate::api::Machine;
 use crate::client::describe;
+use crate::client::status;
 use crate::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, OpState, OpType,
-    Phase, step,
+    Phase, step, text,
 };
 use crate::controller::bootstrap;
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
+use crate::controller::events::EventType;
 use crate::controller::status::StatusChange;
 use crate::controller::writes;
 use crate::driver::{Code, Deletion, Driver, MachineError, MachineRequest};
@@ -81,43 +83,19 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
                 retry::SHORT,
             ),
             Code::NotFound => (
-                delete_op(
-                    format!(
-                        "VM was not found at provider. Moving forward to node drain. {}",
-                        step::INITIATE_DRAIN
-                    ),
-                    OpState::Processing,
-                ),
+                delete_op(text::vm_not_found_drain(), OpState::Processing),
                 retry::SHORT,
             ),
             Code::Uninitialized => (
-                delete_op(
-                    format!(
-                        "VM instance was not initialized. Moving forward to node drain. {}",
-                        step::INITIATE_DRAIN
-                    ),
-                    OpState::Processing,
-                ),
+                delete_op(text::vm_not_initialized_drain(), OpState::Processing),
                 retry::SHORT,
             ),
             c if c.is_transient() => (
-                delete_op(
-                    format!(
-                        "Error occurred with decoding machine error status while getting VM status, aborting with retry. {}",
-                        step::GET_VM_STATUS
-                    ),
-                    OpState::Failed,
-                ),
+                delete_op(text::vm_status_error_retry(), OpState::Failed),
                 retry::SHORT,
             ),
             _ => (
-                delete_op(
-                    format!(
-                        "Error occurred with decoding machine error status while getting VM status, aborting without retry. machine code: {e} {}",
-                        step::GET_VM_STATUS
-                    ),
-                    OpState::Failed,
-                ),
+                delete_op(text::vm_status_error_abort(&e), OpState::Failed),
                 retry::MEDIUM,
             ),
         },
@@ -128,43 +106,19 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
 pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Duration) {
     match result {
         Ok(()) => (
-            delete_op(
-                format!(
-                    "VM deletion was successful. {}",
-                    step::INITIATE_NODE_DELETION
-                ),
-                OpState::Processing,
-            ),
+            delete_op(text::vm_deleted(), OpState::Processing),
             retry::SHORT,
         ),
         Err(e) if e.code == Code::NotFound => (
-            delete_op(
-                format!(
-                    "VM not found. Continuing deletion flow. {}",
-                    step::INITIATE_NODE_DELETION
-                ),
-                OpState::Processing,
-            ),
+            delete_op(text::vm_already_gone(), OpState::Processing),
             retry::SHORT,
         ),
         Err(e) if e.code.is_transient() => (
-            delete_op(
-                format!(
-                    "VM deletion failed due to - {e}. However, will re-try in the next resync. {}",
-                    step::INITIATE_VM_DELETION
-                ),
-                OpState::Failed,
-            ),
+            delete_op(text::vm_deletion_failed_retry(e), OpState::Failed),
             retry::SHORT,
         ),
         Err(e) => (
-            delete_op(
-                format!(
-                    "VM deletion failed due to - {e}. Aborting operation. {}",
-                    step::INITIATE_VM_DELETION
-                ),
-                OpState::Failed,
-            ),
+            delete_op(text::vm_deletion_failed_abort(e), OpState::Failed),
             retry::LONG,
         ),
     }
@@ -263,7 +217,7 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
         {
             ctx.event(
                 &stored,
-                true,
+                EventType::Warning,
                 "DeleteFailed",
                 "DeleteMachine",
                 change.description.clone(),
@@ -285,7 +239,7 @@ async fn run_step<D: Driver>(
         Step::SetTerminating => {
             ctx.event(
                 at,
-                false,
+                EventType::Normal,
                 "Terminating",
                 "DeleteMachine",
                 format!("Deleting machine {name}"),
@@ -296,13 +250,7 @@ async fn run_step<D: Driver>(
         }
         Step::GetVmStatus => {
             if ctx.target.is_none() {
-                Stepped::Next(delete_op(
-                    format!(
-                        "Running without target cluster, skipping node drain and volume attachment deletion. {}",
-                        step::INITIATE_VM_DELETION
-                    ),
-                    OpState::Processing,
-                ))
+                Stepped::Next(delete_op(text::no_target_skip_drain(), OpState::Processing))
             } else if at.node_name().is_some() {
                 Stepped::Next(delete_op(step::INITIATE_DRAIN, OpState::Processing))
             } else {
@@ -385,7 +333,7 @@ async fn run_step<D: Driver>(
             }
             ctx.event(
                 at,
-                false,
+                EventType::Normal,
                 "Deleted",
                 "DeleteMachine",
                 format!("Machine {name} is deleted"),
@@ -400,18 +348,9 @@ async fn run_step<D: Driver>(
 /// not be listed; neither stops the deletion.
 pub fn after_volume_attachments(node: &str, live: Result<usize, String>) -> StatusChange {
     let d = match live {
-        Err(e) => format!(
-            "Skipping deleteNodeVolAttachments due to - {e}. Moving to VM Deletion. {}",
-            step::INITIATE_VM_DELETION
-        ),
-        Ok(0) => format!(
-            "No Live VolumeAttachments for node: {node}. Moving to VM Deletion. {}",
-            step::INITIATE_VM_DELETION
-        ),
-        Ok(_) => format!(
-            "Node Volumes for node: {node} are already detached. Moving to VM Deletion. {}",
-            step::INITIATE_VM_DELETION
-        ),
+        Err(e) => text::volume_attachments_skipped(&e),
+        Ok(0) => text::no_live_volume_attachments(node),
+        Ok(_) => text::volumes_detached(node),
     };
     delete_op(d, OpState::Processing)
 }
@@ -458,26 +397,16 @@ async fn delete_node<D>(
 ) -> Result<(StatusChange, Duration), Error> {
     let name = machine.name();
     let Some(node_name) = machine.node_name() else {
-        let d = format!(
-            "Label {NODE_LABEL:?} not present on machine {name:?}, continuing deletion flow. {}",
-            step::INITIATE_FINALIZER_REMOVAL
-        );
+        let d = text::no_node_label(name);
         return Ok((delete_op(d, OpState::Processing), retry::SHORT));
     };
-    let gone = format!(
-        "No node object found for {node_name:?}, continuing deletion flow. {}",
-        step::INITIATE_FINALIZER_REMOVAL
-    );
+    let gone = text::no_node_object(node_name);
     let Some(target) = &ctx.target else {
         return Ok((delete_op(gone, OpState::Processing), retry::SHORT));
     };
     let nodes: Api<Node> = Api::all(target.clone());
     let finalizer_failed = |e: kube::Error| {
-        let d = format!(
-            "Removal of finalizers from Node Object {node_name:?} failed due to error: {}, Retrying. {}",
-            describe(&e),
-            step::INITIATE_NODE_DELETION
-        );
+        let d = text::node_finalizer_removal_failed(node_name, &describe(&e));
         Ok((delete_op(d, OpState::Failed), retry::SHORT))
     };
     if let Some(node) = ctx.node(node_name)
@@ -493,18 +422,11 @@ async fn delete_node<D>(
                 return finalizer_failed(e);
             }
             tracing::info!(node = node_name, "deleted the node");
-            format!(
-                "Deletion of Node Object {node_name:?} is successful. {}",
-                step::INITIATE_FINALIZER_REMOVAL
-            )
+            text::node_deleted(node_name)
         }
-        Err(kube::Error::Api(s)) if s.code == 404 => gone,
+        Err(kube::Error::Api(s)) if status::not_found(&s) => gone,
         Err(e) => {
-            let d = format!(
-                "Deletion of Node Object {node_name:?} failed due to error: {}. {}",
-                describe(&e),
-                step::INITIATE_NODE_DELETION
-            );
+            let d = text::node_deletion_failed(node_name, &describe(&e));
             return Ok((delete_op(d, OpState::Failed), retry::SHORT));
         }
     };

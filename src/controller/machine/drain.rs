@@ -23,12 +23,14 @@ use serde_json::json;
 
 use crate::api::{Machine, PodOnNode};
 use crate::client::describe;
+use crate::client::status;
 use crate::contract::{
     NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
-    NODE_TERMINATING_REASON_UNHEALTHY, OpState, OpType, Phase, step,
+    NODE_TERMINATING_REASON_UNHEALTHY, OpState, OpType, Phase, text,
 };
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
+use crate::controller::events::EventType;
 use crate::controller::status::{StatusChange, now};
 use plan::{Limits, Mode, PodAction, Refused};
 pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Purpose, is_drainable};
@@ -50,11 +52,11 @@ pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>
         ),
         _ if machine.phase() == Some(&Phase::Failed) => (
             NODE_TERMINATING_REASON_UNHEALTHY.to_string(),
-            "Machine Controller is terminating failed machine".to_string(),
+            text::TERMINATING_FAILED_MACHINE.to_string(),
         ),
         _ => (
             NODE_TERMINATING_REASON_SCALE_DOWN.to_string(),
-            "Machine Controller is scaling down machine".to_string(),
+            text::TERMINATING_SCALE_DOWN.to_string(),
         ),
     };
     NodeCondition {
@@ -91,20 +93,14 @@ fn done(description: String, st: OpState) -> Outcome {
 pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Error> {
     let (Some(node_name), Some(target)) = (machine.node_name(), &ctx.target) else {
         return Ok(done(
-            format!(
-                "Skipping drain as nodeName is not a valid one for machine. {}",
-                step::INITIATE_VM_DELETION
-            ),
+            text::drain_skipped_no_node_name(),
             OpState::Processing,
         ));
     };
     // From the cache, as MCM reads it from its lister.
     let Some(node) = ctx.node(node_name) else {
         // No node, nothing to drain.
-        return Ok(done(
-            format!("Drain successful. {}", step::INITIATE_VM_DELETION),
-            OpState::Processing,
-        ));
+        return Ok(done(text::drain_successful(), OpState::Processing));
     };
     let mode = plan::mode(
         Purpose::Deletion,
@@ -118,11 +114,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         && mode.force.is_none()
     {
         return Ok(done(
-            format!(
-                "Drain failed due to failure in update of node conditions - {}. Will retry in next sync. {}",
-                describe(&e),
-                step::INITIATE_DRAIN
-            ),
+            text::drain_condition_update_failed(&describe(&e)),
             OpState::Failed,
         ));
     }
@@ -131,7 +123,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         .map_err(|e| e.to_string());
     if let Ok(Progress::Blocked(why)) = &result {
         let note = format!("Eviction refused by a PodDisruptionBudget, retrying in 20s: {why}");
-        ctx.event(machine, true, "DrainBlocked", "Drain", note);
+        ctx.event(machine, EventType::Warning, "DrainBlocked", "Drain", note);
     }
     Ok(after_evictions(result, mode.force.is_some()))
 }
@@ -140,33 +132,12 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
 /// (on to the VM, or, forced, to the VolumeAttachments), again later, or failed.
 pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome {
     match result {
-        Ok(Progress::Done) if force => done(
-            format!(
-                "Force Drain successful. {}",
-                step::DELETE_VOLUME_ATTACHMENTS
-            ),
-            OpState::Processing,
-        ),
-        Ok(Progress::Done) => done(
-            format!("Drain successful. {}", step::INITIATE_VM_DELETION),
-            OpState::Processing,
-        ),
+        Ok(Progress::Done) if force => done(text::force_drain_successful(), OpState::Processing),
+        Ok(Progress::Done) => done(text::drain_successful(), OpState::Processing),
         Ok(Progress::Leaving) => Outcome::Again(retry::SHORT),
         Ok(Progress::Blocked(_)) => Outcome::Again(PDB_RETRY),
-        Err(e) if force => done(
-            format!(
-                "Drain failed due to - {e}. However, since it's a force deletion shall continue deletion of VM. {}",
-                step::DELETE_VOLUME_ATTACHMENTS
-            ),
-            OpState::Processing,
-        ),
-        Err(e) => done(
-            format!(
-                "Drain failed due to - {e}. Will retry in next sync. {}",
-                step::INITIATE_DRAIN
-            ),
-            OpState::Failed,
-        ),
+        Err(e) if force => done(text::force_drain_failed(&e), OpState::Processing),
+        Err(e) => done(text::drain_failed(&e), OpState::Failed),
     }
 }
 
@@ -330,7 +301,7 @@ async fn delete_now(api: &Api<Pod>, name: &str) -> Result<(), kube::Error> {
         ..Default::default()
     };
     match api.delete(name, &dp).await {
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if status::not_found(&s) => Ok(()),
         other => other.map(|_| ()),
     }
 }
@@ -385,9 +356,9 @@ async fn evict_all(
         let evict_api: Api<Pod> = Api::namespaced(evictor.clone(), &ns);
         match evict_api.evict(&name, &EvictParams::default()).await {
             Ok(_) => leaving = true,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if status::not_found(&s) => {}
             // A PodDisruptionBudget says not now.
-            Err(kube::Error::Api(s)) if s.code == 429 => {
+            Err(kube::Error::Api(s)) if status::too_many_requests(&s) => {
                 let pdb = budget_of(target, &ns, &name).await;
                 match plan::after_refusal(&name, pdb.as_ref(), mode) {
                     Refused::Retry => blocked = Some(format!("{ns}/{name}: {}", s.message)),

@@ -249,7 +249,7 @@ pub fn decide(
     if current == Some(&Phase::InPlaceUpdating) {
         plan.change = Some(
             StatusChange::new(
-                format!("Machine {name} failed to in-place update in {timeout_text} minutes."),
+                text::in_place_timeout(name, &timeout_text),
                 OpState::Failed,
                 OpType::InPlaceUpdate,
             )

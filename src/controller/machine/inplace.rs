@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::drain;
 use crate::api::Machine;
-use crate::contract::{OpState, OpType, Phase, inplace};
+use crate::contract::{OpState, OpType, Phase, inplace, text};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
@@ -47,18 +47,12 @@ pub fn label_step(node: &Node) -> Option<(&'static str, String)> {
     // A first update, or the next one after a successful one whose result
     // label MCM has since removed.
     if current.is_none() || (current == Some(inplace::SUCCESSFUL) && result.is_none()) {
-        return Some((
-            inplace::CANDIDATE,
-            "Node is a candidate for in-place update".into(),
-        ));
+        return Some((inplace::CANDIDATE, text::IN_PLACE_CANDIDATE.into()));
     }
     if labels.contains_key(inplace::SELECTED_LABEL) {
         match current {
             Some(inplace::CANDIDATE) => {
-                return Some((
-                    inplace::SELECTED,
-                    "Node is selected for in-place update".into(),
-                ));
+                return Some((inplace::SELECTED, text::IN_PLACE_SELECTED.into()));
             }
             // Not drained yet.
             Some(inplace::SELECTED) => return None,
@@ -66,14 +60,12 @@ pub fn label_step(node: &Node) -> Option<(&'static str, String)> {
         }
     }
     match result {
-        Some(inplace::RESULT_SUCCESSFUL) if current != Some(inplace::SUCCESSFUL) => Some((
-            inplace::SUCCESSFUL,
-            "Node in-place update successful".into(),
-        )),
-        Some(inplace::RESULT_FAILED) if current != Some(inplace::FAILED) => Some((
-            inplace::FAILED,
-            format!("Node in-place update failed: {}", failed_reason(node)),
-        )),
+        Some(inplace::RESULT_SUCCESSFUL) if current != Some(inplace::SUCCESSFUL) => {
+            Some((inplace::SUCCESSFUL, text::IN_PLACE_SUCCESSFUL.into()))
+        }
+        Some(inplace::RESULT_FAILED) if current != Some(inplace::FAILED) => {
+            Some((inplace::FAILED, text::in_place_failed(failed_reason(node))))
+        }
         _ => None,
     }
 }
@@ -110,7 +102,7 @@ pub fn condition_step(reason: Option<&str>) -> Step {
 /// The machine's status once its Node is drained for the update.
 pub fn updating(machine: &str) -> StatusChange {
     StatusChange::new(
-        format!("Machine {machine} is undergoing an in-place update"),
+        text::in_place_updating(machine),
         OpState::Processing,
         OpType::InPlaceUpdate,
     )
@@ -127,7 +119,7 @@ pub fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
         {
             Some(
                 StatusChange::new(
-                    format!("Machine {name} successfully updated dependencies"),
+                    text::in_place_updated(name),
                     OpState::Successful,
                     OpType::InPlaceUpdate,
                 )
@@ -137,10 +129,7 @@ pub fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
         Some(inplace::RESULT_FAILED) if machine.phase() != Some(&Phase::InPlaceUpdateFailed) => {
             Some(
                 StatusChange::new(
-                    format!(
-                        "Machine {name} failed to update dependencies: {}",
-                        failed_reason(node)
-                    ),
+                    text::in_place_update_failed(name, failed_reason(node)),
                     OpState::Failed,
                     OpType::InPlaceUpdate,
                 )
@@ -192,7 +181,7 @@ pub async fn run<D>(
         Step::Nothing => Ok(None),
         Step::AwaitUpdate => Ok(Some(retry::MEDIUM)),
         Step::MarkReady => {
-            let c = node_condition(inplace::READY, "Node is ready for in-place update".into());
+            let c = node_condition(inplace::READY, text::IN_PLACE_READY.into());
             set_condition(&nodes, &name, c).await?;
             Ok(Some(retry::MEDIUM))
         }
@@ -200,7 +189,7 @@ pub async fn run<D>(
             match drain::cordon_and_evict(ctx, drain::Purpose::InPlace, machine, node).await {
                 Ok(drain::Progress::Done) => {
                     ctx.write_status(machine, &updating(machine.name())).await?;
-                    let c = node_condition(inplace::DRAINED, "Node draining successful".into());
+                    let c = node_condition(inplace::DRAINED, text::IN_PLACE_DRAINED.into());
                     set_condition(&nodes, &name, c).await?;
                     Ok(Some(retry::SHORT))
                 }
@@ -213,10 +202,7 @@ pub async fn run<D>(
                     };
                     // MCM keeps the phase and says why on the operation.
                     let lo = StatusChange::new(
-                        format!(
-                            "Drain failed due to - {why}. Will retry in next sync. {}",
-                            crate::contract::step::INITIATE_DRAIN
-                        ),
+                        text::drain_failed(&why),
                         OpState::Processing,
                         OpType::DrainNode,
                     );

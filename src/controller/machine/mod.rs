@@ -23,7 +23,8 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::context::Context;
-use super::error::{Error, retry};
+use super::error::{Category, Error, retry};
+use super::events::EventType;
 use super::{bootstrap, class, node, writes};
 use crate::api::Machine;
 use crate::contract::{JOIN_DURATION_ANNOTATION, Phase, text};
@@ -48,7 +49,13 @@ pub async fn reconcile<D: Driver>(
         tracing::warn!("cannot decode the machine, skipping it: {error}");
         let note =
             format!("The machine cannot be decoded and is skipped until it is fixed: {error}");
-        ctx.event(&machine, true, "InvalidMachine", "Reconcile", note);
+        ctx.event(
+            &machine,
+            EventType::Warning,
+            "InvalidMachine",
+            "Reconcile",
+            note,
+        );
         return Ok(Action::await_change());
     }
     if ctx.own_writes.outdate(&machine) {
@@ -131,7 +138,13 @@ pub async fn reconcile<D: Driver>(
                 // Warnings repeat into one Event (the recorder counts them).
                 let note = text::node_template_refused(&node.name_any(), why);
                 tracing::warn!("{note}");
-                ctx.event(&machine, true, "NodeTemplateRefused", "UpdateNode", note);
+                ctx.event(
+                    &machine,
+                    EventType::Warning,
+                    "NodeTemplateRefused",
+                    "UpdateNode",
+                    note,
+                );
                 wake = wake.min(retry::SHORT);
             }
         }
@@ -176,10 +189,13 @@ pub async fn reconcile<D: Driver>(
             if let Some(phase) = &change.phase
                 && Some(phase) != machine.phase()
             {
-                let warning = matches!(phase, Phase::Unknown | Phase::Failed);
+                let type_ = match phase {
+                    Phase::Unknown | Phase::Failed => EventType::Warning,
+                    _ => EventType::Normal,
+                };
                 ctx.event(
                     &machine,
-                    warning,
+                    type_,
                     phase.as_str(),
                     "HealthCheck",
                     change.description.clone(),
@@ -244,17 +260,17 @@ async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Resul
 /// Requeue after a failed reconcile; the error is logged and counted.
 pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D>>) -> Action {
     let wait = error.retry_after();
-    if error.category() == "conflict" {
-        tracing::debug!(machine = machine.name(), "conflict, retrying");
-    } else if error.category() == "not_found" && machine.is_deleting() {
+    match error.category() {
+        Category::Conflict => tracing::debug!(machine = machine.name(), "conflict, retrying"),
         // Its finalizer is gone and so is the machine; the cache has not seen it yet.
-        tracing::debug!(machine = machine.name(), "deleted meanwhile");
-    } else {
-        tracing::warn!(
+        Category::NotFound if machine.is_deleting() => {
+            tracing::debug!(machine = machine.name(), "deleted meanwhile")
+        }
+        category => tracing::warn!(
             machine = machine.name(),
-            category = error.category(),
+            category = category.as_str(),
             "reconcile failed: {error}"
-        );
+        ),
     }
     Action::requeue(wait)
 }

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use crate::contract::text;
-use crate::controller::events::Note;
+use crate::controller::events::{EventType, Note};
 use crate::driver::{MachineError, VmTrouble};
 use crate::duration::{age, format_go};
 
@@ -49,7 +49,7 @@ pub fn decide(trouble: VmTrouble, grace: Duration, now: jiff::Timestamp) -> Plan
         return Plan::Report(error);
     }
     let note = Note {
-        warning: true,
+        type_: EventType::Warning,
         reason: "VMTrouble".into(),
         action: "CreateMachine".into(),
         // The same text for the whole grace, so that repeats count into one Event.
@@ -97,7 +97,7 @@ mod tests {
             panic!("{plan:?}")
         };
         assert_eq!(after, Duration::from_secs(45));
-        assert!(note.warning);
+        assert_eq!(note.type_, EventType::Warning);
         assert_eq!(note.reason, "VMTrouble");
         assert_eq!(
             note.message,

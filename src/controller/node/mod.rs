@@ -17,6 +17,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
+use crate::client::status;
 use crate::contract::{
     NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, OpState, OpType, text,
 };
@@ -120,9 +121,7 @@ pub async fn upkeep<D>(
     };
     match nodes.patch(&name, &params, &Patch::Strategic(&patch)).await {
         Ok(_) => Ok(Upkeep::Done),
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
-            Ok(Upkeep::Refused(s.message))
-        }
+        Err(kube::Error::Api(s)) if status::invalid(&s) => Ok(Upkeep::Refused(s.message)),
         Err(e) => Err(e.into()),
     }
 }

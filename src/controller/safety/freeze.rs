@@ -22,8 +22,7 @@ use crate::controller::status::StatusChange;
 use crate::metrics::Metrics;
 
 /// MCM's lastOperation for a machine reset on thawing.
-pub const RESET_DESCRIPTION: &str =
-    "Machine Health Timeout was reset due to APIServer being unreachable";
+pub const RESET_DESCRIPTION: &str = crate::contract::text::HEALTH_TIMEOUT_RESET;
 
 /// A name no object has: a GET answers 404 when the API server is fine.
 const PROBE_NAME: &str = "machine-controller-apiserver-check";

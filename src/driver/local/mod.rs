@@ -28,6 +28,7 @@ use kube::{Api, Client};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::client::describe;
+use crate::client::status;
 use cloud::Cloud;
 use cloud_wide::Shape;
 use profile::{Call, CloudProfile};
@@ -302,7 +303,7 @@ impl LocalDriver {
             (format!("Secret {ns}/{secret}"), secret_result.map(drop)),
         ] {
             match result {
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(kube::Error::Api(s)) if status::not_found(&s) => {}
                 Err(e) => tracing::debug!(
                     "delete {what}: {}; the garbage collector removes it after the Pod",
                     describe(&e)
@@ -610,7 +611,7 @@ impl Driver for LocalDriver {
             ..Default::default()
         };
         match pods.delete(&name, &dp).await {
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(MachineError::new(
+            Err(kube::Error::Api(s)) if status::not_found(&s) => Err(MachineError::new(
                 Code::NotFound,
                 format!("Pod {ns}/{name} not found"),
             )),
@@ -758,8 +759,8 @@ impl Driver for LocalDriver {
             .await
         {
             Ok(_) => Ok(()),
-            // The API server answers a failed precondition with 409.
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(MachineError::new(
+            // The API server answers a failed precondition with 409 Conflict.
+            Err(kube::Error::Api(s)) if status::conflict(&s) => Err(MachineError::new(
                 Code::FailedPrecondition,
                 format!("Pod {ns}/{provider_id} is no longer the VM with UID {uid}"),
             )),

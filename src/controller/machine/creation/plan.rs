@@ -23,7 +23,7 @@ use crate::contract::{
 };
 use crate::controller::context::InputError;
 use crate::controller::error::retry;
-use crate::controller::events::Note;
+use crate::controller::events::{EventType, Note};
 use crate::controller::settings::Settings;
 use crate::controller::status::StatusChange;
 use crate::driver::{Code, DriverResult, MachineError, MachineResponse};
@@ -197,7 +197,7 @@ pub fn after_call(
         Call::Initialize => ("Initialized", "Completed"),
     };
     let event = note(
-        false,
+        EventType::Normal,
         reason,
         format!("{verb} VM {} for machine {name}", vm.provider_id),
     );
@@ -253,7 +253,11 @@ pub fn failure(machine: &Machine, error: MachineError, given: &Given<'_>) -> Fai
     .code(error.code.as_str())
     .phase(phase);
     Failure {
-        event: note(true, "CreateFailed", change.description.clone()),
+        event: note(
+            EventType::Warning,
+            "CreateFailed",
+            change.description.clone(),
+        ),
         retry: failure_retry(error.code, given.settings.resource_exhausted_retry),
         error,
         change,
@@ -271,7 +275,7 @@ pub fn stale(machine: &Machine, vm: MachineResponse) -> Stale {
         vm,
         change: StatusChange::new(text::STALE_NODE, OpState::Failed, OpType::Create)
             .phase(Phase::Failed),
-        event: note(true, "Failed", message),
+        event: note(EventType::Warning, "Failed", message),
         retry: retry::LONG,
     }
 }
@@ -285,7 +289,7 @@ pub fn invalid(machine: &Machine, problem: &InputError, given: &Given<'_>) -> In
     ) {
         return Invalid::Warn(Note {
             action: "Reconcile".into(),
-            ..note(true, "InvalidInput", description)
+            ..note(EventType::Warning, "InvalidInput", description)
         });
     }
     let phase = failure_phase(machine, given.settings.creation_timeout(machine), given.now);
@@ -293,14 +297,14 @@ pub fn invalid(machine: &Machine, problem: &InputError, given: &Given<'_>) -> In
         change: StatusChange::new(description.clone(), OpState::Failed, OpType::Create)
             .code(Code::InvalidArgument.as_str())
             .phase(phase),
-        event: note(true, "InvalidInput", description),
+        event: note(EventType::Warning, "InvalidInput", description),
     }
 }
 
 /// An Event of the creation flow.
-fn note(warning: bool, reason: &str, message: String) -> Note {
+fn note(type_: EventType, reason: &str, message: String) -> Note {
     Note {
-        warning,
+        type_,
         reason: reason.into(),
         action: "CreateMachine".into(),
         message,
@@ -556,7 +560,7 @@ mod tests {
                     .code("Unavailable")
                     .phase(Phase::CrashLoopBackOff),
                 event: Note {
-                    warning: true,
+                    type_: EventType::Warning,
                     reason: "CreateFailed".into(),
                     action: "CreateMachine".into(),
                     message: description.into(),
@@ -668,7 +672,7 @@ mod tests {
             assert_eq!(
                 event,
                 Note {
-                    warning: false,
+                    type_: EventType::Normal,
                     reason: "Created".into(),
                     action: "CreateMachine".into(),
                     message: "Created VM machine-m1 for machine m1".into(),
@@ -695,7 +699,7 @@ mod tests {
                 change: StatusChange::new("VM using old node obj", OpState::Failed, OpType::Create)
                     .phase(Phase::Failed),
                 event: Note {
-                    warning: true,
+                    type_: EventType::Warning,
                     reason: "Failed".into(),
                     action: "CreateMachine".into(),
                     message:
@@ -715,7 +719,7 @@ mod tests {
         };
         assert_eq!(event.reason, "Initialized");
         assert_eq!(event.message, "Completed VM machine-m1 for machine m1");
-        assert!(!event.warning);
+        assert_eq!(event.type_, EventType::Normal);
     }
 
     /// MCM's Internal error for an empty answer, with its text.
@@ -823,7 +827,7 @@ mod tests {
                 .code("InvalidArgument")
                 .phase(phase),
             event: Note {
-                warning: true,
+                type_: EventType::Warning,
                 reason: "InvalidInput".into(),
                 action: "CreateMachine".into(),
                 message: text.into(),
@@ -858,7 +862,7 @@ mod tests {
             assert_eq!(
                 invalid,
                 Invalid::Warn(Note {
-                    warning: true,
+                    type_: EventType::Warning,
                     reason: "InvalidInput".into(),
                     action: "Reconcile".into(),
                     message: "MachineClass \"c1\" references no secret".into(),
