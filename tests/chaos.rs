@@ -13,11 +13,14 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -127,12 +130,62 @@ fn controller(s: &Setup, log: &str, flags: &[&str], env: &[(&str, &str)]) -> Bin
 }
 
 /// Records of what the machines leave in the target cluster: Pods, user-data
-/// Secrets, Services (in the namespace) and Nodes (by name).
+/// Secrets, Services (in the namespace), Nodes (by name) and bootstrap tokens
+/// (ours by name, any whose description names a machine).
 struct TargetRecords {
     pods: Record,
     secrets: Record,
     services: Record,
     nodes: Record,
+    tokens: Record,
+}
+
+impl TargetRecords {
+    fn all(&self) -> [(&'static str, &Record); 5] {
+        [
+            ("Pod", &self.pods),
+            ("Secret", &self.secrets),
+            ("Service", &self.services),
+            ("Node", &self.nodes),
+            ("token", &self.tokens),
+        ]
+    }
+
+    /// Says how often each watch lost its place, and what only its relist showed.
+    fn report_gaps(&self, when: &str) {
+        let gaps: Vec<String> = self
+            .all()
+            .iter()
+            .map(|(kind, r)| {
+                format!(
+                    "{kind}s {} relists, {} deletions found only by a relist",
+                    r.relists(),
+                    r.gap_deletions()
+                )
+            })
+            .collect();
+        eprintln!("chaos: watch gaps {when}: {}", gaps.join("; "));
+    }
+}
+
+/// Whether `token` is one of the machines': ours by name, or any whose
+/// description names one of them (MCM's form).
+fn token_of(s: &Setup) -> impl Fn(&Secret) -> bool + Send + 'static {
+    let ours: BTreeSet<String> = s
+        .names
+        .iter()
+        .map(|m| bootstrap::secret_name(s.ns.name(), m))
+        .collect();
+    let names = s.names.clone();
+    move |t: &Secret| {
+        let text = t
+            .data
+            .as_ref()
+            .and_then(|d| d.get("description"))
+            .map(|d| String::from_utf8_lossy(&d.0).into_owned())
+            .unwrap_or_default();
+        ours.contains(&t.name_any()) || names.iter().any(|m| text.contains(&format!("\"{m}\"")))
+    }
 }
 
 async fn record_target(s: &Setup) -> TargetRecords {
@@ -159,21 +212,106 @@ async fn record_target(s: &Setup) -> TargetRecords {
             |_| String::new(),
         ),
         nodes: Record::start(
-            Api::<Node>::all(target),
+            Api::<Node>::all(target.clone()),
             Default::default(),
             move |n| node_names.contains(&n.name_any()),
             |_| String::new(),
         ),
+        tokens: Record::start(
+            Api::<Secret>::namespaced(target, "kube-system"),
+            watcher::Config::default().fields("type=bootstrap.kubernetes.io/token"),
+            token_of(s),
+            |_| String::new(),
+        ),
     };
-    for r in [
-        &records.pods,
-        &records.secrets,
-        &records.services,
-        &records.nodes,
-    ] {
+    for (_, r) in records.all() {
         r.synced().await;
     }
     records
+}
+
+/// Name -> UID of `items`.
+fn uids<'a, K: kube::Resource + 'a>(
+    items: impl IntoIterator<Item = &'a K>,
+) -> BTreeMap<String, String> {
+    items
+        .into_iter()
+        .map(|o| (o.name_any(), o.uid().unwrap_or_default()))
+        .collect()
+}
+
+/// Fresh lists of every kind: name -> UID.
+async fn list_live(s: &Setup) -> [BTreeMap<String, String>; 5] {
+    let target = support::target().await;
+    let selected = ListParams::default().labels("machine-provider=local");
+    let node_names: BTreeSet<String> = s.names.iter().map(|m| format!("machine-{m}")).collect();
+    let is_token = token_of(s);
+    let list = |what: &str, e: kube::Error| -> ! { panic!("list {what}: {e}") };
+    let pods = s.ns.api::<Pod>(&target).list(&selected).await;
+    let secrets = s.ns.api::<Secret>(&target).list(&selected).await;
+    let services = s.ns.api::<Service>(&target).list(&Default::default()).await;
+    let nodes = Api::<Node>::all(target.clone())
+        .list(&Default::default())
+        .await;
+    let tokens = Api::<Secret>::namespaced(target, "kube-system")
+        .list(&ListParams::default().fields("type=bootstrap.kubernetes.io/token"))
+        .await;
+    [
+        uids(&pods.unwrap_or_else(|e| list("Pods", e)).items),
+        uids(&secrets.unwrap_or_else(|e| list("Secrets", e)).items),
+        uids(&services.unwrap_or_else(|e| list("Services", e)).items),
+        uids(
+            nodes
+                .unwrap_or_else(|e| list("Nodes", e))
+                .items
+                .iter()
+                .filter(|n| node_names.contains(&n.name_any())),
+        ),
+        uids(
+            tokens
+                .unwrap_or_else(|e| list("tokens", e))
+                .items
+                .iter()
+                .filter(|t| is_token(t)),
+        ),
+    ]
+}
+
+/// What each record holds as existing now: name -> its last UID.
+fn recorded(r: &TargetRecords) -> [BTreeMap<String, String>; 5] {
+    r.all().map(|(_, record)| {
+        record
+            .get()
+            .into_iter()
+            .filter(|(_, seen)| seen.deletions == 0)
+            .filter_map(|(name, seen)| Some((name, seen.uids.last()?.clone())))
+            .collect()
+    })
+}
+
+/// Fresh lists of every kind compared with the records, once nothing moves:
+/// the same names, each with the UID last recorded for it. A relist is
+/// compared, not trusted: this catches what every watch missed. The records
+/// may trail the lists by an event, so the comparison is repeated until both
+/// agree or the deadline passes.
+async fn assert_live_objects_match(s: &Setup, r: &TargetRecords) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (live, recorded) = (list_live(s).await, recorded(r));
+        if live == recorded {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for ((kind, _), (live, recorded)) in r.all().iter().zip(live.iter().zip(&recorded)) {
+                assert_eq!(
+                    live, recorded,
+                    "the {kind}s listed now differ from what the watch recorded (name -> UID)"
+                );
+            }
+        }
+        // Polling a condition until its deadline, not a synchronisation by sleep.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Every machine has exactly one Pod, Secret, Service and Node, each seen with
@@ -210,21 +348,7 @@ fn assert_one_of_each(s: &Setup, r: &TargetRecords) {
 /// form nor one whose description names a machine.
 async fn no_tokens_left(s: &Setup, description: &str) {
     let tokens: Api<Secret> = Api::namespaced(support::target().await, "kube-system");
-    let ours: BTreeSet<String> = s
-        .names
-        .iter()
-        .map(|m| bootstrap::secret_name(s.ns.name(), m))
-        .collect();
-    let names = s.names.clone();
-    let left = move |t: &Secret| {
-        let text = t
-            .data
-            .as_ref()
-            .and_then(|d| d.get("description"))
-            .map(|d| String::from_utf8_lossy(&d.0).into_owned())
-            .unwrap_or_default();
-        ours.contains(&t.name_any()) || names.iter().any(|m| text.contains(&format!("\"{m}\"")))
-    };
+    let left = token_of(s);
     wait_for_list(
         &tokens,
         Default::default(),
@@ -233,6 +357,101 @@ async fn no_tokens_left(s: &Setup, description: &str) {
         |l: &[Secret]| !l.iter().any(&left),
     )
     .await;
+}
+
+/// Each machine's bootstrap token was made once and deleted once.
+fn assert_one_token_each(s: &Setup, r: &TargetRecords) {
+    let seen = r.tokens.get();
+    for m in &s.names {
+        let name = bootstrap::secret_name(s.ns.name(), m);
+        let entry = seen
+            .get(&name)
+            .unwrap_or_else(|| panic!("the token {name} of machine {m} was never seen"));
+        assert!(
+            entry.uids.len() == 1 && entry.deletions == 1,
+            "the token {name} was made twice or not deleted once: {entry:?}"
+        );
+    }
+    let expected: BTreeSet<String> = s
+        .names
+        .iter()
+        .map(|m| bootstrap::secret_name(s.ns.name(), m))
+        .collect();
+    let extra: Vec<&String> = seen.keys().filter(|n| !expected.contains(*n)).collect();
+    assert!(extra.is_empty(), "tokens of another form: {extra:?}");
+}
+
+fn workload_name(machine: &str) -> String {
+    format!("w-{machine}")
+}
+
+/// A workload Pod on every machine's Node and one budget over them all that
+/// lets a third go and holds the rest (a budget over Pods that no controller
+/// replaces never allows more once some are gone): a deletion's drains are
+/// partly done and partly held until the budget is deleted.
+async fn hold_drains(s: &Setup) -> Api<PodDisruptionBudget> {
+    let t = support::target().await;
+    let pods: Api<Pod> = s.ns.api(&t);
+    for m in &s.names {
+        support::workload::workload_on(
+            &pods,
+            &format!("machine-{m}"),
+            &workload_name(m),
+            &[("app", "drained")],
+        )
+        .await;
+    }
+    let pdbs: Api<PodDisruptionBudget> = s.ns.api(&t);
+    let mut pdb = PodDisruptionBudget::default();
+    pdb.metadata.name = Some("drained".into());
+    // minAvailable: a budget over Pods no controller owns cannot count
+    // maxUnavailable (the disruption controller reports InsufficientPods).
+    let n = s.names.len() as i32;
+    let at_once = (n / 3).max(1);
+    pdb.spec = Some(PodDisruptionBudgetSpec {
+        min_available: Some(IntOrString::Int(n - at_once)),
+        selector: Some(LabelSelector {
+            match_labels: Some([("app".to_string(), "drained".to_string())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pdbs.create(&PostParams::default(), &pdb)
+        .await
+        .expect("create the budget");
+    wait_for(
+        &pdbs,
+        "drained",
+        TIMEOUT,
+        "the budget counts every workload",
+        |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|st| st.current_healthy == n && st.disruptions_allowed == at_once)
+        },
+    )
+    .await;
+    pdbs
+}
+
+/// Every machine's VM went only after its workload: no VM was taken for an
+/// orphan (or deleted by a restart) while its drain was still running. One
+/// watch of every Pod in the namespace sees both deletions in the API
+/// server's order.
+fn assert_drained_before_deleted(s: &Setup, all_pods: &Record) {
+    let seen = all_pods.get();
+    for m in &s.names {
+        let (vm, workload) = (format!("machine-{m}"), workload_name(m));
+        let at = |name: &str| {
+            seen.get(name)
+                .and_then(|p| p.deleted_at)
+                .unwrap_or_else(|| panic!("Pod {name} was never seen deleted"))
+        };
+        assert!(
+            at(&workload) <= at(&vm),
+            "the VM of machine {m} was deleted before its drain had evicted {workload}"
+        );
+    }
 }
 
 /// Kills the controller `kills` times, every 1-3 s, starting it again at once.
@@ -251,6 +470,7 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
     create_all(&s).await;
     let mut first = controller(&s, "initial", &[], &[]);
     all_running(&s, "every machine is Running").await;
+    no_tokens_left(&s, "every machine's token is gone after its join").await;
     Signal::Term.stop(&mut first.child).await;
 
     let target = record_target(&s).await;
@@ -300,6 +520,13 @@ async fn thirty_restarts_during_start_up_never_delete_a_live_vm() {
         );
     }
     assert_one_of_each(&s, &target);
+    let tokens = target.tokens.names();
+    assert!(
+        tokens.is_empty(),
+        "restarts made bootstrap tokens for machines that had joined: {tokens:?}"
+    );
+    assert_live_objects_match(&s, &target).await;
+    target.report_gaps("during the restarts");
 
     delete_all(&s).await;
     Signal::Term.stop(&mut last.child).await;
@@ -321,13 +548,46 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     );
     no_tokens_left(&s, "no bootstrap token outlives its join").await;
     assert_one_of_each(&s, &target);
+    assert_one_token_each(&s, &target);
+    assert_live_objects_match(&s, &target).await;
 
-    // Deleted under the same storm: nothing is left.
+    // Deleted under the same storm, while the drains are in progress: a budget
+    // lets a third of the workloads go and holds the rest until the storm is over.
+    let t = support::target().await;
+    let all_pods = Record::start(
+        s.ns.api::<Pod>(&t),
+        Default::default(),
+        |_| true,
+        |_| String::new(),
+    );
+    all_pods.synced().await;
+    let budget = hold_drains(&s).await;
     let start = std::time::Instant::now();
     request_deletion(&s).await;
-    current = kill_storm(&s, current, kills(8), "delete").await;
+    let storm = kills(8);
+    let mut during_drains = 0;
+    for i in 0..storm {
+        tokio::time::sleep(between(Duration::from_secs(1), Duration::from_secs(3))).await;
+        let seen = all_pods.get();
+        let workloads_left = s
+            .names
+            .iter()
+            .filter(|m| {
+                seen.get(&workload_name(m))
+                    .is_some_and(|w| w.deletions == 0)
+            })
+            .count();
+        during_drains += usize::from(workloads_left > 0);
+        Signal::Kill.stop(&mut current.child).await;
+        current = controller(&s, &format!("delete-{i}"), &[], &[]);
+    }
+    eprintln!("chaos: {during_drains} of {storm} kills landed while drains were in progress");
+    // The held drains go on at their next retry.
+    budget
+        .delete("drained", &DeleteParams::default())
+        .await
+        .expect("delete the budget");
     all_gone(&s).await;
-    let t = support::target().await;
     let selected = watcher::Config::default().labels("machine-provider=local");
     wait_for_none(
         &s.ns.api::<Pod>(&t),
@@ -361,10 +621,13 @@ async fn machines_created_and_deleted_under_a_kill_storm_leave_one_of_each_then_
     .await;
     no_tokens_left(&s, "no bootstrap token is left").await;
     eprintln!(
-        "chaos: {} machines and all they had gone {:.1?} after the delete, through 8 kills",
+        "chaos: {} machines and all they had gone {:.1?} after the delete, through {storm} kills",
         s.names.len(),
         start.elapsed()
     );
+    assert_drained_before_deleted(&s, &all_pods);
+    assert_live_objects_match(&s, &target).await;
+    target.report_gaps("during the storms");
     // Nothing was made twice on the way.
     for (kind, record) in [
         ("Pod", &target.pods),
@@ -439,6 +702,10 @@ async fn a_leader_killed_eight_times_during_creation_never_deletes_a_live_vm() {
         "VMs of live machines were deleted or replaced: {lost:?}"
     );
     assert_one_of_each(&s, &target);
+    no_tokens_left(&s, "every machine's token is gone after its join").await;
+    assert_one_token_each(&s, &target);
+    assert_live_objects_match(&s, &target).await;
+    target.report_gaps("during the leader kills");
 
     delete_all(&s).await;
     for r in &mut replicas {

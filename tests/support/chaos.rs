@@ -3,10 +3,18 @@
 
 //! Chaos: a record of every object's UIDs while controllers are killed and
 //! started again, and the storm itself.
+//!
+//! A watch that loses its place lists again, and kube's watcher reports only
+//! what the new list holds: an object deleted in the gap would simply never
+//! show its deletion. So a relist is compared with what the record knew, not
+//! trusted: every name that was present and is missing from the new list is
+//! counted as deleted (and as found in a gap), and the test says how many
+//! relists it saw.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::watcher;
@@ -20,8 +28,12 @@ use super::wait::Watchable;
 pub struct Seen {
     /// Every UID the name had, in order.
     pub uids: Vec<String>,
-    /// Times it was seen deleted.
+    /// Times it was seen deleted (by a watch event or missing from a relist).
     pub deletions: usize,
+    /// When it was first seen deleted.
+    pub deleted_at: Option<Instant>,
+    /// Deletions found only by comparing a relist.
+    pub gap_deletions: usize,
     /// A summary of its last state (see [`Record::start`]).
     pub last: String,
     /// Every summary it had, in order, without repeats.
@@ -33,6 +45,15 @@ pub struct Record {
     seen: Arc<Mutex<BTreeMap<String, Seen>>>,
     task: tokio::task::JoinHandle<()>,
     synced: tokio::sync::watch::Receiver<bool>,
+    /// Lists after the first: the watch lost its place and started again.
+    relists: Arc<AtomicUsize>,
+}
+
+impl Seen {
+    fn deleted(&mut self, at: Instant) {
+        self.deletions += 1;
+        self.deleted_at.get_or_insert(at);
+    }
 }
 
 impl Record {
@@ -46,14 +67,26 @@ impl Record {
         let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Default::default();
         let (tx, synced) = tokio::sync::watch::channel(false);
         let log = seen.clone();
+        let relists = Arc::new(AtomicUsize::new(0));
+        let relisted = relists.clone();
         let task = tokio::spawn(async move {
             let mut events = watcher(api, config).boxed();
+            // The names that exist as far as the record knows, and those a list
+            // in progress has shown so far.
+            let mut present: BTreeSet<String> = BTreeSet::new();
+            let mut listing: BTreeSet<String> = BTreeSet::new();
+            let mut first_list = true;
             while let Some(event) = events.next().await {
                 let Ok(event) = event else { continue };
+                let now = Instant::now();
                 let mut seen = log.lock().unwrap();
                 match event {
+                    watcher::Event::Init => listing.clear(),
                     watcher::Event::Apply(o) | watcher::Event::InitApply(o) if keep(&o) => {
-                        let entry = seen.entry(o.name_any()).or_default();
+                        let name = o.name_any();
+                        present.insert(name.clone());
+                        listing.insert(name.clone());
+                        let entry = seen.entry(name).or_default();
                         let uid = o.uid().unwrap_or_default();
                         if entry.uids.last() != Some(&uid) {
                             entry.uids.push(uid);
@@ -64,16 +97,32 @@ impl Record {
                         }
                     }
                     watcher::Event::Delete(o) if keep(&o) => {
-                        seen.entry(o.name_any()).or_default().deletions += 1;
+                        present.remove(&o.name_any());
+                        seen.entry(o.name_any()).or_default().deleted(now);
                     }
                     watcher::Event::InitDone => {
+                        if !first_list {
+                            relisted.fetch_add(1, Ordering::Relaxed);
+                            for gone in present.difference(&listing) {
+                                let entry = seen.entry(gone.clone()).or_default();
+                                entry.deleted(now);
+                                entry.gap_deletions += 1;
+                            }
+                        }
+                        present = std::mem::take(&mut listing);
+                        first_list = false;
                         let _ = tx.send(true);
                     }
                     _ => {}
                 }
             }
         });
-        Record { seen, task, synced }
+        Record {
+            seen,
+            task,
+            synced,
+            relists,
+        }
     }
 
     /// Waits until the watch has listed what exists.
@@ -107,6 +156,16 @@ impl Record {
 
     pub fn names(&self) -> BTreeSet<String> {
         self.seen.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// How many times the watch lost its place and listed again.
+    pub fn relists(&self) -> usize {
+        self.relists.load(Ordering::Relaxed)
+    }
+
+    /// Deletions that only the comparison of a relist found.
+    pub fn gap_deletions(&self) -> usize {
+        self.get().values().map(|s| s.gap_deletions).sum()
     }
 }
 
