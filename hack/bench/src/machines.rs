@@ -138,30 +138,22 @@ fn token_machine(token: &Secret) -> Option<String> {
     rest.split_once('"').map(|(m, _)| m.to_string())
 }
 
-/// Watches of everything a machine leaves in the target cluster, which also
-/// record the Pods' and Nodes' milestones (`pods`: seen, Running; `nodes`:
-/// Ready at stage 1) as the bare client's watches do. User-data Secrets go by
-/// name: the Go driver does not label them.
-fn object_trackers(
+/// The watches that time the Pods' and Nodes' milestones (`pods`: seen,
+/// Running; `nodes`: Ready at stage 1), as the bare client's own watches do
+/// for its sets; both also count what is left after the deletion.
+fn milestone_trackers(
     env: &Env,
     ns: &str,
     tag: &str,
-    names: &[String],
     pods: Arc<Progress>,
     nodes: Arc<Progress>,
 ) -> Vec<Tracker> {
     let node_prefix = format!("machine-{tag}-");
-    let machines: Arc<HashSet<String>> = Arc::new(names.iter().cloned().collect());
-    let user_data: HashSet<String> = names
-        .iter()
-        .map(|m| contract::local::user_data_secret_name(m))
-        .collect();
-    let selected = || watcher::Config::default().labels(MACHINE_SELECTOR);
     vec![
         Tracker::start(
             "pods",
             Api::<Pod>::namespaced(env.target.client.clone(), ns),
-            selected(),
+            watcher::Config::default().labels(MACHINE_SELECTOR),
             |_| true,
             move |pod: &Pod, at| {
                 let name = pod.name_any();
@@ -170,20 +162,6 @@ fn object_trackers(
                     _ => pods.reach(0, &name, at),
                 }
             },
-        ),
-        Tracker::start(
-            "user-data secrets",
-            Api::<Secret>::namespaced(env.target.client.clone(), ns),
-            watcher::Config::default(),
-            move |s: &Secret| user_data.contains(&s.name_any()),
-            |_, _| {},
-        ),
-        Tracker::start(
-            "services",
-            Api::<Service>::namespaced(env.target.client.clone(), ns),
-            selected(),
-            |_| true,
-            |_, _| {},
         ),
         Tracker::start(
             "nodes",
@@ -195,6 +173,33 @@ fn object_trackers(
                     nodes.reach(1, &node.name_any(), at);
                 }
             },
+        ),
+    ]
+}
+
+/// Watches of the rest a machine leaves in the target cluster, for the
+/// deletion's count. User-data Secrets go by name: the Go driver does not
+/// label them.
+fn leftover_trackers(env: &Env, ns: &str, names: &[String]) -> Vec<Tracker> {
+    let machines: Arc<HashSet<String>> = Arc::new(names.iter().cloned().collect());
+    let user_data: HashSet<String> = names
+        .iter()
+        .map(|m| contract::local::user_data_secret_name(m))
+        .collect();
+    vec![
+        Tracker::start(
+            "user-data secrets",
+            Api::<Secret>::namespaced(env.target.client.clone(), ns),
+            watcher::Config::default(),
+            move |s: &Secret| user_data.contains(&s.name_any()),
+            |_, _| {},
+        ),
+        Tracker::start(
+            "services",
+            Api::<Service>::namespaced(env.target.client.clone(), ns),
+            watcher::Config::default().labels(MACHINE_SELECTOR),
+            |_| true,
+            |_, _| {},
         ),
         Tracker::start(
             "bootstrap tokens",
@@ -267,7 +272,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     apply_class(env, &ns, credentials).await?;
 
     // Watches first, so that nothing the controller does is missed; the Pods and
-    // Nodes are watched from the start, as the bare client watches its own.
+    // Nodes are watched from the start, as the bare client watches its own (and
+    // no more: the rest only after the create phase).
     let progress = Progress::new();
     let (pods, nodes) = (Progress::new(), Progress::new());
     let machines: Api<Machine> = Api::namespaced(env.control.client.clone(), &ns);
@@ -286,11 +292,10 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
             },
         )]
     };
-    trackers.extend(object_trackers(
+    trackers.extend(milestone_trackers(
         env,
         &ns,
         &tag,
-        &names,
         pods.clone(),
         nodes.clone(),
     ));
@@ -333,6 +338,10 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     }
     let rss_after_create = controller.memory_kb("VmRSS");
     let sockets_after_create = controller.sockets();
+    // The other watches only now: the limits' runs watch only their Pods and
+    // Nodes while they create, so the controllers' create phase gets no more.
+    trackers.extend(leftover_trackers(env, &ns, &names));
+    synced(&trackers).await?;
     let s1 = snapshot(env, &controller, side).await?;
     let all_pending_s = all_reached(&progress, 0, n, t0);
     let all_running_s = all_reached(&progress, 1, n, t0);
