@@ -1412,22 +1412,31 @@ async fn a_claimed_node_loses_a_stale_not_managed_mark() {
         ..
     } = &sampled;
     let nodes: Api<Node> = Api::all(target.clone());
-    let node = nodes.get(node_name).await.unwrap();
-    let others: Vec<&String> = node
-        .finalizers()
-        .iter()
-        .filter(|f| *f != NODE_FINALIZER)
-        .collect();
     // What an orphan pass elsewhere leaves: our finalizer gone, the mark set.
-    let marked = serde_json::json!({"metadata": {
-        "finalizers": others,
-        "annotations": {NOT_MANAGED_BY_MCM_ANNOTATION: "1"},
-        "resourceVersion": node.metadata.resource_version,
-    }});
-    nodes
-        .patch(node_name, &PatchParams::default(), &Patch::Merge(&marked))
-        .await
-        .unwrap();
+    // The patch carries the copy's resourceVersion (the finalizer list is
+    // replaced whole), so a heartbeat in between means reading again.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let node = nodes.get(node_name).await.unwrap();
+        let others: Vec<&String> = node
+            .finalizers()
+            .iter()
+            .filter(|f| *f != NODE_FINALIZER)
+            .collect();
+        let marked = serde_json::json!({"metadata": {
+            "finalizers": others,
+            "annotations": {NOT_MANAGED_BY_MCM_ANNOTATION: "1"},
+            "resourceVersion": node.metadata.resource_version,
+        }});
+        match nodes
+            .patch(node_name, &PatchParams::default(), &Patch::Merge(&marked))
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 409 && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("mark the Node {node_name}: {e}"),
+        }
+    }
     wait_for(
         &nodes,
         node_name,
