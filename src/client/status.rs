@@ -18,9 +18,9 @@
 
 use kube::core::Status;
 
-/// The reasons Kubernetes defines (`metav1.StatusReason*` that client-go's
-/// `knownReasons` lists).
-const KNOWN: [&str; 17] = [
+/// The reasons Kubernetes defines: client-go's `knownReasons`
+/// (`metav1.StatusReason*`; StoreReadError's value is "StorageReadError").
+const KNOWN: [&str; 19] = [
     "Unauthorized",
     "Forbidden",
     "NotFound",
@@ -29,7 +29,7 @@ const KNOWN: [&str; 17] = [
     "Gone",
     "Invalid",
     "ServerTimeout",
-    "StoreReadError",
+    "StorageReadError",
     "Timeout",
     "TooManyRequests",
     "BadRequest",
@@ -38,6 +38,8 @@ const KNOWN: [&str; 17] = [
     "RequestEntityTooLarge",
     "UnsupportedMediaType",
     "InternalError",
+    "Expired",
+    "ServiceUnavailable",
 ];
 
 fn reason_or_code(s: &Status, reason: &str, code: u16) -> bool {
@@ -104,6 +106,9 @@ mod tests {
         assert!(invalid(&answer("", 422)));
         assert!(too_many_requests(&answer("", 429)));
         assert!(!not_found(&answer("", 403)));
+        // A reason Kubernetes defines is never overridden by the code.
+        assert!(!not_found(&answer("ServiceUnavailable", 404)));
+        assert!(!conflict(&answer("StorageReadError", 409)));
         // kube-core 5.0.0's own predicate misses it (the reason this module exists).
         assert!(!proxy_404.is_not_found());
     }
