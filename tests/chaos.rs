@@ -314,34 +314,44 @@ async fn assert_live_objects_match(s: &Setup, r: &TargetRecords) {
     }
 }
 
+/// Every machine's object of `kind` (named by `name_of`) was seen with one UID
+/// only and deleted `deletions` times, and the record holds no other.
+fn assert_each_once(
+    s: &Setup,
+    kind: &str,
+    record: &Record,
+    name_of: impl Fn(&str) -> String,
+    deletions: usize,
+) {
+    let seen = record.get();
+    for m in &s.names {
+        let name = name_of(m);
+        let entry = seen
+            .get(&name)
+            .unwrap_or_else(|| panic!("{kind} {name} of machine {m} was never seen"));
+        assert!(
+            entry.uids.len() == 1 && entry.deletions == deletions,
+            "{kind} {name} was made twice or not deleted {deletions} time(s): {entry:?}"
+        );
+    }
+    let expected: BTreeSet<String> = s.names.iter().map(|m| name_of(m)).collect();
+    let extra: Vec<&String> = seen.keys().filter(|n| !expected.contains(*n)).collect();
+    assert!(extra.is_empty(), "{kind}s of no machine: {extra:?}");
+}
+
 /// Every machine has exactly one Pod, Secret, Service and Node, each seen with
 /// one UID only and never deleted.
 fn assert_one_of_each(s: &Setup, r: &TargetRecords) {
-    for (kind, record, name_of) in [
-        (
-            "Pod",
-            &r.pods,
-            (|m: &str| format!("machine-{m}")) as fn(&str) -> String,
-        ),
-        ("Secret", &r.secrets, |m| format!("machine-{m}-userdata")),
-        ("Service", &r.services, |m| format!("machine-{m}")),
-        ("Node", &r.nodes, |m| format!("machine-{m}")),
-    ] {
-        let seen = record.get();
-        for m in &s.names {
-            let name = name_of(m);
-            let entry = seen
-                .get(&name)
-                .unwrap_or_else(|| panic!("{kind} {name} of machine {m} was never seen"));
-            assert!(
-                entry.uids.len() == 1 && entry.deletions == 0,
-                "{kind} {name} was made twice or deleted: {entry:?}"
-            );
-        }
-        let expected: BTreeSet<String> = s.names.iter().map(|m| name_of(m)).collect();
-        let extra: Vec<&String> = seen.keys().filter(|n| !expected.contains(*n)).collect();
-        assert!(extra.is_empty(), "{kind}s of no machine: {extra:?}");
-    }
+    assert_each_once(s, "Pod", &r.pods, |m| format!("machine-{m}"), 0);
+    assert_each_once(
+        s,
+        "Secret",
+        &r.secrets,
+        |m| format!("machine-{m}-userdata"),
+        0,
+    );
+    assert_each_once(s, "Service", &r.services, |m| format!("machine-{m}"), 0);
+    assert_each_once(s, "Node", &r.nodes, |m| format!("machine-{m}"), 0);
 }
 
 /// Waits until no bootstrap token of the machines is left: neither of our
@@ -361,24 +371,8 @@ async fn no_tokens_left(s: &Setup, description: &str) {
 
 /// Each machine's bootstrap token was made once and deleted once.
 fn assert_one_token_each(s: &Setup, r: &TargetRecords) {
-    let seen = r.tokens.get();
-    for m in &s.names {
-        let name = bootstrap::secret_name(s.ns.name(), m);
-        let entry = seen
-            .get(&name)
-            .unwrap_or_else(|| panic!("the token {name} of machine {m} was never seen"));
-        assert!(
-            entry.uids.len() == 1 && entry.deletions == 1,
-            "the token {name} was made twice or not deleted once: {entry:?}"
-        );
-    }
-    let expected: BTreeSet<String> = s
-        .names
-        .iter()
-        .map(|m| bootstrap::secret_name(s.ns.name(), m))
-        .collect();
-    let extra: Vec<&String> = seen.keys().filter(|n| !expected.contains(*n)).collect();
-    assert!(extra.is_empty(), "tokens of another form: {extra:?}");
+    let ns = s.ns.name();
+    assert_each_once(s, "token", &r.tokens, |m| bootstrap::secret_name(ns, m), 1);
 }
 
 fn workload_name(machine: &str) -> String {

@@ -344,12 +344,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let server1 = env.server_requests().await?;
     let load1 = env.load.snapshot();
     let all_running_s = all_reached(&sets, 1, n, t0);
-    let milestones = Milestones {
-        pods_applied_s: all_reached(&pods, 0, n, t0),
-        pods_running_s: all_reached(&pods, 1, n, t0),
-        nodes_ready_s: all_reached(&nodes, 1, n, t0),
-        done_s: all_running_s,
-    };
+    let milestones = Milestones::observed(&pods, &nodes, n, t0, all_running_s);
     eprintln!(
         "bench: N={n}: {what}: all sets Running (Pod Running, Node Ready, token deleted) after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))

@@ -256,16 +256,21 @@ fn standin(root: &Path) -> (String, Option<Duration>) {
     )
 }
 
-/// The Go peer as the header shows it: its build (the tools cache's directory
-/// name), flags and class shape, or why it was not run.
+/// A peer's build: the tools cache's directory its link points into.
+fn build_of(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "build unknown".into())
+}
+
+/// The Go peer as the header shows it: its build, flags and class shape, or
+/// why it was not run.
 fn peer_shown(opts: &Options) -> String {
     let Some(path) = &opts.peer else {
         return opts.peer_skipped.clone();
     };
-    let build = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "build unknown".into());
+    let build = build_of(path);
     format!(
         "gardener's machine-controller-manager-provider-local ({build}, MCM v0.62.1) `{}`; its class \
          has `credentialsSecretRef` naming the user-data Secret, which also holds the target's kubeconfig",
@@ -278,10 +283,7 @@ fn peer_tuned_shown(opts: &Options) -> String {
     let Some(path) = &opts.peer_tuned else {
         return opts.peer_tuned_skipped.clone();
     };
-    let build = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "build unknown".into());
+    let build = build_of(path);
     format!(
         "the same ({build}) with hack/tools/gardener/kube-api-rate.patch: its driver client obeys `--kube-api-qps`/`--kube-api-burst` too (the shipped peer's runs at \
          client-go's 5/s, burst 10); same flags and class"

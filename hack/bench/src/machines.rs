@@ -345,12 +345,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     let s1 = snapshot(env, &controller, side).await?;
     let all_pending_s = all_reached(&progress, 0, n, t0);
     let all_running_s = all_reached(&progress, 1, n, t0);
-    let milestones = Milestones {
-        pods_applied_s: all_reached(&pods, 0, n, t0),
-        pods_running_s: all_reached(&pods, 1, n, t0),
-        nodes_ready_s: all_reached(&nodes, 1, n, t0),
-        done_s: all_running_s,
-    };
+    let milestones = Milestones::observed(&pods, &nodes, n, t0, all_running_s);
     eprintln!(
         "bench: N={n}: all Running after {}",
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use crate::report::{BareRun, MachinesRun, PerMachine, Run};
+use crate::report::{BareRun, MachinesRun, Milestones, PerMachine, Run, Summary};
 use crate::rounds::Contender;
 
 /// Median and spread of one figure over the rounds.
@@ -64,6 +64,28 @@ impl<'a> Measured<'a> {
         match self {
             Measured::Machines(m) => Some(m),
             Measured::Sets(_) => None,
+        }
+    }
+
+    /// What every contender measures alike.
+    fn milestones(self) -> &'a Milestones {
+        match self {
+            Measured::Machines(r) => &r.milestones,
+            Measured::Sets(r) => &r.milestones,
+        }
+    }
+
+    fn throughput_per_s(self) -> Option<f64> {
+        match self {
+            Measured::Machines(r) => r.throughput_per_s,
+            Measured::Sets(r) => r.throughput_per_s,
+        }
+    }
+
+    fn to_done(self) -> Option<&'a Summary> {
+        match self {
+            Measured::Machines(r) => r.to_running.as_ref(),
+            Measured::Sets(r) => r.to_running.as_ref(),
         }
     }
 }
@@ -145,44 +167,29 @@ pub fn figures() -> Vec<Figure> {
     }
     let f = |name, unit, value| Figure { name, unit, value };
     vec![
-        f("all Pods applied", Unit::Seconds, |x| match x {
-            Measured::Machines(r) => r.milestones.pods_applied_s,
-            Measured::Sets(r) => r.milestones.pods_applied_s,
+        f("all Pods applied", Unit::Seconds, |x| {
+            x.milestones().pods_applied_s
         }),
-        f("all Pods Running", Unit::Seconds, |x| match x {
-            Measured::Machines(r) => r.milestones.pods_running_s,
-            Measured::Sets(r) => r.milestones.pods_running_s,
+        f("all Pods Running", Unit::Seconds, |x| {
+            x.milestones().pods_running_s
         }),
-        f("all Nodes Ready", Unit::Seconds, |x| match x {
-            Measured::Machines(r) => r.milestones.nodes_ready_s,
-            Measured::Sets(r) => r.milestones.nodes_ready_s,
+        f("all Nodes Ready", Unit::Seconds, |x| {
+            x.milestones().nodes_ready_s
         }),
         f("all Machines Pending (MCM's phase)", Unit::Seconds, |x| {
             m(x)?.all_pending_s
         }),
-        f(
-            "all done (Machine Running; set done)",
-            Unit::Seconds,
-            |x| match x {
-                Measured::Machines(r) => r.milestones.done_s,
-                Measured::Sets(r) => r.milestones.done_s,
-            },
-        ),
-        f(
-            "done per second, wall clock",
-            Unit::PerSecond,
-            |x| match x {
-                Measured::Machines(r) => r.throughput_per_s,
-                Measured::Sets(r) => r.throughput_per_s,
-            },
-        ),
-        f("create → done p50", Unit::Seconds, |x| match x {
-            Measured::Machines(r) => r.to_running.as_ref().map(|s| s.p50),
-            Measured::Sets(r) => r.to_running.as_ref().map(|s| s.p50),
+        f("all done (Machine Running; set done)", Unit::Seconds, |x| {
+            x.milestones().done_s
         }),
-        f("create → done p95", Unit::Seconds, |x| match x {
-            Measured::Machines(r) => r.to_running.as_ref().map(|s| s.p95),
-            Measured::Sets(r) => r.to_running.as_ref().map(|s| s.p95),
+        f("done per second, wall clock", Unit::PerSecond, |x| {
+            x.throughput_per_s()
+        }),
+        f("create → done p50", Unit::Seconds, |x| {
+            x.to_done().map(|s| s.p50)
+        }),
+        f("create → done p95", Unit::Seconds, |x| {
+            x.to_done().map(|s| s.p95)
         }),
         f("delete: all gone", Unit::Seconds, |x| {
             m(x)?.deletion.all_gone_s
@@ -431,7 +438,7 @@ pub fn markdown(n: usize, runs: &[&Run]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Milestones, ProcessStats};
+    use crate::report::ProcessStats;
 
     #[test]
     fn medians_take_the_middle_and_the_spread_is_the_range() {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bare::Limit;
 use crate::cluster::Requests;
 use crate::controller::Side;
+use crate::track::{Progress, all_reached};
 
 /// Distribution of per-object latencies, in seconds.
 #[derive(Clone, Debug, Serialize)]
@@ -219,6 +220,25 @@ pub struct Milestones {
     /// Every Machine Running (ours, Go) or every set done: Pod Running, Node
     /// Ready, token deleted, and for the floor the Running status (bare, floor).
     pub done_s: Option<f64>,
+}
+
+impl Milestones {
+    /// From the watches of `n` Pods (stage 0 seen, 1 Running) and Nodes (stage
+    /// 1 Ready), timed from `t0`, and when the last one was done.
+    pub fn observed(
+        pods: &Progress,
+        nodes: &Progress,
+        n: usize,
+        t0: tokio::time::Instant,
+        done_s: Option<f64>,
+    ) -> Self {
+        Milestones {
+            pods_applied_s: all_reached(pods, 0, n, t0),
+            pods_running_s: all_reached(pods, 1, n, t0),
+            nodes_ready_s: all_reached(nodes, 1, n, t0),
+            done_s,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
