@@ -5,9 +5,10 @@
 //! the cluster, under the controller's token bucket and as fast as the API server
 //! takes it: the bootstrap token, the user-data Secret, Pod and Service (built by
 //! the controller's own builders), and the token's deletion once the Pod runs and
-//! the Node is Ready. The Node is registered as the kubelet stand-in registers
-//! it: the join delay after the Pod runs, by a client of its own (a kubelet's,
-//! not the controller's, so outside the token bucket). What the controller does
+//! the Node is Ready. The Pods are machine Pods like the controllers', so the
+//! kubelet stand-in joins them exactly as it joins ours: the join delay after the
+//! Pod runs, reading the user data and proving the bootstrap token, through its
+//! own client (outside the controller's token bucket). What the controller does
 //! beyond that (its status writes, Events, finalizers, node labels) is its own
 //! overhead, which "our rate / bare-client rate" shows, wall clock against wall
 //! clock. With [`Limit::Floor`], each set also makes the writes MCM's contract
@@ -18,10 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Secret, Service, Taint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::controller::bootstrap;
@@ -51,44 +51,6 @@ fn sample_user_data(env: &Env) -> Result<String> {
         .map(|l| l.get(indent..).unwrap_or(""))
         .collect();
     Ok(body.join("\n") + "\n")
-}
-
-/// Label on the bare client's Nodes, valued with its namespace.
-const BARE_NODE_LABEL: &str = "bench.local.machine.sapcloud.io/bare";
-
-/// The Node a machine's kubelet registers, as the kubelet stand-in builds it: named
-/// after the Pod, played by kwok, and tainted so that no VM Pod lands on it.
-fn node(name: &str, ns: &str) -> Node {
-    let labels = [
-        ("kubernetes.io/hostname", name),
-        ("kubernetes.io/os", "linux"),
-        ("kubernetes.io/arch", "amd64"),
-        ("kwok.x-k8s.io/node", "fake"),
-        (BARE_NODE_LABEL, ns),
-    ];
-    Node {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(
-                labels
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        spec: Some(NodeSpec {
-            provider_id: Some(name.to_string()),
-            taints: Some(vec![Taint {
-                key: "local.machine.sapcloud.io/machine-node".into(),
-                value: Some("true".into()),
-                effect: "NoSchedule".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
 }
 
 pub fn is_ready(node: &Node) -> bool {
@@ -142,8 +104,9 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
         ..Default::default()
     };
 
-    // Pods: applied (seen), Running. Nodes: Ready (stage 1). Sets: started, and
-    // done (stage 1) once the Pod runs, the Node is Ready and the token is deleted.
+    // Pods: applied (seen), Running. Nodes: Ready (stage 1). Sets: started,
+    // written (stage 0), and done (stage 1) once the Pod runs, the Node is Ready
+    // and the token is deleted.
     let (pods, nodes, sets) = (Progress::new(), Progress::new(), Progress::new());
     let pod_tracker = {
         let p = pods.clone();
@@ -163,15 +126,23 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
             },
         )
     };
-    let selector = format!("{BARE_NODE_LABEL}={ns}");
+    // The stand-in names each Node after its Pod.
+    let node_prefix = mcm_local::contract::local::pod_name(&format!("{tag}-"));
     let conditions: crate::floor::Conditions = Arc::default();
     let node_tracker = {
         let (p, conditions) = (nodes.clone(), conditions.clone());
+        let prefix = node_prefix.clone();
         Tracker::start(
             "nodes",
             Api::<Node>::all(env.target.client.clone()),
-            watcher::Config::default().labels(&selector),
-            |_| true,
+            watcher::Config::default(),
+            move |node: &Node| {
+                node.metadata
+                    .name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with(&prefix)
+            },
             move |node: &Node, at| {
                 if is_ready(node) {
                     let name = node.metadata.name.clone().unwrap_or_default();
@@ -209,10 +180,6 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let tokens: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    // The kubelet's client: its own connection, no token bucket, not the load
-    // generator's (its requests count server-side, as the stand-in's do).
-    let kubelet: Api<Node> = Api::all(kube::Client::try_from(env.target.config.clone())?);
-    let join_delay = opts.join_delay.unwrap_or_default();
     let floor = match limit {
         Limit::Bare => None,
         Limit::Floor => Some(Floor::new(
@@ -246,15 +213,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
             );
             async move {
                 let pp = PostParams::default();
-                let mut pod = build::pod(m, &ns, &ns, &spec);
-                // Not a machine Pod: the kubelet stand-in must not try to join it.
-                pod.metadata.labels = Some(
-                    [
-                        ("app".to_string(), "bench-bare".to_string()),
-                        ("machine".to_string(), m.clone()),
-                    ]
-                    .into(),
-                );
+                // A machine Pod, which the kubelet stand-in joins as it joins ours.
+                let pod = build::pod(m, &ns, &ns, &spec);
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 sets.start(&name, Instant::now());
                 if let Some(floor) = &floor {
@@ -279,30 +239,25 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
                 if let Some(floor) = &floor {
                     floor.record(m, &name).await?;
                 }
+                // Written: the join may follow (stage 0 of the set).
+                sets.reach(0, &name, Instant::now());
                 Ok(())
             }
         })
         .buffer_unordered(usize::from(opts.flags.concurrent_syncs.max(1)))
         .collect::<Vec<Result<(), String>>>();
-    // The kubelet registers its Node the join delay after the Pod runs, as the
-    // stand-in does for ours; joined sets lose their token, as the controller's
-    // machines do on joining.
+    // The stand-in registers each Node the join delay after its Pod runs; joined
+    // sets lose their token, as the controller's machines do on joining.
     let finish = futures::future::join_all(machines.iter().map(|m| {
         let (tokens, pods, nodes, sets, ns, floor) = (&tokens, &pods, &nodes, &sets, &ns, &floor);
-        let kubelet = &kubelet;
         async move {
             let name = mcm_local::contract::local::pod_name(m);
-            let running = pods.reached_by(1, &name, deadline).await?;
-            // The simulated boot, not a synchronisation: the stand-in waits as long.
-            tokio::time::sleep_until(running + join_delay).await;
-            if let Err(e) = kubelet
-                .create(&PostParams::default(), &node(&name, ns))
-                .await
-            {
-                sets.fail(&name, &format!("create Node: {e}"));
-                return Some(());
-            }
+            pods.reached_by(1, &name, deadline).await?;
             nodes.reached_by(1, &name, deadline).await?;
+            // The stand-in may join a Pod before its set's last writes are in
+            // (with no join delay, at once): the contract's join writes follow
+            // them, as in a controller.
+            sets.reached_by(0, &name, deadline).await?;
             let token = async {
                 tokens
                     .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
@@ -358,7 +313,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     if let Some(floor) = &floor {
         floor.release().await;
     }
-    let cleanup = cleanup(env, &ns, &selector, &machines, opts.deadline(n)).await?;
+    let cleanup = cleanup(env, &ns, &machines, opts.deadline(n)).await?;
 
     let mut resources: BTreeSet<String> = ["pods", "secrets", "services", "nodes"]
         .into_iter()
@@ -394,37 +349,45 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     })
 }
 
-/// Removes what the namespace's deletion does not: the Nodes, and the tokens of
-/// sets that never got as far as deleting theirs.
+/// Deletes the namespace, then what its deletion does not remove: the Nodes
+/// (once their Pods are gone, so that the stand-in does not register them
+/// again), and the tokens of sets that never got as far as deleting theirs.
 async fn cleanup(
     env: &Env,
     ns: &str,
-    selector: &str,
     machines: &[String],
     deadline: Duration,
 ) -> Result<Option<Duration>> {
-    let nodes: Api<Node> = Api::all(env.target.client.clone());
-    nodes
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(selector),
-        )
-        .await
-        .map_err(|e| format!("delete the bare client's Nodes: {e}"))?;
-    let tokens: Api<Secret> = Api::namespaced(env.target.client.clone(), "kube-system");
-    for m in machines {
-        match tokens
-            .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(format!("delete the bare client's token for {m}: {e}").into()),
-        }
-    }
     let mut took = None;
     for cluster in env.clusters() {
         took = delete_namespace(&cluster.client, ns, deadline).await?;
+    }
+    let nodes: Api<Node> = Api::all(env.target.client.clone());
+    let tokens: Api<Secret> = Api::namespaced(env.target.client.clone(), "kube-system");
+    for m in machines {
+        let node = mcm_local::contract::local::pod_name(m);
+        for (what, deleted) in [
+            (
+                "Node",
+                nodes
+                    .delete(&node, &DeleteParams::default())
+                    .await
+                    .map(drop),
+            ),
+            (
+                "token",
+                tokens
+                    .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
+                    .await
+                    .map(drop),
+            ),
+        ] {
+            match deleted {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(format!("delete the {what} of {m}: {e}").into()),
+            }
+        }
     }
     Ok(took)
 }

@@ -11,9 +11,9 @@
 //! what ours costs. "Our rate / floor rate" then shows what the controller adds
 //! (watches, decisions, waiting), and "floor rate / bare rate" what the contract
 //! costs on this cluster, which no controller can avoid. As in the bare client's
-//! sets, the Node registers the join delay after its Pod runs, by a kubelet's
-//! client outside the token bucket, as the stand-in registers ours; so the floor
-//! sends through the controller's buckets exactly what the contract asks.
+//! sets, the kubelet stand-in registers the Node the join delay after its Pod
+//! runs, exactly as it registers ours, through its own client; so the floor sends
+//! through the controller's buckets exactly what the contract asks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

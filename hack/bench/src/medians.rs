@@ -326,9 +326,9 @@ pub fn markdown(n: usize, runs: &[&Run]) -> String {
     let _ = writeln!(
         md,
         "\n## N={n}: medians of {} round(s), (min–max)\n\n\
-         Wall clock from the first create call; the same milestone in every column. The bare \
-         client and the floor register each Node the join delay after its Pod runs, as the \
-         kubelet stand-in does for the controllers' machines. Rounds ran in shuffled order \
+         Wall clock from the first create call; the same milestone in every column. The kubelet \
+         stand-in joins every contender's machine Pods the same way, the join delay after the \
+         Pod runs. Rounds ran in shuffled order \
          (listed under \"Rounds\").\n",
         runs.len()
     );
