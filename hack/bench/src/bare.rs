@@ -191,6 +191,12 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
         )?),
     };
     let user_data = sample_user_data(env)?;
+    // The controller's workers: a set's writes and its join's writes each take
+    // one, as a machine's reconcile does, so that no more of them are in flight
+    // than a controller with `--concurrent-syncs` workers has.
+    let workers = Arc::new(tokio::sync::Semaphore::new(usize::from(
+        opts.flags.concurrent_syncs.max(1),
+    )));
     let machines: Vec<String> = (0..n).map(|i| machine_name(&tag, i)).collect();
     let server0 = env.server_requests().await?;
     let load0 = env.load.snapshot();
@@ -203,15 +209,17 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     let create = stream::iter(machines.iter())
         .map(|m| {
             let (secrets, pod_api, services) = (secrets.clone(), pod_api.clone(), services.clone());
-            let (client, sets, spec, ns, user_data, floor) = (
+            let (client, sets, spec, ns, user_data, floor, workers) = (
                 client.clone(),
                 sets.clone(),
                 spec.clone(),
                 ns.clone(),
                 &user_data,
                 floor.clone(),
+                workers.clone(),
             );
             async move {
+                let _worker = workers.acquire().await.map_err(|e| e.to_string())?;
                 let pp = PostParams::default();
                 // A machine Pod, which the kubelet stand-in joins as it joins ours.
                 let pod = build::pod(m, &ns, &ns, &spec);
@@ -250,6 +258,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
     // sets lose their token, as the controller's machines do on joining.
     let finish = futures::future::join_all(machines.iter().map(|m| {
         let (tokens, pods, nodes, sets, ns, floor) = (&tokens, &pods, &nodes, &sets, &ns, &floor);
+        let workers = &workers;
         async move {
             let name = mcm_local::contract::local::pod_name(m);
             pods.reached_by(1, &name, deadline).await?;
@@ -258,6 +267,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, limit: Limit) -> Result<Ba
             // (with no join delay, at once): the contract's join writes follow
             // them, as in a controller.
             sets.reached_by(0, &name, deadline).await?;
+            let _worker = workers.acquire().await.ok()?;
             let token = async {
                 tokens
                     .delete(&bootstrap::secret_name(ns, m), &DeleteParams::default())
