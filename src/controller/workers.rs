@@ -25,8 +25,9 @@ use crate::contract::Phase;
 /// last creation is through: at N=1000 in `make bench`, no join was written
 /// before second 41, when the last Pods were applied, though Nodes were Ready
 /// from second 3; all machines Running at 66 s, 16 s after the last Node was
-/// Ready. Joins are bounded by the creations before them, so creations are
-/// never starved.
+/// Ready. Joining machines are never more than the creations before them,
+/// each woken by a few events of its VM and its Node, so creations keep
+/// moving between them.
 pub struct WorkerPools {
     machines: Semaphore,
     deletions: Semaphore,

@@ -410,8 +410,8 @@ async fn header(env: &Env, opts: &Options, standin: &str) -> Header {
         seed: opts.seed,
         bare_client: format!(
             "kube-rs client with the same token bucket (qps {}, burst {}), {} workers (as many as \
-             the controller's) shared by the sets' writes and their joins' writes, per set what a machine inherently costs: bootstrap token, Secret, Pod and Service \
-             created (machine Pods: the kubelet stand-in joins them as it joins ours, the join \
+             the controller's) shared by the sets' writes and their joins' writes, per set what \
+             a machine inherently costs: bootstrap token, Secret, Pod and Service created (machine Pods: the kubelet stand-in joins them as it joins ours, the join \
              delay after the Pod runs), token deleted once kwok has the Node Ready",
             opts.flags.qps, opts.flags.burst, opts.flags.concurrent_syncs
         ),
