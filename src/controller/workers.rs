@@ -22,10 +22,11 @@ use crate::contract::Phase;
 /// In the machine pool, a machine whose VM exists and whose Node is awaited
 /// ([`Lane::Joining`]) goes before the others: the others enter the pool's line
 /// one at a time. A wave of creations otherwise holds back every join until the
-/// last creation is through: at N=1000 in `make bench`, no join was written
-/// before second 41, when the last Pods were applied, though Nodes were Ready
-/// from second 3; all machines Running at 66 s, 16 s after the last Node was
-/// Ready. Joining machines are never more than the creations before them,
+/// last creation is through: at N=1000 in `make bench` with no join delay
+/// (the stand-in registers a Node as soon as its Pod runs, and the first Pods
+/// were applied in the first second), no join was written before second 41,
+/// when the last Pods were applied; all machines Running at 66 s, 16 s after
+/// the last Node was Ready. Joining machines are never more than the creations before them,
 /// each woken by a few events of its VM and its Node, so creations keep
 /// moving between them.
 pub struct WorkerPools {
