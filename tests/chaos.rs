@@ -168,24 +168,9 @@ impl TargetRecords {
     }
 }
 
-/// Whether `token` is one of the machines': ours by name, or any whose
-/// description names one of them (MCM's form).
+/// Whether `token` is one of the machines' (support::machine::token_of_machines).
 fn token_of(s: &Setup) -> impl Fn(&Secret) -> bool + Send + 'static {
-    let ours: BTreeSet<String> = s
-        .names
-        .iter()
-        .map(|m| bootstrap::secret_name(s.ns.name(), m))
-        .collect();
-    let names = s.names.clone();
-    move |t: &Secret| {
-        let text = t
-            .data
-            .as_ref()
-            .and_then(|d| d.get("description"))
-            .map(|d| String::from_utf8_lossy(&d.0).into_owned())
-            .unwrap_or_default();
-        ours.contains(&t.name_any()) || names.iter().any(|m| text.contains(&format!("\"{m}\"")))
-    }
+    support::machine::token_of_machines(s.ns.name(), &s.names)
 }
 
 async fn record_target(s: &Setup) -> TargetRecords {

@@ -21,7 +21,6 @@ use kube::{Api, ResourceExt};
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::Phase;
-use mcm_local::controller::bootstrap;
 use mcm_local::driver::local::build;
 use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig, kubeconfig_via};
 use support::controller::{kubectl_apply, spawn_for};
@@ -515,26 +514,13 @@ spec:
         .await;
     }
     let tokens: Api<Secret> = Api::namespaced(target.clone(), "kube-system");
-    let ours: BTreeSet<String> = names.iter().map(|m| bootstrap::secret_name(n, m)).collect();
+    let of_these = support::machine::token_of_machines(n, &names);
     wait_for_list(
         &tokens,
         Default::default(),
         deadline,
         "no bootstrap token is left",
-        |l: &[Secret]| {
-            !l.iter().any(|t| {
-                let description = t
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("description"))
-                    .map(|d| String::from_utf8_lossy(&d.0).into_owned())
-                    .unwrap_or_default();
-                ours.contains(&t.name_any())
-                    || names
-                        .iter()
-                        .any(|m| description.contains(&format!("\"{m}\"")))
-            })
-        },
+        |l: &[Secret]| !l.iter().any(&of_these),
     )
     .await;
     // The credentials outlive the worker (they are the shoot's), without our finalizer.

@@ -259,3 +259,28 @@ pub async fn image_pulled_at_last(pods: &kube::Api<Pod>, name: &str) {
     .await
     .expect("patch the machine Pod's status");
 }
+
+/// Whether a bootstrap token belongs to one of `machines` of namespace `ns`:
+/// ours by name, or any whose description names one of them (MCM's form).
+pub fn token_of_machines(
+    ns: &str,
+    machines: &[String],
+) -> impl Fn(&Secret) -> bool + Send + Sync + 'static {
+    let ours: std::collections::BTreeSet<String> = machines
+        .iter()
+        .map(|m| mcm_local::controller::bootstrap::secret_name(ns, m))
+        .collect();
+    let machines = machines.to_vec();
+    move |t: &Secret| {
+        let description = t
+            .data
+            .as_ref()
+            .and_then(|d| d.get("description"))
+            .map(|d| String::from_utf8_lossy(&d.0).into_owned())
+            .unwrap_or_default();
+        ours.contains(t.metadata.name.as_deref().unwrap_or_default())
+            || machines
+                .iter()
+                .any(|m| description.contains(&format!("\"{m}\"")))
+    }
+}
