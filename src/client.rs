@@ -219,6 +219,14 @@ fn http2_client(
     Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
+/// Every write of the controller's carries its field manager.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(crate::contract::FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
 /// A 404 is the outcome a delete wanted.
 pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
     match r {

@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Patch;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -74,6 +73,7 @@ struct ClassContext {
     namespace: String,
     machines: Store<Machine>,
     finalized: Finalized,
+    synced: tokio::sync::watch::Receiver<bool>,
 }
 
 async fn patch_finalizers<K>(
@@ -92,6 +92,14 @@ where
 }
 
 async fn reconcile(class: Arc<MachineClass>, ctx: Arc<ClassContext>) -> Result<Action, Error> {
+    // Whether the class is used is read from the machine cache: not before it
+    // holds its first list, or a restart would take the finalizer off a
+    // deleting class whose machines still terminate (Gardener deletes a
+    // worker's classes first).
+    let mut synced = ctx.synced.clone();
+    if synced.wait_for(|s| *s).await.is_err() {
+        return Ok(Action::await_change());
+    }
     let name = class.name_any();
     let used = ctx
         .machines
@@ -242,21 +250,32 @@ pub async fn ensure_class_finalizer(
     Ok(())
 }
 
-/// Runs class upkeep until `shutdown` completes.
+/// What the class controller reads: the control cluster's classes and
+/// machines, from the machine controller's caches.
+pub struct Watched {
+    pub control: Client,
+    pub namespace: String,
+    pub machines: Store<Machine>,
+    pub classes: Store<MachineClass>,
+    /// True once every cache holds its first list.
+    pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Runs class upkeep until `shutdown` completes, on `changed`: the classes
+/// the machine controller's watch applies (no watch of its own).
 pub async fn run(
-    control: Client,
-    namespace: String,
-    machines: Store<Machine>,
+    watched: Watched,
+    changed: impl futures::Stream<Item = Arc<MachineClass>> + Send + 'static,
     finalized: Finalized,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<MachineClass> = Api::namespaced(control.clone(), &namespace);
-    let controller = Controller::new(api, watcher::Config::default());
+    let controller = Controller::for_shared_stream(changed, watched.classes);
     let ctx = Arc::new(ClassContext {
-        control,
-        namespace: namespace.clone(),
-        machines: machines.clone(),
+        control: watched.control,
+        namespace: watched.namespace,
+        machines: watched.machines,
         finalized,
+        synced: watched.synced,
     });
     // Machines add the class finalizer themselves (see `ensure_class_finalizer`);
     // this controller adds it to classes in use at start and removes it when a
@@ -275,6 +294,49 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Until the machine cache holds its list, a deleting class keeps our
+    /// finalizer: no machine seen is not no machine there.
+    #[tokio::test(start_paused = true)]
+    async fn a_deleting_class_keeps_its_finalizer_until_the_machines_are_listed() {
+        use kube::runtime::reflector;
+        use kube::runtime::watcher::Event;
+        let api = crate::controller::fake_api::FakeApi::default();
+        let mut class = MachineClass::named("c1");
+        class.metadata.namespace = Some("ns".into());
+        class.metadata.finalizers = Some(vec![MACHINE_FINALIZER.into()]);
+        class.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let path = "/apis/machine.sapcloud.io/v1alpha1/namespaces/ns/machineclasses/c1";
+        api.put(path, serde_json::to_value(&class).unwrap());
+        let (machines, mut machines_w) = reflector::store::<Machine>();
+        let (listed, synced) = tokio::sync::watch::channel(false);
+        let ctx = Arc::new(ClassContext {
+            control: api.client(),
+            namespace: "ns".into(),
+            machines,
+            finalized: Default::default(),
+            synced,
+        });
+        let pass = reconcile(Arc::new(class), ctx);
+        tokio::pin!(pass);
+        // The clock is paused: the timeout fires once the pass can only wait.
+        let early = tokio::time::timeout(Duration::from_secs(60), &mut pass).await;
+        assert!(early.is_err(), "decided before the machines were listed");
+
+        let mut machine = Machine::named("m1");
+        machine.metadata.namespace = Some("ns".into());
+        machine.spec.class.name = "c1".into();
+        machines_w.apply_watcher_event(&Event::Apply(machine));
+        listed.send(true).unwrap();
+        pass.await.expect("reconcile");
+        let requests = api.requests();
+        assert!(
+            !requests.iter().any(|r| r.starts_with("PATCH")),
+            "the finalizer of a class in use stays: {requests:?}"
+        );
+    }
 
     #[test]
     fn class_finalizer_follows_use() {

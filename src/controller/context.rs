@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
 use super::events::EventType;
+use super::node::writes::NodeWrites;
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
 use crate::api::{Machine, MachineClass, PodOnNode};
@@ -19,17 +20,13 @@ use crate::driver::SecretData;
 
 pub struct Context<D> {
     pub control: Client,
-    pub target: Option<Client>,
-    /// The target without retries of 429, for evictions.
-    pub evictor: Option<Client>,
+    /// The cluster the VMs join; none when the controller runs without one.
+    pub target: Option<Target>,
     pub settings: Settings,
     pub driver: D,
     pub machines: Store<Machine>,
     pub classes: Store<MachineClass>,
     pub secrets: Store<Secret>,
-    pub nodes: Option<Store<Node>>,
-    /// Every Pod of the target, trimmed to what a drain reads.
-    pub pods: Option<Store<PodOnNode>>,
     /// Core Events on Machines; repeated warnings are counted into one.
     pub events: super::events::Events,
     /// Our last write to each machine, to tell a stale cached copy.
@@ -44,6 +41,31 @@ pub struct Context<D> {
     pub meltdown: super::machine::meltdown::Permits,
     /// True once every cache has synced; see [`SyncGate`].
     pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The cluster the VMs join as Nodes, and what the controller caches of it.
+/// Its client and caches exist together or not at all: without a target
+/// (`--target-kubeconfig` not given) the VMs are all there is.
+#[derive(Clone)]
+pub struct Target {
+    pub client: Client,
+    /// The same cluster without retries of 429: for an eviction a 429 is a
+    /// budget's answer, to report, not to wait out.
+    pub evictor: Client,
+    pub nodes: Store<Node>,
+    /// Every Pod of the target, trimmed to what a drain reads.
+    pub pods: Store<PodOnNode>,
+}
+
+impl Target {
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
+    }
+
+    /// Every write to a Node goes through here.
+    pub fn node_writes(&self) -> NodeWrites {
+        NodeWrites::new(self.client.clone())
+    }
 }
 
 /// Whether the controller is frozen (an API server does not answer), shared by
@@ -140,7 +162,7 @@ pub enum InputError {
 
 impl<D> Context<D> {
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
-        self.nodes.as_ref()?.get(&ObjectRef::new(name))
+        self.target.as_ref()?.node(name)
     }
 
     /// Waits until every cache has its first full list, so that a decision never

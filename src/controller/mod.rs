@@ -11,11 +11,13 @@
 //! - [`machine`]: the reconcile of one machine and its flows: [`machine::creation`],
 //!   [`machine::health`], [`machine::deletion`] (step by step, MCM's texts) and
 //!   [`machine::drain`].
-//! - [`node`]: upkeep of a machine's Node (label, finalizer, node template).
+//! - [`node`]: upkeep of a machine's Node (label, finalizer, node template);
+//!   [`node::writes`]: every write to a Node.
 //! - [`class`]: MachineClass and Secret finalizers.
 //! - [`bootstrap`]: bootstrap tokens and user-data placeholders.
 //! - [`safety`]: orphan VM collection and the API-server freeze.
-//! - [`context`]: what every reconcile shares (clients, caches, settings);
+//! - [`context`]: what every reconcile shares (clients, caches, settings; the
+//!   target cluster and its caches as one [`context::Target`]);
 //!   [`events`]: core Events on Machines.
 //! - [`writes`]: every write to a Machine; [`status`]: status changes as values;
 //!   [`own_writes`]: our last write per machine.
@@ -32,6 +34,8 @@ pub mod class;
 pub mod context;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fake_api;
 pub mod machine;
 pub mod node;
 pub mod own_writes;

@@ -7,23 +7,15 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::json;
 
 use super::context::Context;
 use super::status::{StatusChange, now};
 use crate::api::{CurrentStatus, LastOperation, Machine};
-use crate::contract::{FIELD_MANAGER, MACHINE_FINALIZER, Phase};
+use crate::contract::{MACHINE_FINALIZER, Phase};
 
-/// Every write of ours carries our field manager.
-pub fn params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..Default::default()
-    }
-}
-
-pub use crate::client::ignore_not_found;
+pub use crate::client::{ignore_not_found, patch_params as params};
 
 /// The finalizer list with ours added (`Some`), or `None` when it is there.
 pub fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {

@@ -98,7 +98,7 @@ async fn make<D: Driver>(
     let token = match &ctx.target {
         Some(target) => Some(
             bootstrap::ensure_token(
-                target,
+                &target.client,
                 &ctx.settings.namespace,
                 name,
                 ctx.settings.creation_timeout(machine),

@@ -7,22 +7,21 @@
 //! Long because: the steps and their MCM texts read best in one place, in the
 //! order MCM runs them (drain, its own flow, is in [`super::drain`]); a fifth is tests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{DeleteParams, ListParams, Patch};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::drain;
-use crate::api::Machine;
+use crate::api::{Machine, MachineClass};
 use crate::client::describe;
 use crate::client::status;
 use crate::contract::{
-    JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_FINALIZER, NODE_LABEL, OpState, OpType,
-    Phase, step, text,
+    JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_LABEL, OpState, OpType, Phase, step, text,
 };
 use crate::controller::bootstrap;
 use crate::controller::context::Context;
@@ -30,7 +29,9 @@ use crate::controller::error::{Error, retry};
 use crate::controller::events::EventType;
 use crate::controller::status::StatusChange;
 use crate::controller::writes;
-use crate::driver::{Code, Deletion, Driver, MachineError, MachineRequest};
+use crate::driver::{
+    Code, Deletion, Driver, DriverResult, MachineError, MachineRequest, SecretData,
+};
 
 /// The step a deleting machine is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,13 +229,13 @@ pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action
     Ok(Action::requeue(retry::SHORT))
 }
 
+/// One step of the pass; the arms that do more than a line have a function each.
 async fn run_step<D: Driver>(
     ctx: &Context<D>,
     stored: &mut Machine,
     at: &Machine,
     step: Step,
 ) -> Result<Stepped, Error> {
-    let name = at.name().to_string();
     Ok(match step {
         Step::SetTerminating => {
             ctx.event(
@@ -242,85 +243,20 @@ async fn run_step<D: Driver>(
                 EventType::Normal,
                 "Terminating",
                 "DeleteMachine",
-                format!("Deleting machine {name}"),
+                format!("Deleting machine {}", at.name()),
             );
             Stepped::Next(
                 delete_op(step::GET_VM_STATUS, OpState::Processing).phase(Phase::Terminating),
             )
         }
-        Step::GetVmStatus => {
-            if ctx.target.is_none() {
-                Stepped::Next(delete_op(text::no_target_skip_drain(), OpState::Processing))
-            } else if at.node_name().is_some() {
-                Stepped::Next(delete_op(step::INITIATE_DRAIN, OpState::Processing))
-            } else {
-                let result = match ctx.resolve_for_deletion(at) {
-                    Ok((class, secret)) => {
-                        let req = MachineRequest {
-                            machine: at,
-                            class: &class,
-                            secret: &secret,
-                        };
-                        ctx.driver
-                            .get_machine_status(&req)
-                            .await
-                            .map(|vm| vm.node_name)
-                    }
-                    // Without a class there cannot have been a VM unless a providerID says so.
-                    Err(e) if at.spec.provider_id.is_empty() => {
-                        Err(MachineError::new(Code::NotFound, e.to_string()))
-                    }
-                    Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
-                };
-                let result = result.map_err(|e| never_created(at, e));
-                if let Ok(node) = &result
-                    && !node.is_empty()
-                {
-                    let patch = json!({"metadata": {"labels": {NODE_LABEL: node}}});
-                    *stored = ctx.patch_machine(&name, &patch).await?;
-                }
-                stepped(after_vm_status(result))
-            }
-        }
+        Step::GetVmStatus => get_vm_status(ctx, stored, at).await?,
         Step::Drain => match drain::run(ctx, at).await? {
             drain::Outcome::Finished(change, wait) => stepped((change, wait)),
             // Pods are still going away, or a budget said no: look again later.
             drain::Outcome::Again(wait) => Stepped::Stop(None, wait),
         },
         Step::DeleteVolumeAttachments => stepped(delete_volume_attachments(ctx, at).await?),
-        Step::DeleteVm => {
-            let result = match ctx.resolve_for_deletion(at) {
-                Ok((class, secret)) => {
-                    let req = MachineRequest {
-                        machine: at,
-                        class: &class,
-                        secret: &secret,
-                    };
-                    ctx.driver.delete_machine(&req).await
-                }
-                Err(e) if at.spec.provider_id.is_empty() => {
-                    Err(MachineError::new(Code::NotFound, e.to_string()))
-                }
-                Err(e) => Err(MachineError::new(Code::FailedPrecondition, e.to_string())),
-            };
-            let result = match result.map_err(|e| never_created(at, e)) {
-                // Not a failure: the VM is on its way out and the driver's watch
-                // brings us back; the pass waits here.
-                Ok(Deletion::Going) => return Ok(Stepped::Stop(None, retry::SHORT)),
-                Ok(Deletion::Gone) => Ok(()),
-                Err(e) => Err(e),
-            };
-            // A machine that joined under us lost its token then; one that never
-            // joined (or joined under the Go controller) may still have one.
-            if (result.is_ok() || matches!(&result, Err(e) if e.code == Code::NotFound))
-                && at.annotation(JOIN_DURATION_ANNOTATION).is_none()
-                && let Some(target) = &ctx.target
-            {
-                bootstrap::delete_tokens(target, &ctx.mcm_tokens, &ctx.settings.namespace, &name)
-                    .await?;
-            }
-            stepped(after_vm_deletion(&result))
-        }
+        Step::DeleteVm => delete_vm(ctx, at).await?,
         Step::DeleteNode => stepped(delete_node(ctx, at).await?),
         Step::RemoveFinalizer => {
             // Remembered, so that a stale copy is not taken for a machine still
@@ -336,11 +272,99 @@ async fn run_step<D: Driver>(
                 EventType::Normal,
                 "Deleted",
                 "DeleteMachine",
-                format!("Machine {name} is deleted"),
+                format!("Machine {} is deleted", at.name()),
             );
             Stepped::Removed
         }
     })
+}
+
+/// The class and secrets a driver call about `machine`'s VM needs. Without a
+/// class there cannot have been a VM, unless a providerID says there was.
+fn vm_input<D>(
+    ctx: &Context<D>,
+    machine: &Machine,
+) -> DriverResult<(Arc<MachineClass>, SecretData)> {
+    ctx.resolve_for_deletion(machine).map_err(|e| {
+        let code = if machine.spec.provider_id.is_empty() {
+            Code::NotFound
+        } else {
+            Code::FailedPrecondition
+        };
+        MachineError::new(code, e.to_string())
+    })
+}
+
+/// Whether there is a Node to drain: the `node` label says so, else the
+/// driver's GetMachineStatus names it (and the label is written).
+async fn get_vm_status<D: Driver>(
+    ctx: &Context<D>,
+    stored: &mut Machine,
+    at: &Machine,
+) -> Result<Stepped, Error> {
+    if ctx.target.is_none() {
+        return Ok(Stepped::Next(delete_op(
+            text::no_target_skip_drain(),
+            OpState::Processing,
+        )));
+    }
+    if at.node_name().is_some() {
+        return Ok(Stepped::Next(delete_op(
+            step::INITIATE_DRAIN,
+            OpState::Processing,
+        )));
+    }
+    let result = match vm_input(ctx, at) {
+        Ok((class, secret)) => {
+            let req = MachineRequest {
+                machine: at,
+                class: &class,
+                secret: &secret,
+            };
+            let answer = ctx.driver.get_machine_status(&req).await;
+            answer.map(|vm| vm.node_name)
+        }
+        Err(e) => Err(e),
+    };
+    let result = result.map_err(|e| never_created(at, e));
+    if let Ok(node) = &result
+        && !node.is_empty()
+    {
+        let patch = json!({"metadata": {"labels": {NODE_LABEL: node}}});
+        *stored = ctx.patch_machine(at.name(), &patch).await?;
+    }
+    Ok(stepped(after_vm_status(result)))
+}
+
+/// The driver's DeleteMachine, then the bootstrap tokens a machine that never
+/// joined under us may still have (one that did lost them when it joined).
+async fn delete_vm<D: Driver>(ctx: &Context<D>, at: &Machine) -> Result<Stepped, Error> {
+    let result = match vm_input(ctx, at) {
+        Ok((class, secret)) => {
+            let req = MachineRequest {
+                machine: at,
+                class: &class,
+                secret: &secret,
+            };
+            ctx.driver.delete_machine(&req).await
+        }
+        Err(e) => Err(e),
+    };
+    let result = match result.map_err(|e| never_created(at, e)) {
+        // Not a failure: the VM is on its way out and the driver's watch
+        // brings us back; the pass waits here.
+        Ok(Deletion::Going) => return Ok(Stepped::Stop(None, retry::SHORT)),
+        Ok(Deletion::Gone) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if (result.is_ok() || matches!(&result, Err(e) if e.code == Code::NotFound))
+        && at.annotation(JOIN_DURATION_ANNOTATION).is_none()
+        && let Some(target) = &ctx.target
+    {
+        let ns = &ctx.settings.namespace;
+        bootstrap::delete_tokens(&target.client, &ctx.mcm_tokens, ns, at.name()).await?;
+    }
+    Ok(stepped(after_vm_deletion(&result)))
 }
 
 /// After a forced drain, the node's VolumeAttachments go before the VM, in
@@ -363,7 +387,7 @@ async fn delete_volume_attachments<D>(
     let Some(target) = &ctx.target else {
         return Ok((after_volume_attachments(&node, Ok(0)), retry::SHORT));
     };
-    let api: Api<VolumeAttachment> = Api::all(target.clone());
+    let api: Api<VolumeAttachment> = Api::all(target.client.clone());
     let live = match api.list(&ListParams::default()).await {
         Ok(list) => list
             .items
@@ -404,20 +428,20 @@ async fn delete_node<D>(
     let Some(target) = &ctx.target else {
         return Ok((delete_op(gone, OpState::Processing), retry::SHORT));
     };
-    let nodes: Api<Node> = Api::all(target.clone());
+    let nodes = target.node_writes();
     let finalizer_failed = |e: kube::Error| {
         let d = text::node_finalizer_removal_failed(node_name, &describe(&e));
         Ok((delete_op(d, OpState::Failed), retry::SHORT))
     };
-    if let Some(node) = ctx.node(node_name)
-        && let Err(e) = remove_node_finalizer(&nodes, &node).await
+    if let Some(node) = target.node(node_name)
+        && let Err(e) = nodes.remove_finalizer(&node).await
     {
         return finalizer_failed(e);
     }
-    let d = match nodes.delete(node_name, &DeleteParams::default()).await {
+    let d = match nodes.delete(node_name).await {
         Ok(answer) => {
-            if let Some(node) = answer.left()
-                && let Err(e) = remove_node_finalizer(&nodes, &node).await
+            if let Some(node) = answer
+                && let Err(e) = nodes.remove_finalizer(&node).await
             {
                 return finalizer_failed(e);
             }
@@ -431,25 +455,6 @@ async fn delete_node<D>(
         }
     };
     Ok((delete_op(d, OpState::Processing), retry::SHORT))
-}
-
-/// Takes our finalizer, and only ours, off `node` if it carries it. The
-/// strategic merge directive deletes one entry of the list on the server, so
-/// neither a stale copy nor another controller's finalizer is in the way.
-async fn remove_node_finalizer(nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
-    if !node.finalizers().iter().any(|f| f == NODE_FINALIZER) {
-        return Ok(());
-    }
-    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [NODE_FINALIZER]}});
-    writes::ignore_not_found(
-        nodes
-            .patch(
-                &node.name_any(),
-                &writes::params(),
-                &Patch::Strategic(&patch),
-            )
-            .await,
-    )
 }
 
 #[cfg(test)]

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, EvictParams, ListParams, Patch};
+use kube::api::{DeleteParams, EvictParams, ListParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 use crate::api::{Machine, PodOnNode};
 use crate::client::describe;
@@ -28,9 +27,10 @@ use crate::contract::{
     NODE_TERMINATING_CONDITION, NODE_TERMINATING_REASON_SCALE_DOWN,
     NODE_TERMINATING_REASON_UNHEALTHY, OpState, OpType, Phase, text,
 };
-use crate::controller::context::Context;
+use crate::controller::context::{Context, Target};
 use crate::controller::error::{Error, retry};
 use crate::controller::events::EventType;
+use crate::controller::node::writes::NodeWrites;
 use crate::controller::status::{StatusChange, now};
 use plan::{Limits, Mode, PodAction, Refused};
 pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Purpose, is_drainable};
@@ -109,8 +109,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
         limits(ctx, machine),
         jiff::Timestamp::now(),
     );
-    let nodes: Api<Node> = Api::all(target.clone());
-    if let Err(e) = mark_and_cordon(&nodes, machine, &node).await
+    if let Err(e) = mark_and_cordon(&target.node_writes(), machine, &node).await
         && mode.force.is_none()
     {
         return Ok(done(
@@ -118,7 +117,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
             OpState::Failed,
         ));
     }
-    let result = evict_pods_of(ctx, target, node_name, &mode)
+    let result = evict_pods_of(target, node_name, &mode)
         .await
         .map_err(|e| e.to_string());
     if let Ok(Progress::Blocked(why)) = &result {
@@ -142,7 +141,7 @@ pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome
 }
 
 async fn mark_and_cordon(
-    nodes: &Api<Node>,
+    nodes: &NodeWrites,
     machine: &Machine,
     node: &Node,
 ) -> Result<(), kube::Error> {
@@ -157,31 +156,9 @@ async fn mark_and_cordon(
         .find(|c| c.type_ == NODE_TERMINATING_CONDITION);
     if existing.is_none_or(|c| c.status != "True") {
         let condition = terminating_condition(machine, existing);
-        // A strategic merge keyed by type replaces just this condition.
-        let patch = json!({"status": {"conditions": [condition]}});
-        nodes
-            .patch_status(
-                &name,
-                &crate::controller::writes::params(),
-                &Patch::Strategic(&patch),
-            )
-            .await?;
+        nodes.set_condition(&name, condition).await?;
     }
-    cordon(nodes, node).await
-}
-
-/// Marks `node` unschedulable, unless it is.
-async fn cordon(nodes: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
-    if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
-        let patch = json!({"spec": {"unschedulable": true}});
-        nodes
-            .patch(
-                &node.name_any(),
-                &crate::controller::writes::params(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-    }
+    nodes.set_unschedulable(node, true).await?;
     Ok(())
 }
 
@@ -210,7 +187,7 @@ pub async fn cordon_and_evict<D>(
         return Ok(Progress::Done);
     };
     let name = node.name_any();
-    cordon(&Api::all(target.clone()), node).await?;
+    target.node_writes().set_unschedulable(node, true).await?;
     let mode = plan::mode(
         purpose,
         machine,
@@ -221,7 +198,7 @@ pub async fn cordon_and_evict<D>(
     if let Some(why) = &mode.force {
         tracing::info!(node = name, ?purpose, "draining by force: {why}");
     }
-    evict_pods_of(ctx, target, &name, &mode).await
+    evict_pods_of(target, &name, &mode).await
 }
 
 /// The Pods bound to `node`, of all of the target's Pods.
@@ -275,23 +252,9 @@ impl From<kube::Error> for Failure {
 
 /// The Pods on `node` (from the Pod cache, as MCM's lister), each treated as
 /// [`plan::pod_action`] says.
-async fn evict_pods_of<D>(
-    ctx: &Context<D>,
-    target: &Client,
-    node: &str,
-    mode: &Mode,
-) -> Result<Progress, Failure> {
-    let on_node = match &ctx.pods {
-        Some(pods) => pods_on(&pods.state(), node),
-        None => {
-            let all: Api<PodOnNode> = Api::all(target.clone());
-            all.list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-                .await?
-                .items
-        }
-    };
-    let evictor = ctx.evictor.as_ref().unwrap_or(target);
-    evict_all(target, evictor, node, on_node, mode).await
+async fn evict_pods_of(target: &Target, node: &str, mode: &Mode) -> Result<Progress, Failure> {
+    let on_node = pods_on(&target.pods.state(), node);
+    evict_all(&target.client, &target.evictor, node, on_node, mode).await
 }
 
 /// Deletes a Pod with grace 0 (MCM's `deletePod`); one already gone is fine.

@@ -117,7 +117,8 @@ pub fn needs_meltdown_permit(machine: &Machine, change: &StatusChange) -> bool {
         )
 }
 
-/// Decides the health step for a machine that has a node label and a phase.
+/// Decides the health step for a machine that has a node label and a phase:
+/// what its Node says first, then the timeouts of a machine still waiting.
 pub fn decide(
     machine: &Machine,
     node: Option<&Node>,
@@ -125,185 +126,222 @@ pub fn decide(
     now: jiff::Timestamp,
     may_fail: impl FnOnce() -> bool,
 ) -> HealthPlan {
-    let name = machine.name();
-    let current = machine.phase();
-    let mut plan = HealthPlan::default();
-    let node_conditions = node
-        .and_then(|n| n.status.as_ref())
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let seen = match node {
+        None => node_missing(machine).map(HealthPlan::change),
+        Some(node) => from_node(machine, node, settings, now),
+    };
+    seen.unwrap_or_else(|| timeouts(machine, settings, now, may_fail))
+}
 
-    match node {
-        None => {
-            if current == Some(&Phase::Running) && !machine.status.conditions.is_empty() {
-                plan.change = Some(
-                    StatusChange::new(
-                        text::node_missing(name),
-                        OpState::Processing,
-                        OpType::HealthCheck,
-                    )
-                    .phase(Phase::Unknown),
-                );
-                return plan;
-            }
-        }
-        Some(node) => {
-            let changed = conditions_changed(&machine.status.conditions, &node_conditions);
-            let healthy = is_healthy(&node_conditions, &settings.node_conditions(machine));
-            // A Pending machine whose Node is healthy but still waits for its
-            // critical components stays Pending, as in MCM: a rollout must not
-            // count it available before CNI and CSI run.
-            let gated = current == Some(&Phase::Pending) && critical_components_not_ready(node);
-            // Mid-update, health cannot tell (MCM): the agent's result decides.
-            let updating = matches!(
-                current,
-                Some(Phase::InPlaceUpdating | Phase::InPlaceUpdateFailed)
-            );
-            let running = current == Some(&Phase::Running);
-            if healthy && !running && !gated && !updating {
-                let lo = &machine.status.last_operation;
-                let first_join =
-                    lo.type_ == Some(OpType::Create) && lo.state != Some(OpState::Successful);
-                let change = if first_join {
-                    let took = age(
-                        machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-                        now,
-                    );
-                    plan.joined_after = Some(took);
-                    StatusChange::new(
-                        text::joined(name, &format_go(round_ms(took))),
-                        OpState::Successful,
-                        OpType::Create,
-                    )
-                } else {
-                    StatusChange::new(
-                        text::rejoined(name),
-                        OpState::Successful,
-                        OpType::HealthCheck,
-                    )
-                };
-                plan.change = Some(change.phase(Phase::Running).conditions(node_conditions));
-                return plan;
-            }
-            if !healthy && running && !updating {
-                plan.change = Some(
-                    StatusChange::new(
-                        text::unhealthy(name, &format_conditions(&node_conditions)),
-                        OpState::Processing,
-                        OpType::HealthCheck,
-                    )
-                    .phase(Phase::Unknown)
-                    .conditions(node_conditions),
-                );
-                return plan;
-            }
-            if changed {
-                // Only the conditions change: keep lastOperation and phase as
-                // they are, names we do not know included. A state or type
-                // never written must be written as something: Processing, Create.
-                let lo = &machine.status.last_operation;
-                let mut change = StatusChange::new(
-                    lo.description.clone(),
-                    lo.state.clone().unwrap_or(OpState::Processing),
-                    lo.type_.clone().unwrap_or(OpType::Create),
-                )
-                .code(lo.error_code.clone())
-                .conditions(node_conditions);
-                // The current status stays untouched, its time included: the
-                // health and creation timers run from the last *phase* change,
-                // so a Node whose conditions flap cannot keep an Unknown
-                // machine from ever timing out.
-                change.phase = None;
-                plan.change = Some(change);
-                return plan;
-            }
-            if updating && let Some(change) = super::inplace::result_change(machine, node) {
-                plan.change = Some(change);
-                return plan;
-            }
+impl HealthPlan {
+    fn change(change: StatusChange) -> Self {
+        HealthPlan {
+            change: Some(change),
+            ..Default::default()
         }
     }
+}
 
-    // Timeouts of machines that are waiting for their node.
-    let (timeout, since) = match current {
-        Some(Phase::Pending) => (
+/// A Running machine that had a Node and lost it is Unknown.
+fn node_missing(machine: &Machine) -> Option<StatusChange> {
+    let had_one = !machine.status.conditions.is_empty();
+    (machine.phase() == Some(&Phase::Running) && had_one).then(|| {
+        StatusChange::new(
+            text::node_missing(machine.name()),
+            OpState::Processing,
+            OpType::HealthCheck,
+        )
+        .phase(Phase::Unknown)
+    })
+}
+
+/// What the Node's conditions make of the machine: joined (or back), lost,
+/// only new conditions, or an in-place update's result. None: nothing the
+/// Node says changes the machine.
+fn from_node(
+    machine: &Machine,
+    node: &Node,
+    settings: &Settings,
+    now: jiff::Timestamp,
+) -> Option<HealthPlan> {
+    let current = machine.phase();
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let changed = conditions_changed(&machine.status.conditions, &conditions);
+    let healthy = is_healthy(&conditions, &settings.node_conditions(machine));
+    // A Pending machine whose Node is healthy but still waits for its
+    // critical components stays Pending, as in MCM: a rollout must not
+    // count it available before CNI and CSI run.
+    let gated = current == Some(&Phase::Pending) && critical_components_not_ready(node);
+    // Mid-update, health cannot tell (MCM): the agent's result decides.
+    let updating = matches!(
+        current,
+        Some(Phase::InPlaceUpdating | Phase::InPlaceUpdateFailed)
+    );
+    let running = current == Some(&Phase::Running);
+    if healthy && !running && !gated && !updating {
+        let (change, joined_after) = running_change(machine, now);
+        return Some(HealthPlan {
+            change: Some(change.phase(Phase::Running).conditions(conditions)),
+            joined_after,
+            recheck_after: None,
+        });
+    }
+    if !healthy && running && !updating {
+        let description = text::unhealthy(machine.name(), &format_conditions(&conditions));
+        let change = StatusChange::new(description, OpState::Processing, OpType::HealthCheck)
+            .phase(Phase::Unknown)
+            .conditions(conditions);
+        return Some(HealthPlan::change(change));
+    }
+    if changed {
+        return Some(HealthPlan::change(conditions_only(machine, conditions)));
+    }
+    if updating {
+        return super::inplace::result_change(machine, node).map(HealthPlan::change);
+    }
+    None
+}
+
+/// The operation of a machine whose Node is healthy: its first join (as long
+/// as the creation's operation is not Successful), with how long it took from
+/// the machine's creation, or a rejoin.
+fn running_change(machine: &Machine, now: jiff::Timestamp) -> (StatusChange, Option<Duration>) {
+    let name = machine.name();
+    let lo = &machine.status.last_operation;
+    if lo.type_ == Some(OpType::Create) && lo.state != Some(OpState::Successful) {
+        let created = machine.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        let took = age(created, now);
+        let description = text::joined(name, &format_go(round_ms(took)));
+        let change = StatusChange::new(description, OpState::Successful, OpType::Create);
+        (change, Some(took))
+    } else {
+        let change = StatusChange::new(
+            text::rejoined(name),
+            OpState::Successful,
+            OpType::HealthCheck,
+        );
+        (change, None)
+    }
+}
+
+/// Only the conditions change: lastOperation and phase stay as they are,
+/// names we do not know included. A state or type never written must be
+/// written as something: Processing, Create.
+fn conditions_only(machine: &Machine, conditions: Vec<NodeCondition>) -> StatusChange {
+    let lo = &machine.status.last_operation;
+    let mut change = StatusChange::new(
+        lo.description.clone(),
+        lo.state.clone().unwrap_or(OpState::Processing),
+        lo.type_.clone().unwrap_or(OpType::Create),
+    )
+    .code(lo.error_code.clone())
+    .conditions(conditions);
+    // The current status stays untouched, its time included: the health and
+    // creation timers run from the last *phase* change, so a Node whose
+    // conditions flap cannot keep an Unknown machine from ever timing out.
+    change.phase = None;
+    change
+}
+
+/// The timeout a machine in its phase waits under, and since when: creation
+/// while Pending, health while Unknown or after a failed update, the update's
+/// own while updating. None: no timeout runs.
+fn timer<'m>(
+    machine: &'m Machine,
+    settings: &Settings,
+) -> Option<(Duration, Option<&'m jiff::Timestamp>)> {
+    match machine.phase()? {
+        Phase::Pending => Some((
             settings.creation_timeout(machine),
             machine.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-        ),
-        Some(Phase::Unknown | Phase::InPlaceUpdateFailed) => (
+        )),
+        Phase::Unknown | Phase::InPlaceUpdateFailed => Some((
             settings.health_timeout(machine),
             machine.status_updated_at(),
-        ),
-        Some(Phase::InPlaceUpdating) => (
+        )),
+        Phase::InPlaceUpdating => Some((
             settings.in_place_update_timeout(machine),
             machine.status_updated_at(),
-        ),
-        _ => return plan,
+        )),
+        _ => None,
+    }
+}
+
+/// Timeouts of machines that are waiting for their Node: when to look again
+/// if none has fired, the change if one has.
+fn timeouts(
+    machine: &Machine,
+    settings: &Settings,
+    now: jiff::Timestamp,
+    may_fail: impl FnOnce() -> bool,
+) -> HealthPlan {
+    let current = machine.phase();
+    let Some((timeout, since)) = timer(machine, settings) else {
+        return HealthPlan::default();
     };
     let elapsed = age(since, now);
     if elapsed <= timeout {
-        plan.recheck_after = Some(timeout - elapsed + Duration::from_secs(1));
-        return plan;
+        return HealthPlan {
+            recheck_after: Some(timeout - elapsed + Duration::from_secs(1)),
+            ..Default::default()
+        };
     }
+    let name = machine.name();
     let timeout_text = format_go(timeout);
-    if current == Some(&Phase::InPlaceUpdating) {
-        plan.change = Some(
+    // The type stays what it was, as MCM's `updateMachineToFailedState`:
+    // Create while joining, HealthCheck after Unknown, InPlaceUpdate after a
+    // failed update.
+    let type_or = |default: OpType| {
+        let lo = &machine.status.last_operation;
+        lo.type_.clone().unwrap_or(default)
+    };
+    match current {
+        Some(Phase::InPlaceUpdating) => HealthPlan::change(
             StatusChange::new(
                 text::in_place_timeout(name, &timeout_text),
                 OpState::Failed,
                 OpType::InPlaceUpdate,
             )
             .phase(Phase::InPlaceUpdateFailed),
-        );
-    } else if current == Some(&Phase::Pending) {
-        let lo_type = machine
-            .status
-            .last_operation
-            .type_
-            .clone()
-            .unwrap_or(OpType::Create);
-        plan.change = Some(
+        ),
+        Some(Phase::Pending) => HealthPlan::change(
             StatusChange::new(
                 text::join_timeout(name, &timeout_text),
                 OpState::Failed,
-                lo_type,
+                type_or(OpType::Create),
             )
             .phase(Phase::Failed),
-        );
-    } else if !machine
-        .spec
-        .configuration
-        .disable_health_timeout
-        .unwrap_or(false)
-    {
-        if may_fail() {
-            // The type stays what it was (HealthCheck after Unknown, InPlaceUpdate
-            // after a failed update), as MCM's `updateMachineToFailedState`.
-            let lo_type = machine
-                .status
-                .last_operation
-                .type_
-                .clone()
-                .unwrap_or(OpType::HealthCheck);
-            plan.change = Some(
+        ),
+        _ if machine
+            .spec
+            .configuration
+            .disable_health_timeout
+            .unwrap_or(false) =>
+        {
+            HealthPlan::default()
+        }
+        _ if may_fail() => {
+            let conditions = format_conditions(&machine.status.conditions);
+            HealthPlan::change(
                 StatusChange::new(
-                    text::health_timeout(
-                        name,
-                        &timeout_text,
-                        &format_conditions(&machine.status.conditions),
-                    ),
+                    text::health_timeout(name, &timeout_text, &conditions),
                     OpState::Failed,
-                    lo_type,
+                    type_or(OpType::HealthCheck),
                 )
                 .phase(Phase::Failed),
-            );
-        } else {
-            // Another machine of the deployment is being replaced: look again
-            // soon, as MCM retries short (`tryMarkingMachineFailed`).
-            plan.recheck_after = Some(crate::controller::error::retry::SHORT);
+            )
         }
+        // Another machine of the deployment is being replaced: look again
+        // soon, as MCM retries short (`tryMarkingMachineFailed`).
+        _ => HealthPlan {
+            recheck_after: Some(crate::controller::error::retry::SHORT),
+            ..Default::default()
+        },
     }
-    plan
 }
 
 fn round_ms(d: Duration) -> Duration {

@@ -15,9 +15,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
-use kube::api::Patch;
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use kube::ResourceExt;
 
 use super::drain;
 use crate::api::Machine;
@@ -25,7 +23,6 @@ use crate::contract::{OpState, OpType, Phase, inplace, text};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
-use crate::controller::writes;
 
 /// The Node's `InPlaceUpdate` condition, if any.
 pub fn condition(node: &Node) -> Option<&NodeCondition> {
@@ -151,14 +148,6 @@ fn node_condition(reason: &str, message: String) -> NodeCondition {
     }
 }
 
-async fn set_condition(nodes: &Api<Node>, node: &str, c: NodeCondition) -> Result<(), Error> {
-    let status = json!({"status": {"conditions": [c]}});
-    nodes
-        .patch_status(node, &writes::params(), &Patch::Strategic(&status))
-        .await?;
-    Ok(())
-}
-
 /// Carries out the in-place steps for `machine` with `node`; returns when to
 /// look again, if sooner than usual.
 pub async fn run<D>(
@@ -169,11 +158,13 @@ pub async fn run<D>(
     let Some(target) = &ctx.target else {
         return Ok(None);
     };
-    let nodes: Api<Node> = Api::all(target.clone());
+    let nodes = target.node_writes();
     let name = node.name_any();
     let mut reason = condition(node).and_then(|c| c.reason.clone());
     if let Some((new, message)) = label_step(node) {
-        set_condition(&nodes, &name, node_condition(new, message)).await?;
+        nodes
+            .set_condition(&name, node_condition(new, message))
+            .await?;
         tracing::info!(node = name, reason = new, "in-place update condition");
         reason = Some(new.to_string());
     }
@@ -182,7 +173,7 @@ pub async fn run<D>(
         Step::AwaitUpdate => Ok(Some(retry::MEDIUM)),
         Step::MarkReady => {
             let c = node_condition(inplace::READY, text::IN_PLACE_READY.into());
-            set_condition(&nodes, &name, c).await?;
+            nodes.set_condition(&name, c).await?;
             Ok(Some(retry::MEDIUM))
         }
         Step::Drain => {
@@ -190,7 +181,7 @@ pub async fn run<D>(
                 Ok(drain::Progress::Done) => {
                     ctx.write_status(machine, &updating(machine.name())).await?;
                     let c = node_condition(inplace::DRAINED, text::IN_PLACE_DRAINED.into());
-                    set_condition(&nodes, &name, c).await?;
+                    nodes.set_condition(&name, c).await?;
                     Ok(Some(retry::SHORT))
                 }
                 Ok(drain::Progress::Leaving) => Ok(Some(retry::SHORT)),

@@ -18,8 +18,7 @@
 
 use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Patch;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use serde_json::{Value as Json, json};
 
 use super::drain;
@@ -27,8 +26,8 @@ use crate::api::Machine;
 use crate::contract::{Phase, preserve};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, retry};
+use crate::controller::node::writes::NodeWrites;
 use crate::controller::status::now;
-use crate::controller::writes;
 
 /// The values of the preserve annotation; anything else is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,9 +279,10 @@ pub async fn run<D>(
                 tracing::info!(until = %until, "machine preserved");
             }
             if let (Some(node), Some(target)) = (&node, &ctx.target) {
-                again = preserve_node(ctx, target, &machine, node, value).await?;
+                let nodes = target.node_writes();
+                again = preserve_node(ctx, &nodes, &machine, node, value).await?;
                 if decision.uncordon {
-                    uncordon(target, node).await?;
+                    uncordon(&nodes, node).await?;
                 }
             }
             let expires = until_expiry(&machine, jiff::Timestamp::now());
@@ -293,30 +293,7 @@ pub async fn run<D>(
         Plan::Stop { .. } if machine.status.current_status.preserve_expiry_time.is_none() => {}
         Plan::Stop { remove_annotations } => {
             if let (Some(node), Some(target)) = (&node, &ctx.target) {
-                let nodes: Api<Node> = Api::all(target.clone());
-                set_condition(&nodes, node, stopped_condition()).await?;
-                let mut gone = serde_json::Map::new();
-                if node
-                    .annotations()
-                    .get(preserve::SCALE_DOWN_DISABLED_BY_MCM)
-                    .map(String::as_str)
-                    == Some("true")
-                {
-                    gone.insert(preserve::SCALE_DOWN_DISABLED.into(), Json::Null);
-                    gone.insert(preserve::SCALE_DOWN_DISABLED_BY_MCM.into(), Json::Null);
-                }
-                if remove_annotations && node.annotations().contains_key(preserve::ANNOTATION) {
-                    gone.insert(preserve::ANNOTATION.into(), Json::Null);
-                }
-                if !gone.is_empty() {
-                    let patch = json!({"metadata": {"annotations": gone}});
-                    nodes
-                        .patch(&node.name_any(), &writes::params(), &Patch::Merge(&patch))
-                        .await?;
-                }
-                if machine.phase() == Some(&Phase::Running) {
-                    uncordon(target, node).await?;
-                }
+                release_node(&target.node_writes(), &machine, node, remove_annotations).await?;
             }
             if remove_annotations {
                 let patch = json!({"metadata": {
@@ -339,11 +316,41 @@ pub async fn run<D>(
     Ok(again)
 }
 
+/// MCM's `stopMachinePreservation` for the Node: the `Preserved` condition
+/// False, the autoscaler's annotation gone if we set it (and the preserve
+/// annotation, if asked), and the Node uncordoned if its machine runs.
+async fn release_node(
+    nodes: &NodeWrites,
+    machine: &Machine,
+    node: &Node,
+    remove_annotations: bool,
+) -> Result<(), kube::Error> {
+    let name = node.name_any();
+    nodes.set_condition(&name, stopped_condition()).await?;
+    let mut gone = serde_json::Map::new();
+    let ours = node.annotations().get(preserve::SCALE_DOWN_DISABLED_BY_MCM);
+    if ours.map(String::as_str) == Some("true") {
+        gone.insert(preserve::SCALE_DOWN_DISABLED.into(), Json::Null);
+        gone.insert(preserve::SCALE_DOWN_DISABLED_BY_MCM.into(), Json::Null);
+    }
+    if remove_annotations && node.annotations().contains_key(preserve::ANNOTATION) {
+        gone.insert(preserve::ANNOTATION.into(), Json::Null);
+    }
+    if !gone.is_empty() {
+        let patch = json!({"metadata": {"annotations": gone}});
+        nodes.merge(&name, &patch).await?;
+    }
+    if machine.phase() == Some(&Phase::Running) {
+        uncordon(nodes, node).await?;
+    }
+    Ok(())
+}
+
 /// MCM's `preserveMachine` for a machine with a Node: the autoscaler kept off,
 /// the Node drained when Failed, and the `Preserved` condition.
 async fn preserve_node<D>(
     ctx: &Context<D>,
-    target: &kube::Client,
+    nodes: &NodeWrites,
     machine: &Machine,
     node: &Node,
     value: Value,
@@ -356,7 +363,6 @@ async fn preserve_node<D>(
     if existing.is_some_and(|c| c.status == "True") {
         return Ok(None);
     }
-    let nodes: Api<Node> = Api::all(target.clone());
     if node
         .annotations()
         .get(preserve::SCALE_DOWN_DISABLED)
@@ -367,9 +373,7 @@ async fn preserve_node<D>(
             preserve::SCALE_DOWN_DISABLED: "true",
             preserve::SCALE_DOWN_DISABLED_BY_MCM: "true",
         }}});
-        nodes
-            .patch(&node.name_any(), &writes::params(), &Patch::Merge(&patch))
-            .await?;
+        nodes.merge(&node.name_any(), &patch).await?;
     }
     let drained = if should_drain(machine, existing) {
         match drain::cordon_and_evict(ctx, drain::Purpose::Preserved, machine, node).await {
@@ -390,59 +394,25 @@ async fn preserve_node<D>(
     };
     let (condition, needs_update) = preserved_condition(machine, value, drained, existing);
     if needs_update {
-        set_condition(&nodes, node, condition).await?;
+        nodes.set_condition(&node.name_any(), condition).await?;
     }
     Ok((drained == Some(false)).then_some(drain::PDB_RETRY))
 }
 
-/// The patch that sets `condition` on a Node: a strategic merge keyed by type
-/// leaves the other conditions alone, but would keep whatever field of this one
-/// it leaves out, so its message and reason are always written. MCM replaces
-/// the condition whole (`CloneAndAddCondition`): once preservation stopped, no
-/// message may still say "drained successfully", or the next preservation of
-/// the machine would neither drain nor cordon its Node.
-fn condition_patch(mut condition: NodeCondition) -> Json {
-    condition.message.get_or_insert_default();
-    condition.reason.get_or_insert_default();
-    json!({"status": {"conditions": [condition]}})
-}
-
-/// Sets the `Preserved` condition on `node`.
-async fn set_condition(
-    nodes: &Api<Node>,
-    node: &Node,
-    condition: NodeCondition,
-) -> Result<(), kube::Error> {
-    let status = condition_patch(condition);
-    nodes
-        .patch_status(
-            &node.name_any(),
-            &writes::params(),
-            &Patch::Strategic(&status),
-        )
-        .await?;
-    Ok(())
-}
-
-async fn uncordon(target: &kube::Client, node: &Node) -> Result<(), kube::Error> {
-    if node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
-        return Ok(());
+async fn uncordon(nodes: &NodeWrites, node: &Node) -> Result<(), kube::Error> {
+    if nodes.set_unschedulable(node, false).await? {
+        tracing::info!(
+            node = node.name_any(),
+            "uncordoned the node of a preserved machine"
+        );
     }
-    let nodes: Api<Node> = Api::all(target.clone());
-    let patch = json!({"spec": {"unschedulable": false}});
-    nodes
-        .patch(&node.name_any(), &writes::params(), &Patch::Merge(&patch))
-        .await?;
-    tracing::info!(
-        node = node.name_any(),
-        "uncordoned the node of a preserved machine"
-    );
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::node::writes::condition_patch;
 
     fn ts(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()

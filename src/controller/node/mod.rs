@@ -8,12 +8,12 @@
 
 pub mod capacity;
 pub mod template;
+pub mod writes;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Patch;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
@@ -103,24 +103,19 @@ pub async fn upkeep<D>(
     let Some(target) = &ctx.target else {
         return Ok(Upkeep::Done);
     };
-    let nodes: Api<Node> = Api::all(target.clone());
-    let params = crate::controller::writes::params();
+    let nodes = target.node_writes();
     let name = node.name_any();
     if let Some(p) = capacity::plan(class, node) {
         // Capacity lives in the status; the annotation records it afterwards,
         // so that a crash in between repeats the status write, never skips it.
-        nodes
-            .patch_status(&name, &params, &Patch::Merge(&p.status))
-            .await?;
-        nodes
-            .patch(&name, &params, &Patch::Merge(&p.metadata))
-            .await?;
+        nodes.merge_status(&name, &p.status).await?;
+        nodes.merge(&name, &p.metadata).await?;
     }
     let Some(patch) = patch_for(machine, node) else {
         return Ok(Upkeep::Done);
     };
-    match nodes.patch(&name, &params, &Patch::Strategic(&patch)).await {
-        Ok(_) => Ok(Upkeep::Done),
+    match nodes.merge_strategic(&name, &patch).await {
+        Ok(()) => Ok(Upkeep::Done),
         Err(kube::Error::Api(s)) if status::invalid(&s) => Ok(Upkeep::Refused(s.message)),
         Err(e) => Err(e.into()),
     }

@@ -102,7 +102,7 @@ async fn probe<D>(ctx: &Context<D>, timeout: Duration) -> Result<(), String> {
         .await
         .map_err(|e| format!("control API server: {e}"))?;
     if let Some(target) = &ctx.target {
-        answers(Api::<Node>::all(target.clone()), timeout)
+        answers(Api::<Node>::all(target.client.clone()), timeout)
             .await
             .map_err(|e| format!("target API server: {e}"))?;
     }

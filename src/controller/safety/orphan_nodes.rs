@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::Patch;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::api::Machine;
@@ -121,12 +120,12 @@ pub fn orphan_patch(node: &Node) -> Option<serde_json::Value> {
 
 /// Releases and marks the orphan Nodes; returns how many.
 pub async fn release<D>(ctx: &Context<D>) -> usize {
-    let (Some(target), Some(store)) = (&ctx.target, &ctx.nodes) else {
+    let Some(target) = &ctx.target else {
         return 0;
     };
-    let nodes: Api<Node> = Api::all(target.clone());
+    let nodes = target.node_writes();
     let found = candidates(
-        &store.state(),
+        &target.nodes.state(),
         &ctx.machines.state(),
         jiff::Timestamp::now(),
         ctx.settings.creation_timeout,
@@ -143,20 +142,13 @@ pub async fn release<D>(ctx: &Context<D>) -> usize {
                 }
             }
         }
-        let Ok(Some(node)) = nodes.get_opt(&c.node).await else {
+        let Ok(Some(node)) = nodes.read(&c.node).await else {
             continue;
         };
         let Some(patch) = orphan_patch(&node) else {
             continue;
         };
-        match nodes
-            .patch(
-                &c.node,
-                &super::super::writes::params(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
+        match nodes.merge(&c.node, &patch).await {
             Ok(_) => {
                 released += 1;
                 tracing::info!(node = %c.node, "released and marked not-managed-by-mcm a node no machine claims");

@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use crate::api::{Machine, MachineClass};
 use crate::contract::Phase;
 use crate::controller::context::Context;
-use crate::driver::{Code, Driver, MachineList, VmFacts};
+use crate::driver::{Code, Driver, MachineList, SecretData, VmFacts};
 use crate::metrics::Metrics;
 
 /// The VMs (providerID → machine name) the cache accounts for with no Machine,
@@ -173,51 +173,16 @@ pub async fn collect_once<D: Driver>(
         let nominees = candidates(&listed, &ctx.machines.state());
         nominated += nominees.len();
         for (provider_id, name) in nominees {
-            let machine = match ctx.machine_api().get_opt(&name).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(vm = %provider_id, machine = %name, "orphan collection could not read the machine, leaving the VM: {e}");
-                    continue;
-                }
-            };
-            let vm = match ctx.driver.vm_facts(&class, &secret, &provider_id).await {
-                Ok(vm) => vm,
-                Err(e) => {
-                    tracing::warn!(vm = %provider_id, "orphan collection could not read the VM, leaving it: {e}");
-                    continue;
-                }
-            };
-            let verdict = judge(
-                &provider_id,
-                machine.as_ref(),
-                vm.as_ref(),
+            let nominee = Nominee {
+                class: &class,
+                secret: &secret,
                 listing,
-                jiff::Timestamp::now(),
-                ctx.settings.orphan_vms_min_age,
-            );
-            let (uid, reason) = match verdict {
-                Verdict::Keep(why) => {
-                    tracing::debug!(vm = %provider_id, machine = %name, "not an orphan: {why}");
-                    continue;
-                }
-                Verdict::Delete { uid, reason } => (uid, reason),
+                provider_id: &provider_id,
+                machine: &name,
             };
-            match ctx
-                .driver
-                .delete_vm(&class, &secret, &provider_id, &uid)
-                .await
-            {
-                Ok(()) => {
-                    deleted += 1;
-                    metrics.orphan_deleted(reason.label());
-                    tracing::info!(vm = %provider_id, uid = %uid, machine = %name, reason = reason.label(), "deleted orphan VM: {}", reason.text());
-                }
-                Err(e) if matches!(e.code, Code::NotFound | Code::FailedPrecondition) => {
-                    tracing::debug!(vm = %provider_id, "orphan VM changed meanwhile, left alone: {e}");
-                }
-                Err(e) => {
-                    tracing::warn!(vm = %provider_id, "orphan collection could not delete the VM: {e}");
-                }
+            if let Some(reason) = judge_and_delete(ctx, nominee).await {
+                deleted += 1;
+                metrics.orphan_deleted(reason.label());
             }
         }
     }
@@ -230,6 +195,72 @@ pub async fn collect_once<D: Driver>(
         "orphan collection done"
     );
     deleted
+}
+
+/// A VM that no machine in the cache claims, and what reading it needs.
+struct Nominee<'a> {
+    class: &'a MachineClass,
+    secret: &'a SecretData,
+    listing: Listing<'a>,
+    provider_id: &'a str,
+    machine: &'a str,
+}
+
+/// Reads the nominee's machine from the API server (not the cache) and the VM
+/// from the driver, and deletes the VM if [`judge`] says it is an orphan.
+/// Returns why it was deleted; anything unread leaves the VM alone.
+async fn judge_and_delete<D: Driver>(ctx: &Context<D>, n: Nominee<'_>) -> Option<Reason> {
+    let (vm, name) = (n.provider_id, n.machine);
+    let machine = match ctx.machine_api().get_opt(name).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(
+                vm,
+                machine = name,
+                "orphan collection could not read the machine, leaving the VM: {e}"
+            );
+            return None;
+        }
+    };
+    let facts = match ctx.driver.vm_facts(n.class, n.secret, vm).await {
+        Ok(facts) => facts,
+        Err(e) => {
+            tracing::warn!(
+                vm,
+                "orphan collection could not read the VM, leaving it: {e}"
+            );
+            return None;
+        }
+    };
+    let verdict = judge(
+        vm,
+        machine.as_ref(),
+        facts.as_ref(),
+        n.listing,
+        jiff::Timestamp::now(),
+        ctx.settings.orphan_vms_min_age,
+    );
+    let (uid, reason) = match verdict {
+        Verdict::Keep(why) => {
+            tracing::debug!(vm, machine = name, "not an orphan: {why}");
+            return None;
+        }
+        Verdict::Delete { uid, reason } => (uid, reason),
+    };
+    match ctx.driver.delete_vm(n.class, n.secret, vm, &uid).await {
+        Ok(()) => {
+            tracing::info!(vm, uid = %uid, machine = name, reason = reason.label(), "deleted orphan VM: {}", reason.text());
+            Some(reason)
+        }
+        Err(e) if matches!(e.code, Code::NotFound | Code::FailedPrecondition) => {
+            tracing::debug!(vm, "orphan VM changed meanwhile, left alone: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(vm, "orphan collection could not delete the VM: {e}");
+            None
+        }
+    }
 }
 
 /// Runs orphan collection every `period` until the process ends.
