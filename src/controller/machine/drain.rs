@@ -32,8 +32,8 @@ use crate::controller::error::{Error, retry};
 use crate::controller::events::EventType;
 use crate::controller::node::writes::NodeWrites;
 use crate::controller::status::{StatusChange, now};
-use plan::{Limits, Mode, PodAction, Refused};
-pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Purpose, is_drainable};
+use plan::{Answer, Limits, Mode, Next, PodAction};
+pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Progress, Purpose, is_drainable};
 
 /// The limits of `machine`'s drains, from its settings.
 fn limits<D>(ctx: &Context<D>, machine: &Machine) -> Limits {
@@ -162,17 +162,6 @@ async fn mark_and_cordon(
     Ok(())
 }
 
-/// Where a drain pass left the node.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// No drainable Pod is left (in force mode: all are deleted).
-    Done,
-    /// Pods are on their way out.
-    Leaving,
-    /// A PodDisruptionBudget refused an eviction (which Pod, and why).
-    Blocked(String),
-}
-
 /// One pass of the cordon and evictions of an in-place update
 /// (`drainNodeForInPlace`) or of a preserved machine's Node
 /// (`drainPreservedNode`): no Terminating condition, as MCM. Forced, budgets
@@ -254,18 +243,75 @@ impl From<kube::Error> for Failure {
 /// [`plan::pod_action`] says.
 async fn evict_pods_of(target: &Target, node: &str, mode: &Mode) -> Result<Progress, Failure> {
     let on_node = pods_on(&target.pods.state(), node);
-    evict_all(&target.client, &target.evictor, node, on_node, mode).await
+    evict_all(target, node, &on_node, mode).await
 }
 
-/// Deletes a Pod with grace 0 (MCM's `deletePod`); one already gone is fine.
-async fn delete_now(api: &Api<Pod>, name: &str) -> Result<(), kube::Error> {
+/// One pass over the Pods of `node`: each Pod's action is decided by
+/// [`plan::pod_action`], done here, and the API's answer judged by
+/// [`plan::after`]; [`plan::conclude`] says where the pass leaves the drain.
+async fn evict_all(
+    target: &Target,
+    node: &str,
+    on_node: &[PodOnNode],
+    mode: &Mode,
+) -> Result<Progress, Failure> {
+    let mut nexts = Vec::with_capacity(on_node.len());
+    for pod in on_node {
+        let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
+        let action = plan::pod_action(pod, mode);
+        let answer = match action {
+            PodAction::Leave | PodAction::Wait => None,
+            PodAction::Delete => Some(delete_now(&target.client, &ns, &name).await?),
+            PodAction::Evict => Some(evict(target, &ns, &name).await?),
+        };
+        let next = plan::after(&ns, &name, action, answer, mode);
+        if next == Next::DeleteAfterRefusal {
+            // Retried long enough: the Pod goes without the budget's consent, as in MCM.
+            // Not forced: the drain still waits for it to be gone.
+            tracing::info!(node, pod = name, "evictions retried long enough, deleting");
+            delete_now(&target.client, &ns, &name).await?;
+        }
+        nexts.push(next);
+    }
+    let progress = plan::conclude(&nexts, mode).map_err(Failure::Budgets);
+    match &progress {
+        Err(failure) => tracing::info!(node, "drain failed: {failure}"),
+        Ok(Progress::Blocked(why)) => tracing::info!(
+            node,
+            "eviction refused by a PodDisruptionBudget, retrying: {why}"
+        ),
+        Ok(_) => {}
+    }
+    progress
+}
+
+/// Deletes a Pod with grace 0 (MCM's `deletePod`).
+async fn delete_now(target: &Client, ns: &str, name: &str) -> Result<Answer, kube::Error> {
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
         ..Default::default()
     };
+    let api: Api<Pod> = Api::namespaced(target.clone(), ns);
     match api.delete(name, &dp).await {
-        Err(kube::Error::Api(s)) if status::not_found(&s) => Ok(()),
-        other => other.map(|_| ()),
+        Ok(_) => Ok(Answer::Accepted),
+        Err(kube::Error::Api(s)) if status::not_found(&s) => Ok(Answer::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the eviction API (through the client that takes a 429 as an answer,
+/// not as a reason to retry); a refusal comes with the budget behind it.
+async fn evict(target: &Target, ns: &str, name: &str) -> Result<Answer, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(target.evictor.clone(), ns);
+    match api.evict(name, &EvictParams::default()).await {
+        Ok(_) => Ok(Answer::Accepted),
+        Err(kube::Error::Api(s)) if status::not_found(&s) => Ok(Answer::Gone),
+        // A PodDisruptionBudget says not now.
+        Err(kube::Error::Api(s)) if status::too_many_requests(&s) => Ok(Answer::Refused {
+            message: s.message,
+            budget: budget_of(&target.client, ns, name).await.map(Box::new),
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -289,72 +335,6 @@ async fn budget_of(target: &Client, ns: &str, pod: &str) -> Option<PodDisruption
         .inspect_err(|e| tracing::debug!(pod, "the Pod's budget cannot be read: {}", describe(e)))
         .ok()
         .flatten()
-}
-
-async fn evict_all(
-    target: &Client,
-    evictor: &Client,
-    node: &str,
-    on_node: Vec<PodOnNode>,
-    mode: &Mode,
-) -> Result<Progress, Failure> {
-    let mut leaving = false;
-    let mut blocked = None;
-    let mut misconfigured = Vec::new();
-    for pod in &on_node {
-        let (name, ns) = (pod.name_any(), pod.namespace().unwrap_or_default());
-        let api: Api<Pod> = Api::namespaced(target.clone(), &ns);
-        match plan::pod_action(pod, mode) {
-            PodAction::Leave => continue,
-            PodAction::Wait => {
-                leaving = true;
-                continue;
-            }
-            PodAction::Delete => {
-                delete_now(&api, &name).await?;
-                continue;
-            }
-            PodAction::Evict => {}
-        }
-        let evict_api: Api<Pod> = Api::namespaced(evictor.clone(), &ns);
-        match evict_api.evict(&name, &EvictParams::default()).await {
-            Ok(_) => leaving = true,
-            Err(kube::Error::Api(s)) if status::not_found(&s) => {}
-            // A PodDisruptionBudget says not now.
-            Err(kube::Error::Api(s)) if status::too_many_requests(&s) => {
-                let pdb = budget_of(target, &ns, &name).await;
-                match plan::after_refusal(&name, pdb.as_ref(), mode) {
-                    Refused::Retry => blocked = Some(format!("{ns}/{name}: {}", s.message)),
-                    // Retried long enough: the Pod goes without the budget's consent, as in MCM.
-                    // Not forced: the drain still waits for it to be gone.
-                    Refused::Delete => {
-                        tracing::info!(node, pod = name, "evictions retried long enough, deleting");
-                        delete_now(&api, &name).await?;
-                        leaving = true;
-                    }
-                    Refused::Misconfigured(why) => misconfigured.push(why),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if !misconfigured.is_empty() {
-        let failure = Failure::Budgets(misconfigured);
-        tracing::info!(node, "drain failed: {failure}");
-        return Err(failure);
-    }
-    if let Some(why) = blocked {
-        tracing::info!(
-            node,
-            "eviction refused by a PodDisruptionBudget, retrying: {why}"
-        );
-        return Ok(Progress::Blocked(why));
-    }
-    Ok(if mode.force.is_some() || !leaving {
-        Progress::Done
-    } else {
-        Progress::Leaving
-    })
 }
 
 #[cfg(test)]

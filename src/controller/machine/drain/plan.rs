@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
 //! What a drain pass does, decided from plain values: how the Pods of a Node
-//! are treated ([`mode`]), what each Pod gets ([`pod_action`]), and what follows
-//! an eviction a budget refused ([`after_refusal`]). One set of rules for MCM
+//! are treated ([`mode`]), what each Pod gets ([`pod_action`]), what the API's
+//! answer means for it ([`after`], with [`after_refusal`] for an eviction a
+//! budget refused), and where the pass leaves the drain ([`conclude`]). One set of rules for MCM
 //! v0.62.1's three drains (`drainNode`, `drainNodeForInPlace`,
 //! `drainPreservedNode`), which differ only in when their clock starts and in
 //! the label that forces them.
@@ -270,6 +271,103 @@ pub fn after_refusal(pod: &str, pdb: Option<&PodDisruptionBudget>, mode: &Mode) 
     } else {
         Refused::Retry
     }
+}
+
+/// How the API answered what a pass did to one Pod.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// Deleted, or evicted: the Pod is on its way out.
+    Accepted,
+    /// The Pod was gone already.
+    Gone,
+    /// A budget refused the eviction: the API's message, and the budget that
+    /// covers the Pod if it could be read (boxed: a budget is large).
+    Refused {
+        message: String,
+        budget: Option<Box<PodDisruptionBudget>>,
+    },
+}
+
+/// What one Pod means for the pass, once its action is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to wait for: left alone, gone, or deleted by force.
+    Clear,
+    /// On its way out: the drain waits for it to be gone.
+    Leaving,
+    /// A budget said not now (`namespace/name: message`): retried after [`PDB_RETRY`].
+    Blocked(String),
+    /// Refused long enough: delete it (grace 0), then wait for it, as MCM.
+    DeleteAfterRefusal,
+    /// A budget that can never allow the eviction: a drain error.
+    Misconfigured(String),
+}
+
+/// What follows `action` on the Pod `namespace/name`, given the API's answer
+/// (none for the actions that call nothing: [`PodAction::Leave`] and
+/// [`PodAction::Wait`]).
+pub fn after(
+    namespace: &str,
+    name: &str,
+    action: PodAction,
+    answer: Option<Answer>,
+    mode: &Mode,
+) -> Next {
+    match (action, answer) {
+        (PodAction::Wait, _) | (PodAction::Evict, Some(Answer::Accepted)) => Next::Leaving,
+        (PodAction::Evict, Some(Answer::Refused { message, budget })) => {
+            match after_refusal(name, budget.as_deref(), mode) {
+                Refused::Retry => Next::Blocked(format!("{namespace}/{name}: {message}")),
+                Refused::Delete => Next::DeleteAfterRefusal,
+                Refused::Misconfigured(why) => Next::Misconfigured(why),
+            }
+        }
+        // Left alone, deleted by force, or gone: nothing to wait for.
+        _ => Next::Clear,
+    }
+}
+
+/// Where a pass over all of a Node's Pods leaves the drain: a misconfigured
+/// budget fails it (all of them named, as Go joins errors), a refusal makes it
+/// retry, Pods on their way out make it wait; forced, it is done once every
+/// Pod is deleted.
+pub fn conclude(nexts: &[Next], mode: &Mode) -> Result<Progress, Vec<String>> {
+    let misconfigured: Vec<String> = nexts
+        .iter()
+        .filter_map(|n| match n {
+            Next::Misconfigured(why) => Some(why.clone()),
+            _ => None,
+        })
+        .collect();
+    if !misconfigured.is_empty() {
+        return Err(misconfigured);
+    }
+    let blocked = nexts.iter().rev().find_map(|n| match n {
+        Next::Blocked(why) => Some(why.clone()),
+        _ => None,
+    });
+    if let Some(why) = blocked {
+        return Ok(Progress::Blocked(why));
+    }
+    let leaving = nexts
+        .iter()
+        .any(|n| matches!(n, Next::Leaving | Next::DeleteAfterRefusal));
+    Ok(if mode.force.is_some() || !leaving {
+        Progress::Done
+    } else {
+        Progress::Leaving
+    })
+}
+
+/// Where a drain pass left the node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// No drainable Pod is left (in force mode: all are deleted).
+    Done,
+    /// Pods are on their way out.
+    Leaving,
+    /// A PodDisruptionBudget refused an eviction (which Pod, and why).
+    Blocked(String),
 }
 
 /// The budget that covers a Pod with `labels`, of its namespace's budgets, as
@@ -587,6 +685,70 @@ mod tests {
         let stale = budget(2, 1, 1, 1, 0);
         assert_eq!(after_refusal("web", Some(&stale), &NORMAL), Refused::Retry);
         assert_eq!(after_refusal("web", None, &EXHAUSTED), Refused::Delete);
+    }
+
+    fn refused(budget: Option<PodDisruptionBudget>) -> Option<Answer> {
+        Some(Answer::Refused {
+            message: "Cannot evict pod".into(),
+            budget: budget.map(Box::new),
+        })
+    }
+
+    #[test]
+    fn each_answer_tells_the_pass_what_the_pod_means() {
+        let after = |action, answer, mode| after("app", "web", action, answer, mode);
+        // A forced deletion, or a Pod gone before its eviction: nothing to wait for.
+        let deleted = Some(Answer::Accepted);
+        assert_eq!(after(PodAction::Delete, deleted, &FORCED), Next::Clear);
+        let gone = Some(Answer::Gone);
+        assert_eq!(after(PodAction::Delete, gone.clone(), &FORCED), Next::Clear);
+        assert_eq!(after(PodAction::Evict, gone, &NORMAL), Next::Clear);
+        assert_eq!(after(PodAction::Leave, None, &NORMAL), Next::Clear);
+        // Evicted or already terminating: the drain waits for it.
+        let evicted = Some(Answer::Accepted);
+        assert_eq!(after(PodAction::Evict, evicted, &NORMAL), Next::Leaving);
+        assert_eq!(after(PodAction::Wait, None, &NORMAL), Next::Leaving);
+        // Refused: retried, deleted once retried long enough, or a drain error.
+        assert_eq!(
+            after(PodAction::Evict, refused(None), &NORMAL),
+            Next::Blocked("app/web: Cannot evict pod".into())
+        );
+        assert_eq!(
+            after(PodAction::Evict, refused(None), &EXHAUSTED),
+            Next::DeleteAfterRefusal
+        );
+        let never = budget(1, 1, 1, 1, 0);
+        assert!(matches!(
+            after(PodAction::Evict, refused(Some(never)), &EXHAUSTED),
+            Next::Misconfigured(_)
+        ));
+    }
+
+    #[test]
+    fn a_pass_fails_on_bad_budgets_retries_on_refusals_and_waits_for_leaving_pods() {
+        let bad = |why: &str| Next::Misconfigured(why.into());
+        let blocked = |why: &str| Next::Blocked(why.into());
+        assert_eq!(
+            conclude(&[bad("a"), blocked("x"), Next::Leaving, bad("b")], &NORMAL),
+            Err(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            conclude(&[blocked("x"), Next::Leaving, blocked("y")], &NORMAL),
+            Ok(Progress::Blocked("y".into()))
+        );
+        assert_eq!(
+            conclude(&[Next::Clear, Next::Leaving], &NORMAL),
+            Ok(Progress::Leaving)
+        );
+        // A Pod deleted after its budget refused long enough is still waited for.
+        assert_eq!(
+            conclude(&[Next::DeleteAfterRefusal], &EXHAUSTED),
+            Ok(Progress::Leaving)
+        );
+        assert_eq!(conclude(&[Next::Clear], &NORMAL), Ok(Progress::Done));
+        assert_eq!(conclude(&[], &NORMAL), Ok(Progress::Done));
+        // Forced: done once every Pod is deleted, terminating or not.
+        assert_eq!(conclude(&[Next::Leaving], &FORCED), Ok(Progress::Done));
     }
 
     #[test]
