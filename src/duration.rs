@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// Parses a duration such as `20m`, `1h30m0s` or `90s`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -15,7 +15,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 }
 
 /// Formats like Go's `Duration.String()`: `20m0s`, `1h0m0s`, `1.5s`, `250ms`.
-pub fn format_go(d: Duration) -> String {
+pub(crate) fn format_go(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos == 0 {
         return "0s".to_string();
@@ -56,7 +56,7 @@ fn fraction(value: u128, scale: u128) -> String {
 }
 
 /// How long ago `since` was at `now`; zero when unknown or in the future.
-pub fn age(since: Option<&jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
+pub(crate) fn age(since: Option<&jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
     since
         .and_then(|t| Duration::try_from(now.duration_since(*t)).ok())
         .unwrap_or_default()

@@ -4,13 +4,17 @@
 //! A machine controller for Gardener's machine-controller-manager with the
 //! `local` driver: Machines in the control cluster become Pods in the target.
 
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod contract;
-pub mod controller;
-pub mod driver;
-pub mod duration;
+pub(crate) mod controller;
+pub(crate) mod driver;
+pub(crate) mod duration;
+pub mod embed;
 pub mod leader;
-pub mod metrics;
+pub(crate) mod metrics;
+pub mod payload;

@@ -8,9 +8,9 @@ use std::io::IsTerminal;
 use clap::Parser;
 use mcm_local::admin::{self, Role, Telemetry};
 use mcm_local::cli::{LogFormat, Options};
-use mcm_local::controller::settings::Settings;
-use mcm_local::controller::watches::{self, Clients};
-use mcm_local::driver::local::LocalDriver;
+use mcm_local::embed::LocalDriver;
+use mcm_local::embed::Settings;
+use mcm_local::embed::{self, Clients};
 use mcm_local::leader::{self, Shutdown};
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -221,7 +221,7 @@ async fn run(opts: Options) -> Result<(), String> {
                 .with_rate(opts.kube_api_qps, opts.kube_api_burst)
                 .with_cloud_profile(opts.cloud_profile.clone())
                 .with_metrics(telemetry.metrics.clone());
-            watches::run_with(
+            embed::run_with(
                 clients,
                 driver,
                 settings,

@@ -26,7 +26,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
-use mcm_local::controller::bootstrap;
+use mcm_local::payload::bootstrap;
 use support::admin::Binary;
 use support::chaos::{Record, Signal, between, kills, machines as scale};
 use support::controller::{kubectl_apply, sample};

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
-use mcm_local::controller::settings::Settings;
+use mcm_local::embed::Settings;
 use support::controller::settings;
 use support::mcm::{
     MachineDeployment, all_running, apply_class, apply_deployment, mcm_and_us, tear_down,

@@ -18,10 +18,10 @@ use kube::{Api, ResourceExt};
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::Phase;
-use mcm_local::controller::bootstrap;
-use mcm_local::controller::settings::Settings;
-use mcm_local::driver::local::build;
-use mcm_local::driver::local::profile::CloudProfile;
+use mcm_local::embed::CloudProfile;
+use mcm_local::embed::Settings;
+use mcm_local::payload::bootstrap;
+use mcm_local::payload::build;
 use support::admin::{Binary, sample_value, wait_for_http};
 use support::controller::{kubectl_apply, sample, settings};
 use support::mcm::{

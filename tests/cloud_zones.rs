@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
-use mcm_local::controller::settings::Settings;
+use mcm_local::embed::Settings;
 use support::admin::RemoveOnDrop;
 use support::cluster::local_dir;
 use support::controller::{

@@ -13,8 +13,8 @@ use mcm_local::api::Machine;
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::contract::Phase;
 use mcm_local::contract::local::{USER_DATA_SECRET_KEY, user_data_secret_name};
-use mcm_local::controller::settings::Settings;
-use mcm_local::driver::local::build;
+use mcm_local::embed::Settings;
+use mcm_local::payload::build;
 use std::time::Duration;
 use support::controller::{
     delete_all_machines, kubectl_apply, sample, settings, spawn_binary, start,

@@ -44,7 +44,7 @@ async fn running_machine_with(prefix: &str, concurrency: u16) -> Running {
 async fn running_machine_under(
     prefix: &str,
     concurrency: u16,
-    adjust: impl FnOnce(&mut mcm_local::controller::settings::Settings),
+    adjust: impl FnOnce(&mut mcm_local::embed::Settings),
 ) -> Running {
     let ns = TestNamespace::in_both(prefix).await;
     let (control, target) = (support::control().await, support::target().await);

@@ -21,7 +21,7 @@ use kube::{Api, ResourceExt};
 use mcm_local::api::provider_spec::LocalProviderSpec;
 use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::Phase;
-use mcm_local::driver::local::build;
+use mcm_local::payload::build;
 use support::admin::{Binary, RemoveOnDrop, impersonating_kubeconfig, kubeconfig_via};
 use support::controller::{kubectl_apply, spawn_for};
 use support::mcm::{MachineDeployment, MachineSet, free_port, mcm_binary};

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcm_local::api::{Machine, MachineClass};
 use mcm_local::contract::{OpState, OpType, Phase};
-use mcm_local::controller::bootstrap;
+use mcm_local::payload::bootstrap;
 use support::controller::{delete_all_machines, kubectl_apply, sample, settings, start};
 use support::{Cluster, TIMEOUT, TestNamespace, wait_for, wait_for_deleted, wait_for_list};
 
@@ -562,7 +562,7 @@ async fn a_pod_whose_image_cannot_be_pulled_shows_why_on_the_machine() {
         .unwrap();
     let history = record_history(machines.clone(), &name);
     let grace = std::time::Duration::from_secs(15);
-    let controller = start(mcm_local::controller::settings::Settings {
+    let controller = start(mcm_local::embed::Settings {
         vm_trouble_grace: grace,
         ..settings(&ns)
     })

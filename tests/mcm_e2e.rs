@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
-use mcm_local::controller::settings::Settings;
+use mcm_local::embed::Settings;
 use support::controller::settings;
 use support::mcm::{
     MachineDeployment, all_available, all_running, apply_class, apply_deployment, mcm_and_us,

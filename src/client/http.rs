@@ -17,10 +17,10 @@ use tracing::Span;
 /// The target of those spans and events, for log filters and for readers of the log.
 pub const TARGET: &str = module_path!();
 
-pub type Layer =
+pub(super) type Layer =
     TraceLayer<SharedClassifier<ServerErrorsAsFailures>, Spans, Spans, Spans, (), Spans, Spans>;
 
-pub fn layer() -> Layer {
+pub(super) fn layer() -> Layer {
     TraceLayer::new_for_http()
         .make_span_with(Spans)
         .on_request(Spans)
@@ -31,7 +31,7 @@ pub fn layer() -> Layer {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct Spans;
+pub(super) struct Spans;
 
 impl<B> MakeSpan<B> for Spans {
     fn make_span(&mut self, request: &Request<B>) -> Span {

@@ -52,7 +52,7 @@ pub fn token_id(namespace: &str, machine: &str) -> String {
 /// The id MCM v0.62.1 gives a machine's token: hex of the name's last five
 /// bytes, cut to six characters. Go panics on names shorter than five bytes; we
 /// pad. Only read, to clean up after a takeover from the Go controller.
-pub fn mcm_token_id(machine: &str) -> String {
+pub(crate) fn mcm_token_id(machine: &str) -> String {
     let bytes = machine.as_bytes();
     let tail = &bytes[bytes.len().saturating_sub(5)..];
     let mut hex: String = tail.iter().map(|b| format!("{b:02x}")).collect();
@@ -93,7 +93,12 @@ fn random_secret() -> String {
 }
 
 /// The token Secret as `kubeadm` and MCM write it.
-pub fn token_secret(namespace: &str, machine: &str, ttl: Duration, extra_groups: &str) -> Secret {
+pub(crate) fn token_secret(
+    namespace: &str,
+    machine: &str,
+    ttl: Duration,
+    extra_groups: &str,
+) -> Secret {
     let id = token_id(namespace, machine);
     let expiration = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX))
@@ -127,7 +132,7 @@ pub fn token_secret(namespace: &str, machine: &str, ttl: Duration, extra_groups:
 }
 
 /// `<id>.<secret>` from a token Secret, if it is well-formed.
-pub fn token_of(secret: &Secret) -> Option<String> {
+pub(crate) fn token_of(secret: &Secret) -> Option<String> {
     let data = secret.data.as_ref()?;
     let id = std::str::from_utf8(&data.get("token-id")?.0).ok()?;
     let secret = std::str::from_utf8(&data.get("token-secret")?.0).ok()?;
@@ -194,7 +199,7 @@ pub async fn ensure_token(
 /// 1000 machines, 1000 requests in the target's token bucket). Until the list
 /// is in, or if listing failed, each machine looks for itself.
 #[derive(Default)]
-pub struct McmTokens(Mutex<Option<HashMap<String, Secret>>>);
+pub(crate) struct McmTokens(Mutex<Option<HashMap<String, Secret>>>);
 
 impl McmTokens {
     fn with<T>(&self, f: impl FnOnce(&mut Option<HashMap<String, Secret>>) -> T) -> T {
@@ -203,7 +208,7 @@ impl McmTokens {
 
     /// Lists the bootstrap tokens and keeps those of MCM's form. The Gardener
     /// Role for `kube-system` grants `list` on Secrets (not `watch`).
-    pub async fn load(&self, target: &Client) -> Result<usize, kube::Error> {
+    pub(crate) async fn load(&self, target: &Client) -> Result<usize, kube::Error> {
         let api: Api<Secret> = Api::namespaced(target.clone(), NAMESPACE);
         let lp = ListParams::default().fields("type=bootstrap.kubernetes.io/token");
         let found: HashMap<String, Secret> = api
@@ -236,7 +241,7 @@ impl McmTokens {
 /// controller made for it before a takeover. MCM's form is shared by machines
 /// whose names end alike, so that one is deleted only if its description names
 /// this machine, and only that very Secret (a UID precondition).
-pub async fn delete_tokens(
+pub(crate) async fn delete_tokens(
     target: &Client,
     mcm_tokens: &McmTokens,
     namespace: &str,

@@ -35,14 +35,14 @@ use crate::contract::{MACHINE_FINALIZER, SECRET_FINALIZER};
 
 /// What to do with a finalizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finalizer {
+pub(crate) enum Finalizer {
     Add,
     Remove,
     Keep,
 }
 
 /// The class finalizer, from whether the class is deleting, has it, and is used.
-pub fn class_finalizer(deleting: bool, has: bool, used: bool) -> Finalizer {
+pub(crate) fn class_finalizer(deleting: bool, has: bool, used: bool) -> Finalizer {
     match (deleting, has, used) {
         (false, false, true) => Finalizer::Add,
         (true, true, false) => Finalizer::Remove,
@@ -51,7 +51,7 @@ pub fn class_finalizer(deleting: bool, has: bool, used: bool) -> Finalizer {
 }
 
 /// The secret finalizer, from whether any class references the secret.
-pub fn secret_finalizer(has: bool, referenced: bool) -> Finalizer {
+pub(crate) fn secret_finalizer(has: bool, referenced: bool) -> Finalizer {
     match (has, referenced) {
         (false, true) => Finalizer::Add,
         (true, false) => Finalizer::Remove,
@@ -60,7 +60,11 @@ pub fn secret_finalizer(has: bool, referenced: bool) -> Finalizer {
 }
 
 /// The finalizer list after `change`, or `None` when it stays as it is.
-pub fn finalizers_after(current: &[String], name: &str, change: Finalizer) -> Option<Vec<String>> {
+pub(crate) fn finalizers_after(
+    current: &[String],
+    name: &str,
+    change: Finalizer,
+) -> Option<Vec<String>> {
     match change {
         Finalizer::Add => Some(current.iter().cloned().chain([name.to_string()]).collect()),
         Finalizer::Remove => Some(current.iter().filter(|f| *f != name).cloned().collect()),
@@ -154,7 +158,7 @@ fn references(class: &MachineClass, name: &str, namespace: &str) -> bool {
 
 /// The secret finalizer changes for the whole namespace: each Secret whose
 /// finalizers must change, with its new list.
-pub fn secret_plan<'a>(
+pub(crate) fn secret_plan<'a>(
     secrets: &'a [Arc<Secret>],
     classes: &[Arc<MachineClass>],
 ) -> Vec<(&'a Secret, Vec<String>)> {
@@ -178,7 +182,7 @@ pub fn secret_plan<'a>(
 
 /// Keeps the secret finalizers as [`secret_plan`] says, whenever `wake` is
 /// notified (any class or secret event) and every 10 minutes. Runs until dropped.
-pub async fn keep_secret_finalizers<D>(ctx: Arc<super::Context<D>>, wake: Arc<Notify>) {
+pub(crate) async fn keep_secret_finalizers<D>(ctx: Arc<super::Context<D>>, wake: Arc<Notify>) {
     let secrets_api: Api<Secret> = Api::namespaced(ctx.control.clone(), &ctx.settings.namespace);
     loop {
         if ctx.wait_ready().await.is_err() {
@@ -205,7 +209,7 @@ pub async fn keep_secret_finalizers<D>(ctx: Arc<super::Context<D>>, wake: Arc<No
 }
 
 /// Called by a machine's reconcile: its class must not go while it exists.
-pub async fn ensure_class_finalizer(
+pub(crate) async fn ensure_class_finalizer(
     control: &Client,
     class: &MachineClass,
     finalized: &Finalized,
@@ -252,7 +256,7 @@ pub async fn ensure_class_finalizer(
 
 /// What the class controller reads: the control cluster's classes and
 /// machines, from the machine controller's caches.
-pub struct Watched {
+pub(crate) struct Watched {
     pub control: Client,
     pub namespace: String,
     pub machines: Store<Machine>,
@@ -263,7 +267,7 @@ pub struct Watched {
 
 /// Runs class upkeep until `shutdown` completes, on `changed`: the classes
 /// the machine controller's watch applies (no watch of its own).
-pub async fn run(
+pub(crate) async fn run(
     watched: Watched,
     changed: impl futures::Stream<Item = Arc<MachineClass>> + Send + 'static,
     finalized: Finalized,

@@ -18,7 +18,7 @@ use crate::api::{Machine, MachineClass, PodOnNode};
 use crate::contract::Phase;
 use crate::driver::SecretData;
 
-pub struct Context<D> {
+pub(crate) struct Context<D> {
     pub control: Client,
     /// The cluster the VMs join; none when the controller runs without one.
     pub target: Option<Target>,
@@ -47,7 +47,7 @@ pub struct Context<D> {
 /// Its client and caches exist together or not at all: without a target
 /// (`--target-kubeconfig` not given) the VMs are all there is.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub client: Client,
     /// The same cluster without retries of 429: for an eviction a 429 is a
     /// budget's answer, to report, not to wait out.
@@ -58,12 +58,12 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+    pub(crate) fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.get(&ObjectRef::new(name))
     }
 
     /// Every write to a Node goes through here.
-    pub fn node_writes(&self) -> NodeWrites {
+    pub(crate) fn node_writes(&self) -> NodeWrites {
         NodeWrites::new(self.client.clone())
     }
 }
@@ -71,10 +71,10 @@ impl Target {
 /// Whether the controller is frozen (an API server does not answer), shared by
 /// the check in [`super::safety::freeze`] and every reconcile.
 #[derive(Default)]
-pub struct Frozen(std::sync::atomic::AtomicBool);
+pub(crate) struct Frozen(std::sync::atomic::AtomicBool);
 
 impl Frozen {
-    pub fn get(&self) -> bool {
+    pub(crate) fn get(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
     pub(crate) fn set(&self, frozen: bool) {
@@ -94,13 +94,13 @@ impl Frozen {
 /// wakes every waiter.
 ///
 /// [`reflector`]: kube::runtime::reflector::reflector
-pub struct SyncGate {
+pub(crate) struct SyncGate {
     pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
     tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl SyncGate {
-    pub fn new(caches: &[&'static str]) -> (Arc<Self>, tokio::sync::watch::Receiver<bool>) {
+    pub(crate) fn new(caches: &[&'static str]) -> (Arc<Self>, tokio::sync::watch::Receiver<bool>) {
         let (tx, rx) = tokio::sync::watch::channel(caches.is_empty());
         let gate = SyncGate {
             pending: std::sync::Mutex::new(caches.iter().copied().collect()),
@@ -111,7 +111,7 @@ impl SyncGate {
 
     /// `reflector(writer, stream)`, reporting cache `name` synced once its
     /// first list is in the store.
-    pub fn reflect<K, S>(
+    pub(crate) fn reflect<K, S>(
         self: &Arc<Self>,
         name: &'static str,
         writer: kube::runtime::reflector::store::Writer<K>,
@@ -136,7 +136,7 @@ impl SyncGate {
     }
 
     /// Cache `name` holds its first list (for caches fed outside [`Self::reflect`]).
-    pub fn stored(&self, name: &'static str) {
+    pub(crate) fn stored(&self, name: &'static str) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.remove(name) && pending.is_empty() {
             tracing::debug!("every cache has synced");
@@ -147,7 +147,7 @@ impl SyncGate {
 
 /// Input that keeps a machine from being made: reported on its status and as an Event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
+pub(crate) enum InputError {
     #[error("machine class kind {0:?} is not supported, only \"MachineClass\"")]
     WrongClassKind(String),
     #[error("MachineClass {0:?} not found in namespace {1:?}")]
@@ -161,14 +161,14 @@ pub enum InputError {
 }
 
 impl<D> Context<D> {
-    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+    pub(crate) fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.target.as_ref()?.node(name)
     }
 
     /// Waits until every cache has its first full list, so that a decision never
     /// mistakes "not listed yet" for "absent". One task watches the stores
     /// ([`SyncGate`]).
-    pub async fn wait_ready(&self) -> Result<(), super::Error> {
+    pub(crate) async fn wait_ready(&self) -> Result<(), super::Error> {
         let mut synced = self.synced.clone();
         synced
             .wait_for(|s| *s)
@@ -179,7 +179,7 @@ impl<D> Context<D> {
 
     /// Waits until the machine cache shows `name` in `phase` (or it is gone),
     /// for at most `timeout`; says whether it did.
-    pub async fn wait_for_cached_phase(
+    pub(crate) async fn wait_for_cached_phase(
         &self,
         name: &str,
         phase: &Phase,
@@ -206,7 +206,7 @@ impl<D> Context<D> {
     }
 
     /// The machine's class and the merged data of its secrets (credentials win).
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         machine: &Machine,
     ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
@@ -216,7 +216,7 @@ impl<D> Context<D> {
     /// [`Self::resolve`] for taking a VM down: a Secret that is gone (Gardener
     /// deletes a worker's class Secrets while its machines still terminate) is
     /// read as empty, as MCM does, and never blocks the deletion.
-    pub fn resolve_for_deletion(
+    pub(crate) fn resolve_for_deletion(
         &self,
         machine: &Machine,
     ) -> Result<(Arc<MachineClass>, SecretData), InputError> {
@@ -270,7 +270,7 @@ impl<D> Context<D> {
 
     /// Publishes an Event on the machine in the background: an Event is a
     /// record for people, and no step waits for it. Failures are logged.
-    pub fn event(
+    pub(crate) fn event(
         &self,
         machine: &Machine,
         type_: EventType,
@@ -288,7 +288,7 @@ impl<D> Context<D> {
     }
 
     /// [`Self::event`] for a note decided beforehand.
-    pub fn note(&self, machine: &Machine, mut event: super::events::Note) {
+    pub(crate) fn note(&self, machine: &Machine, mut event: super::events::Note) {
         event.message = truncate(event.message, 1024);
         let events = self.events.clone();
         let reference = machine.object_ref(&());

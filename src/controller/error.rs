@@ -7,18 +7,18 @@ use crate::client::status;
 use crate::driver::{Code, MachineError};
 
 /// Retry classes of MCM (`machineutils.RetryPeriod`).
-pub mod retry {
+pub(crate) mod retry {
     use std::time::Duration;
-    pub const CONFLICT: Duration = Duration::from_millis(200);
-    pub const SHORT: Duration = Duration::from_secs(5);
-    pub const MEDIUM: Duration = Duration::from_secs(3 * 60);
-    pub const LONG: Duration = Duration::from_secs(10 * 60);
+    pub(crate) const CONFLICT: Duration = Duration::from_millis(200);
+    pub(crate) const SHORT: Duration = Duration::from_secs(5);
+    pub(crate) const MEDIUM: Duration = Duration::from_secs(3 * 60);
+    pub(crate) const LONG: Duration = Duration::from_secs(10 * 60);
 }
 
 /// Why a reconcile stopped early. Its [`Category`] is a closed set, used for
 /// the retry, the log level and the metric label.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
@@ -29,7 +29,7 @@ pub enum Error {
 
 /// The kinds of failure a reconcile tells apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Category {
+pub(crate) enum Category {
     /// Another writer came first: our copy was stale, or a name we create was
     /// taken meanwhile. Retried at once (MCM's ConflictRetry).
     Conflict,
@@ -46,7 +46,7 @@ pub enum Category {
 
 impl Category {
     /// The metric label (`machine_controller_reconcile_total{category}`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Category::Conflict => "conflict",
             Category::NotFound => "not_found",
@@ -59,7 +59,7 @@ impl Category {
 }
 
 impl Error {
-    pub fn category(&self) -> Category {
+    pub(crate) fn category(&self) -> Category {
         match self {
             Error::Kube(kube::Error::Api(s))
                 if status::conflict(s) || status::already_exists(s) =>
@@ -75,7 +75,7 @@ impl Error {
     }
 
     /// When to try again.
-    pub fn retry_after(&self) -> Duration {
+    pub(crate) fn retry_after(&self) -> Duration {
         match self.category() {
             Category::Conflict => retry::CONFLICT,
             _ => retry::SHORT,

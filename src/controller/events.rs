@@ -63,7 +63,7 @@ struct Series {
 
 /// What to send for one Event.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Send {
+pub(crate) enum Send {
     Create { name: String },
     Count { name: String, count: i32 },
 }

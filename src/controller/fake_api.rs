@@ -17,7 +17,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]
-pub struct FakeApi(Arc<Mutex<State>>);
+pub(crate) struct FakeApi(Arc<Mutex<State>>);
 
 #[derive(Default)]
 struct State {
@@ -41,7 +41,7 @@ const COLLECTIONS: &[&str] = &[
 
 impl FakeApi {
     /// A client whose every request this fake answers.
-    pub fn client(&self) -> kube::Client {
+    pub(crate) fn client(&self) -> kube::Client {
         let api = self.clone();
         kube::Client::new(
             tower::service_fn(move |req| api.clone().serve(req)),
@@ -50,7 +50,7 @@ impl FakeApi {
     }
 
     /// Stores `object` at `path` (its collection's path and its name).
-    pub fn put(&self, path: &str, object: Value) {
+    pub(crate) fn put(&self, path: &str, object: Value) {
         let mut state = self.lock();
         state.version += 1;
         let mut object = object;
@@ -59,17 +59,17 @@ impl FakeApi {
     }
 
     /// The object at `path`, if there is one.
-    pub fn get(&self, path: &str) -> Option<Value> {
+    pub(crate) fn get(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
     }
 
     /// Every request so far, as "METHOD path".
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.lock().requests.clone()
     }
 
     /// Evictions of the Pod at `pod` are refused, as a budget refuses them (429).
-    pub fn refuse_evictions(&self, pod: &str) {
+    pub(crate) fn refuse_evictions(&self, pod: &str) {
         self.lock().refused_evictions.insert(pod.to_string());
     }
 

@@ -29,23 +29,23 @@
 //! `machine::deletion::run`; the step before it ends its description with the new
 //! step's text.
 
-pub mod bootstrap;
-pub mod class;
-pub mod context;
-pub mod error;
-pub mod events;
+pub(crate) mod bootstrap;
+pub(crate) mod class;
+pub(crate) mod context;
+pub(crate) mod error;
+pub(crate) mod events;
 #[cfg(test)]
 mod fake_api;
-pub mod machine;
-pub mod node;
-pub mod own_writes;
-pub mod safety;
-pub mod settings;
-pub mod status;
-pub mod watches;
-pub mod workers;
-pub mod writes;
+pub(crate) mod machine;
+pub(crate) mod node;
+pub(crate) mod own_writes;
+pub(crate) mod safety;
+pub(crate) mod settings;
+pub(crate) mod status;
+pub(crate) mod watches;
+pub(crate) mod workers;
+pub(crate) mod writes;
 
-pub use context::Context;
-pub use error::Error;
-pub use machine::{error_policy, reconcile};
+pub(crate) use context::Context;
+pub(crate) use error::Error;
+pub(crate) use machine::{error_policy, reconcile};

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use crate::api::Machine;
 
 #[derive(Default)]
-pub struct OwnWrites(Mutex<Written>);
+pub(crate) struct OwnWrites(Mutex<Written>);
 
 #[derive(Default)]
 struct Written {
@@ -40,7 +40,7 @@ impl OwnWrites {
     }
 
     /// Remembers `written`, the machine as the API server returned it.
-    pub fn record(&self, written: &Machine) {
+    pub(crate) fn record(&self, written: &Machine) {
         if let Some(v) = version(written) {
             self.with(|w| {
                 let entry = w.versions.entry(written.name().to_string()).or_insert(v);
@@ -54,14 +54,14 @@ impl OwnWrites {
     /// deletion. (The API server answers such a write with the object as it
     /// was before, so its resourceVersion tells nothing.) Kept by UID: a
     /// machine made again under the same name is another.
-    pub fn record_removed(&self, machine: &Machine) {
+    pub(crate) fn record_removed(&self, machine: &Machine) {
         if let Some(uid) = &machine.metadata.uid {
             self.with(|w| w.removed.insert(uid.clone()));
         }
     }
 
     /// Forgets a machine that is gone or no longer ours.
-    pub fn forget(&self, machine: &Machine) {
+    pub(crate) fn forget(&self, machine: &Machine) {
         self.with(|w| {
             w.versions.remove(machine.name());
             if let Some(uid) = &machine.metadata.uid {
@@ -71,7 +71,7 @@ impl OwnWrites {
     }
 
     /// True when `cached` is older than our last write to it.
-    pub fn outdate(&self, cached: &Machine) -> bool {
+    pub(crate) fn outdate(&self, cached: &Machine) -> bool {
         self.with(|w| {
             if cached
                 .metadata
@@ -99,7 +99,7 @@ impl OwnWrites {
 /// shared by the machines and the upkeep, so that their first writes never
 /// meet (a conflict in one of two runs of 20 machines before).
 #[derive(Clone, Default)]
-pub struct Finalized(pub(crate) std::sync::Arc<tokio::sync::Mutex<HashSet<String>>>);
+pub(crate) struct Finalized(pub(crate) std::sync::Arc<tokio::sync::Mutex<HashSet<String>>>);
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,7 @@ use crate::contract::Phase;
 /// the last Node was Ready. Joining machines are never more than the creations before them,
 /// each woken by a few events of its VM and its Node, so creations keep
 /// moving between them.
-pub struct WorkerPools {
+pub(crate) struct WorkerPools {
     machines: Semaphore,
     deletions: Semaphore,
     /// Held by the one [`Lane::Other`] machine that waits in the machine pool's
@@ -39,7 +39,7 @@ pub struct WorkerPools {
 
 /// Where a machine waits for a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// Being deleted: workers of its own (MCM's termination queue).
     Deletion,
     /// Created and Pending: its VM exists and its Node is awaited, so its next
@@ -50,7 +50,7 @@ pub enum Lane {
 }
 
 impl Lane {
-    pub fn of(machine: &Machine) -> Lane {
+    pub(crate) fn of(machine: &Machine) -> Lane {
         if machine.is_deleting() {
             Lane::Deletion
         } else if !machine.spec.provider_id.is_empty() && machine.phase() == Some(&Phase::Pending) {
@@ -62,7 +62,7 @@ impl Lane {
 }
 
 impl WorkerPools {
-    pub fn new(concurrency: u16) -> Self {
+    pub(crate) fn new(concurrency: u16) -> Self {
         let n = usize::from(concurrency.max(1));
         WorkerPools {
             machines: Semaphore::new(n),
@@ -80,7 +80,7 @@ impl WorkerPools {
     /// and then what it has become meanwhile is what counts: None if it is
     /// gone (as the Controller skips a key no longer in the store), since its
     /// old copy would repeat a finished deletion.
-    pub async fn turn(
+    pub(crate) async fn turn(
         &self,
         machine: Arc<Machine>,
         own_writes: &OwnWrites,
@@ -96,7 +96,7 @@ impl WorkerPools {
     }
 
     /// A worker for `machine`, held until dropped.
-    pub async fn worker(&self, machine: &Machine) -> Option<SemaphorePermit<'_>> {
+    pub(crate) async fn worker(&self, machine: &Machine) -> Option<SemaphorePermit<'_>> {
         // The semaphores are never closed.
         match Lane::of(machine) {
             Lane::Deletion => self.deletions.acquire().await.ok(),

@@ -15,10 +15,10 @@ use super::status::{StatusChange, now};
 use crate::api::{CurrentStatus, LastOperation, Machine};
 use crate::contract::{MACHINE_FINALIZER, Phase};
 
-pub use crate::client::{ignore_not_found, patch_params as params};
+pub(crate) use crate::client::{ignore_not_found, patch_params as params};
 
 /// The finalizer list with ours added (`Some`), or `None` when it is there.
-pub fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {
+pub(crate) fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {
     if machine.has_finalizer(MACHINE_FINALIZER) {
         return None;
     }
@@ -28,7 +28,7 @@ pub fn with_finalizer(machine: &Machine) -> Option<Vec<String>> {
 }
 
 /// The finalizer list without ours.
-pub fn without_finalizer(machine: &Machine) -> Vec<String> {
+pub(crate) fn without_finalizer(machine: &Machine) -> Vec<String> {
     machine
         .metadata
         .finalizers
@@ -40,12 +40,12 @@ pub fn without_finalizer(machine: &Machine) -> Vec<String> {
 }
 
 impl<D> Context<D> {
-    pub fn machine_api(&self) -> Api<Machine> {
+    pub(crate) fn machine_api(&self) -> Api<Machine> {
         Api::namespaced(self.control.clone(), &self.settings.namespace)
     }
 
     /// A merge patch of machine `name`, remembered as our own write.
-    pub async fn patch_machine(
+    pub(crate) async fn patch_machine(
         &self,
         name: &str,
         patch: &serde_json::Value,
@@ -59,7 +59,7 @@ impl<D> Context<D> {
     }
 
     /// [`write()`], remembered as our own write.
-    pub async fn write_status(
+    pub(crate) async fn write_status(
         &self,
         machine: &Machine,
         change: &StatusChange,
@@ -73,7 +73,7 @@ impl<D> Context<D> {
 
     /// Sets (or, `None`, clears) the machine's `preserveExpiryTime`, keeping
     /// the rest of its current status, guarded by its resourceVersion.
-    pub async fn set_preserve_expiry(
+    pub(crate) async fn set_preserve_expiry(
         &self,
         machine: &Machine,
         expiry: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
@@ -94,7 +94,7 @@ impl<D> Context<D> {
     }
 
     /// Sets the machine's finalizers to `finalizers`, guarded by its resourceVersion.
-    pub async fn set_finalizers(
+    pub(crate) async fn set_finalizers(
         &self,
         machine: &Machine,
         finalizers: Vec<String>,
@@ -108,7 +108,7 @@ impl<D> Context<D> {
 }
 
 /// Writes `change` unless it is a no-op; returns the machine as written.
-pub async fn write(
+pub(crate) async fn write(
     api: &Api<Machine>,
     machine: &Machine,
     change: &StatusChange,

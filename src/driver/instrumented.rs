@@ -18,13 +18,13 @@ use crate::metrics::{Metrics, Outcome};
 
 /// A driver whose calls are counted and timed under MCM's `mcm_cloud_api_driver_*`
 /// names; everything else is the inner driver's.
-pub struct InstrumentedDriver<D> {
+pub(crate) struct InstrumentedDriver<D> {
     inner: D,
     metrics: Arc<Metrics>,
 }
 
 impl<D: Driver> InstrumentedDriver<D> {
-    pub fn new(inner: D, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(inner: D, metrics: Arc<Metrics>) -> Self {
         InstrumentedDriver { inner, metrics }
     }
 

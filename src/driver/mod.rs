@@ -4,8 +4,8 @@
 //! The driver interface of MCM (`pkg/util/provider/driver`): six calls a provider
 //! implements, and errors that carry a machine code.
 
-pub mod instrumented;
-pub mod local;
+pub(crate) mod instrumented;
+pub(crate) mod local;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,7 +134,7 @@ impl MachineError {
 }
 
 /// Merged data of the class's secrets (credentials win).
-pub type SecretData = BTreeMap<String, Vec<u8>>;
+pub(crate) type SecretData = BTreeMap<String, Vec<u8>>;
 
 pub struct MachineRequest<'a> {
     pub machine: &'a Machine,
@@ -189,7 +189,7 @@ pub struct VmWatch {
 }
 
 /// providerID -> machine name.
-pub type MachineList = BTreeMap<String, String>;
+pub(crate) type MachineList = BTreeMap<String, String>;
 
 /// What a live read says of one VM: enough to judge whether it may be deleted
 /// as an orphan, and to delete exactly that VM and no successor of the same name.
@@ -204,7 +204,7 @@ pub struct VmFacts {
     pub control_namespace: Option<String>,
 }
 
-pub type DriverResult<T> = Result<T, MachineError>;
+pub(crate) type DriverResult<T> = Result<T, MachineError>;
 
 /// Not in MCM: what keeps a VM from running, as [`Driver::vm_trouble`] tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use crate::contract::{NODE_LABEL, Phase};
 
 /// MCM's phase codes of `mcm_machine_current_status_phase`; other phases, and
 /// none, are 0.
-pub fn phase_value(phase: Option<&Phase>) -> i64 {
+pub(crate) fn phase_value(phase: Option<&Phase>) -> i64 {
     match phase {
         Some(Phase::Terminating) => -4,
         Some(Phase::Failed) => -3,
@@ -40,7 +40,7 @@ fn condition_value(status: &str) -> i64 {
 }
 
 /// The labels of `mcm_machine_info`, in MCM's order; missing values are empty.
-pub fn info_labels(m: &Machine) -> [(&'static str, String); 8] {
+pub(crate) fn info_labels(m: &Machine) -> [(&'static str, String); 8] {
     [
         ("name", m.name().to_string()),
         (

@@ -11,7 +11,7 @@ use crate::contract::{OpType, Phase};
 
 /// A step of a machine's life whose duration is observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
+pub(crate) enum Lifecycle {
     /// Creation timestamp → the VM exists (Pending, or Available without a target).
     Created,
     /// Creation timestamp → first Running.
@@ -24,7 +24,7 @@ pub enum Lifecycle {
 /// with how long it took. Observing transitions of the watched object, rather than
 /// hooks in the flows, counts each step once however often it is retried, and
 /// whichever controller made it.
-pub fn lifecycle(
+pub(crate) fn lifecycle(
     old: Option<&Machine>,
     new: &Machine,
     deleted: bool,

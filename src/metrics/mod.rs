@@ -16,10 +16,10 @@
 //! - [`workqueue`]: `mcm_workqueue_*` of the machine queue; [`process`]: `process_*`;
 //! - the driver's calls are counted by [`crate::driver::instrumented`].
 
-pub mod collector;
-pub mod lifecycle;
-pub mod process;
-pub mod workqueue;
+pub(crate) mod collector;
+pub(crate) mod lifecycle;
+pub(crate) mod process;
+pub(crate) mod workqueue;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,11 +37,10 @@ use prometheus_client::registry::Registry;
 use crate::api::Machine;
 
 use collector::MachineCollector;
-pub use collector::{info_labels, phase_value};
-pub use lifecycle::{Lifecycle, lifecycle};
+pub(crate) use lifecycle::{Lifecycle, lifecycle};
 
 /// Content type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DriverLabels {
@@ -329,6 +328,7 @@ mod tests {
     use super::*;
     use crate::contract::{OpType, Phase};
     use crate::driver::Code;
+    use collector::{info_labels, phase_value};
     use k8s_openapi::api::core::v1::NodeCondition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

@@ -19,10 +19,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 const TICKS: f64 = 100.0;
 
 #[derive(Debug, Default)]
-pub struct ProcessCollector;
+pub(crate) struct ProcessCollector;
 
 /// The soft "Max open files" limit from `/proc/self/limits`.
-pub fn max_fds(limits: &str) -> Option<i64> {
+pub(crate) fn max_fds(limits: &str) -> Option<i64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]
         .split_whitespace()
@@ -32,7 +32,7 @@ pub fn max_fds(limits: &str) -> Option<i64> {
 }
 
 /// Resident memory in bytes, from `VmRSS` of `/proc/self/status` (in kB there).
-pub fn resident_bytes(status: &str) -> Option<i64> {
+pub(crate) fn resident_bytes(status: &str) -> Option<i64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: i64 = line["VmRSS:".len()..]
         .split_whitespace()
@@ -43,7 +43,7 @@ pub fn resident_bytes(status: &str) -> Option<i64> {
 }
 
 /// CPU seconds (user and system) from `/proc/self/stat`.
-pub fn cpu_seconds(stat: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(stat: &str) -> Option<f64> {
     // The command may hold spaces and parentheses: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

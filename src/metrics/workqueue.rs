@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// The queue's name label.
-pub const QUEUE: &str = "machine";
+pub(crate) const QUEUE: &str = "machine";
 
 #[derive(Debug, Default)]
 struct State {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use mcm_local::api::Machine;
-use mcm_local::controller::settings::Settings;
-use mcm_local::controller::watches::{self, Clients};
-use mcm_local::driver::local::LocalDriver;
+use mcm_local::embed::LocalDriver;
+use mcm_local::embed::Settings;
+use mcm_local::embed::{self, Clients};
 use tokio::sync::oneshot;
 
 use super::cluster::{Cluster, repo_root};
@@ -189,7 +189,7 @@ fn start_on(
     let (stop, stopped) = oneshot::channel::<()>();
     let driver = LocalDriver::new(clients.target.as_ref().map(|t| t.client.clone()))
         .with_cloud_profile(cloud_profile);
-    let task = tokio::spawn(watches::run(
+    let task = tokio::spawn(embed::run(
         clients,
         driver,
         settings,

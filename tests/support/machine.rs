@@ -268,7 +268,7 @@ pub fn token_of_machines(
 ) -> impl Fn(&Secret) -> bool + Send + Sync + 'static {
     let ours: std::collections::BTreeSet<String> = machines
         .iter()
-        .map(|m| mcm_local::controller::bootstrap::secret_name(ns, m))
+        .map(|m| mcm_local::payload::bootstrap::secret_name(ns, m))
         .collect();
     let machines = machines.to_vec();
     move |t: &Secret| {

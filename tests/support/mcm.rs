@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use mcm_local::api::Machine;
 use mcm_local::contract::Phase;
-use mcm_local::controller::settings::Settings;
+use mcm_local::embed::Settings;
 use mcm_local::machine_resource;
 use serde::{Deserialize, Serialize};
 

@@ -32,7 +32,7 @@ async fn kubelet_is_back(nodes: &Api<Node>, name: &str) {
 }
 
 async fn set_ready(nodes: &Api<Node>, name: &str, status: &str) {
-    let now = mcm_local::controller::status::now();
+    let now = mcm_local::payload::now();
     let condition = NodeCondition {
         type_: "Ready".into(),
         status: status.into(),

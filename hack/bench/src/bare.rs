@@ -24,8 +24,8 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::watcher;
 use mcm_local::api::provider_spec::LocalProviderSpec;
-use mcm_local::controller::bootstrap;
-use mcm_local::driver::local::build;
+use mcm_local::payload::bootstrap;
+use mcm_local::payload::build;
 use tokio::time::Instant;
 
 use crate::Options;

@@ -26,11 +26,11 @@ use mcm_local::api::Machine;
 use mcm_local::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, OpState, OpType, Phase, text,
 };
-use mcm_local::controller::events::{EventType, Events, Note};
-use mcm_local::controller::machine::creation::plan::labels_patch;
-use mcm_local::controller::node::patch_for;
-use mcm_local::controller::status::{StatusChange, now};
-use mcm_local::controller::writes::{params, status_patch};
+use mcm_local::payload::labels_patch;
+use mcm_local::payload::node_patch;
+use mcm_local::payload::{EventType, Events, Note};
+use mcm_local::payload::{StatusChange, now};
+use mcm_local::payload::{params, status_patch};
 use serde_json::json;
 
 use crate::Options;
@@ -170,7 +170,7 @@ impl Floor {
             ..Default::default()
         };
         let label = async {
-            let Some(patch) = patch_for(&machine, &registered) else {
+            let Some(patch) = node_patch(&machine, &registered) else {
                 return Ok(());
             };
             self.nodes

@@ -5,7 +5,7 @@
 //! providerID and node name, then mark the machine Pending. [`plan`] decides
 //! each step from what was observed; this module only observes and acts.
 
-pub mod plan;
+pub(crate) mod plan;
 
 use kube::runtime::controller::Action;
 
@@ -21,7 +21,7 @@ use plan::{Call, Failure, Finish, Given, Invalid, Made, Record, Stale, Start};
 
 /// One pass of creation: GetMachineStatus, then CreateMachine or
 /// InitializeMachine if the plan says so, then what is recorded of the VM.
-pub async fn run<D: Driver>(
+pub(crate) async fn run<D: Driver>(
     ctx: &Context<D>,
     mut machine: Machine,
     class: &MachineClass,
@@ -154,7 +154,7 @@ async fn remove_stale<D: Driver>(
 }
 
 /// Records a provider failure as MCM does: CrashLoopBackOff, or Failed past the creation timeout.
-pub async fn failed<D>(
+pub(crate) async fn failed<D>(
     ctx: &Context<D>,
     machine: &Machine,
     err: MachineError,
@@ -174,7 +174,7 @@ async fn fail<D>(ctx: &Context<D>, machine: &Machine, failure: Failure) -> Resul
 
 /// Input that keeps the machine from being created: status and Event, and a
 /// watch on the class and its secrets brings us back when it is fixed.
-pub async fn report_input<D>(
+pub(crate) async fn report_input<D>(
     ctx: &Context<D>,
     machine: &Machine,
     problem: &InputError,

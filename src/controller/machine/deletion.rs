@@ -35,7 +35,7 @@ use crate::driver::{
 
 /// The step a deleting machine is at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     SetTerminating,
     GetVmStatus,
     Drain,
@@ -46,7 +46,7 @@ pub enum Step {
 }
 
 /// Reads the step from the machine, in MCM's order of precedence.
-pub fn current_step(machine: &Machine) -> Step {
+pub(crate) fn current_step(machine: &Machine) -> Step {
     if machine.phase() != Some(&Phase::Terminating) {
         return Step::SetTerminating;
     }
@@ -72,7 +72,7 @@ fn delete_op(description: impl Into<String>, st: OpState) -> StatusChange {
 }
 
 /// After looking up the VM of a machine that has no node label.
-pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, Duration) {
+pub(crate) fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, Duration) {
     match result {
         Ok(_) => (
             delete_op(step::INITIATE_DRAIN, OpState::Processing),
@@ -104,7 +104,7 @@ pub fn after_vm_status(result: Result<String, MachineError>) -> (StatusChange, D
 }
 
 /// After asking the driver to delete the VM.
-pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Duration) {
+pub(crate) fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Duration) {
     match result {
         Ok(()) => (
             delete_op(text::vm_deleted(), OpState::Processing),
@@ -127,7 +127,7 @@ pub fn after_vm_deletion(result: &Result<(), MachineError>) -> (StatusChange, Du
 
 /// A machine without providerID whose class the driver rejects never got a VM:
 /// its deletion must not wait for a class that cannot work.
-pub fn never_created(machine: &Machine, e: MachineError) -> MachineError {
+pub(crate) fn never_created(machine: &Machine, e: MachineError) -> MachineError {
     if machine.spec.provider_id.is_empty() && e.code == Code::InvalidArgument {
         MachineError::new(Code::NotFound, format!("no VM was created: {}", e.message))
     } else {
@@ -137,7 +137,7 @@ pub fn never_created(machine: &Machine, e: MachineError) -> MachineError {
 
 /// What one step of a deletion pass did.
 #[derive(Debug, PartialEq)]
-pub enum Stepped {
+pub(crate) enum Stepped {
     /// The step is done: go straight on with the step `change` names, in the
     /// same pass, and write `change` only if the pass stops before the end.
     Next(StatusChange),
@@ -150,7 +150,7 @@ pub enum Stepped {
 
 /// A step's status change and retry as an outcome: a failure stops the pass
 /// (it is written, with its Event, and retried after `wait`); progress goes on.
-pub fn stepped((change, wait): (StatusChange, Duration)) -> Stepped {
+pub(crate) fn stepped((change, wait): (StatusChange, Duration)) -> Stepped {
     if change.state == OpState::Failed {
         Stepped::Stop(Some(change), wait)
     } else {
@@ -160,7 +160,7 @@ pub fn stepped((change, wait): (StatusChange, Duration)) -> Stepped {
 
 /// The change a pass writes when it stops: the last step's, carrying a phase an
 /// earlier step of the pass set but did not write (Terminating).
-pub fn unwritten(earlier: Option<StatusChange>, last: StatusChange) -> StatusChange {
+pub(crate) fn unwritten(earlier: Option<StatusChange>, last: StatusChange) -> StatusChange {
     let phase = last.phase.or(earlier.and_then(|e| e.phase));
     StatusChange { phase, ..last }
 }
@@ -181,7 +181,7 @@ fn advanced(mut machine: Machine, change: &StatusChange) -> Machine {
 /// and loses nothing, while each skipped write spares the API server a request
 /// and every watcher of the machine an event. MCM writes after every step and
 /// requeues; either controller resumes from the step the other wrote.
-pub async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action, Error> {
+pub(crate) async fn run<D: Driver>(ctx: &Context<D>, machine: Machine) -> Result<Action, Error> {
     if !machine.has_finalizer(MACHINE_FINALIZER) {
         // Not ours to clean up (or already done): the API server removes the object.
         return Ok(Action::await_change());
@@ -370,7 +370,7 @@ async fn delete_vm<D: Driver>(ctx: &Context<D>, at: &Machine) -> Result<Stepped,
 /// After a forced drain, the node's VolumeAttachments go before the VM, in
 /// MCM's words: `live` is how many were found (and deleted), or why they could
 /// not be listed; neither stops the deletion.
-pub fn after_volume_attachments(node: &str, live: Result<usize, String>) -> StatusChange {
+pub(crate) fn after_volume_attachments(node: &str, live: Result<usize, String>) -> StatusChange {
     let d = match live {
         Err(e) => text::volume_attachments_skipped(&e),
         Ok(0) => text::no_live_volume_attachments(node),

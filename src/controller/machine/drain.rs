@@ -11,7 +11,7 @@
 //! its failure type read best beside the deletion pass that uses them; a
 //! third is tests.
 
-pub mod plan;
+pub(crate) mod plan;
 
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use crate::controller::events::EventType;
 use crate::controller::node::writes::NodeWrites;
 use crate::controller::status::{StatusChange, now};
 use plan::{Answer, Limits, Mode, Next, PodAction};
-pub use plan::{MIRROR_ANNOTATION, PDB_RETRY, Progress, Purpose, is_drainable};
+pub(crate) use plan::{MIRROR_ANNOTATION, PDB_RETRY, Progress, Purpose};
 
 /// The limits of `machine`'s drains, from its settings.
 fn limits<D>(ctx: &Context<D>, machine: &Machine) -> Limits {
@@ -44,7 +44,10 @@ fn limits<D>(ctx: &Context<D>, machine: &Machine) -> Limits {
 }
 
 /// The Terminating condition to put on the node.
-pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>) -> NodeCondition {
+pub(crate) fn terminating_condition(
+    machine: &Machine,
+    existing: Option<&NodeCondition>,
+) -> NodeCondition {
     let (reason, message) = match existing {
         Some(c) if machine.phase() == Some(&Phase::Terminating) && c.status == "True" => (
             c.reason.clone().unwrap_or_default(),
@@ -75,7 +78,7 @@ pub fn terminating_condition(machine: &Machine, existing: Option<&NodeCondition>
 
 /// The end of one drain pass.
 #[derive(Debug, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The step is over: write this and go on.
     Finished(StatusChange, Duration),
     /// Still draining: look again after this long (Pods leaving, or a budget said no).
@@ -90,7 +93,7 @@ fn done(description: String, st: OpState) -> Outcome {
 }
 
 /// Runs one pass of a deleting machine's drain.
-pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Error> {
+pub(crate) async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Error> {
     let (Some(node_name), Some(target)) = (machine.node_name(), &ctx.target) else {
         return Ok(done(
             text::drain_skipped_no_node_name(),
@@ -129,7 +132,7 @@ pub async fn run<D>(ctx: &Context<D>, machine: &Machine) -> Result<Outcome, Erro
 
 /// Where a drain pass's evictions leave the deletion, in MCM's words: done
 /// (on to the VM, or, forced, to the VolumeAttachments), again later, or failed.
-pub fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome {
+pub(crate) fn after_evictions(result: Result<Progress, String>, force: bool) -> Outcome {
     match result {
         Ok(Progress::Done) if force => done(text::force_drain_successful(), OpState::Processing),
         Ok(Progress::Done) => done(text::drain_successful(), OpState::Processing),
@@ -166,7 +169,7 @@ async fn mark_and_cordon(
 /// (`drainNodeForInPlace`) or of a preserved machine's Node
 /// (`drainPreservedNode`): no Terminating condition, as MCM. Forced, budgets
 /// aside, only for [`plan::force`]'s reasons, each on the purpose's own clock.
-pub async fn cordon_and_evict<D>(
+pub(crate) async fn cordon_and_evict<D>(
     ctx: &Context<D>,
     purpose: Purpose,
     machine: &Machine,
@@ -191,7 +194,7 @@ pub async fn cordon_and_evict<D>(
 }
 
 /// The Pods bound to `node`, of all of the target's Pods.
-pub fn pods_on(pods: &[std::sync::Arc<PodOnNode>], node: &str) -> Vec<PodOnNode> {
+pub(crate) fn pods_on(pods: &[std::sync::Arc<PodOnNode>], node: &str) -> Vec<PodOnNode> {
     pods.iter()
         .filter(|p| node_of(p) == Some(node))
         .map(|p| (**p).clone())
@@ -199,13 +202,13 @@ pub fn pods_on(pods: &[std::sync::Arc<PodOnNode>], node: &str) -> Vec<PodOnNode>
 }
 
 /// The node a Pod is bound to.
-pub fn node_of(pod: &PodOnNode) -> Option<&str> {
+pub(crate) fn node_of(pod: &PodOnNode) -> Option<&str> {
     pod.node_name()
 }
 
 /// What the drain reads of a Pod (identity, owner, mirror annotation, deletion,
 /// node), for a cache of every Pod of the target that stays small.
-pub fn trim_pod(pod: &mut PodOnNode) {
+pub(crate) fn trim_pod(pod: &mut PodOnNode) {
     let meta = &mut pod.metadata;
     meta.managed_fields = None;
     meta.labels = None;
@@ -218,7 +221,7 @@ pub fn trim_pod(pod: &mut PodOnNode) {
 /// A drain pass that could not go on: the API said no, or budgets that can
 /// never allow an eviction (MCM's errors, joined as Go joins several).
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     Api(kube::Error),
     Budgets(Vec<String>),
 }
@@ -340,6 +343,7 @@ async fn budget_of(target: &Client, ns: &str, pod: &str) -> Option<PodDisruption
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plan::is_drainable;
 
     #[test]
     fn each_drain_outcome_in_mcm_words() {

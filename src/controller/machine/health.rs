@@ -21,7 +21,7 @@ use crate::duration::{age, format_go};
 
 /// What the health check wants done.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct HealthPlan {
+pub(crate) struct HealthPlan {
     pub change: Option<StatusChange>,
     /// The machine joined for the first time: delete its token, record the duration.
     pub joined_after: Option<Duration>,
@@ -30,7 +30,7 @@ pub struct HealthPlan {
 }
 
 /// Healthy: conditions present, Ready True, every configured condition False.
-pub fn is_healthy(conditions: &[NodeCondition], watched: &[String]) -> bool {
+pub(crate) fn is_healthy(conditions: &[NodeCondition], watched: &[String]) -> bool {
     !conditions.is_empty()
         && conditions.iter().all(|c| {
             (c.type_ != "Ready" || c.status == "True")
@@ -40,7 +40,7 @@ pub fn is_healthy(conditions: &[NodeCondition], watched: &[String]) -> bool {
 
 /// The Node still waits for its critical components (MCM's
 /// `criticalComponentsNotReadyTaintPresent`: the taint with effect NoSchedule).
-pub fn critical_components_not_ready(node: &Node) -> bool {
+pub(crate) fn critical_components_not_ready(node: &Node) -> bool {
     node.spec
         .as_ref()
         .and_then(|s| s.taints.as_ref())
@@ -54,7 +54,7 @@ pub fn critical_components_not_ready(node: &Node) -> bool {
 /// Conditions changed in a way MCM cares about: a type added or removed, a
 /// status flipped, or the in-place update's reason moved (MCM's
 /// `nodeConditionsHaveChanged`; its MachineSet reads that reason on the machine).
-pub fn conditions_changed(old: &[NodeCondition], new: &[NodeCondition]) -> bool {
+pub(crate) fn conditions_changed(old: &[NodeCondition], new: &[NodeCondition]) -> bool {
     let find = |list: &'_ [NodeCondition], t: &str| list.iter().find(|c| c.type_ == t).cloned();
     new.iter().any(|c| match find(old, &c.type_) {
         None => true,
@@ -66,7 +66,7 @@ pub fn conditions_changed(old: &[NodeCondition], new: &[NodeCondition]) -> bool 
 }
 
 /// Conditions in a short readable form for descriptions.
-pub fn format_conditions(conditions: &[NodeCondition]) -> String {
+pub(crate) fn format_conditions(conditions: &[NodeCondition]) -> String {
     let parts: Vec<String> = conditions
         .iter()
         .map(|c| {
@@ -84,7 +84,7 @@ pub fn format_conditions(conditions: &[NodeCondition]) -> String {
 
 /// Whether this machine may be marked Failed without two machines of one
 /// MachineDeployment being replaced at once (MCM's meltdown protection).
-pub fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bool {
+pub(crate) fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bool {
     let Some(deployment) = machine
         .label(DEPLOYMENT_NAME_LABEL)
         .filter(|d| !d.is_empty())
@@ -109,7 +109,7 @@ pub fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bo
 
 /// The change marks the machine Failed after the health timeout (from Unknown
 /// or InPlaceUpdateFailed): MCM takes it only under the deployment's permit.
-pub fn needs_meltdown_permit(machine: &Machine, change: &StatusChange) -> bool {
+pub(crate) fn needs_meltdown_permit(machine: &Machine, change: &StatusChange) -> bool {
     change.phase == Some(Phase::Failed)
         && matches!(
             machine.phase(),
@@ -119,7 +119,7 @@ pub fn needs_meltdown_permit(machine: &Machine, change: &StatusChange) -> bool {
 
 /// Decides the health step for a machine that has a node label and a phase:
 /// what its Node says first, then the timeouts of a machine still waiting.
-pub fn decide(
+pub(crate) fn decide(
     machine: &Machine,
     node: Option<&Node>,
     settings: &Settings,

@@ -25,7 +25,7 @@ use crate::controller::error::{Error, retry};
 use crate::controller::status::{StatusChange, now};
 
 /// The Node's `InPlaceUpdate` condition, if any.
-pub fn condition(node: &Node) -> Option<&NodeCondition> {
+pub(crate) fn condition(node: &Node) -> Option<&NodeCondition> {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -34,7 +34,7 @@ pub fn condition(node: &Node) -> Option<&NodeCondition> {
 
 /// What the Node's labels ask of the condition (MCM's
 /// `updateNodeConditionBasedOnLabel`): a new reason and message, or nothing.
-pub fn label_step(node: &Node) -> Option<(&'static str, String)> {
+pub(crate) fn label_step(node: &Node) -> Option<(&'static str, String)> {
     let labels = node.labels();
     if !labels.contains_key(inplace::CANDIDATE_LABEL) {
         return None;
@@ -76,7 +76,7 @@ fn failed_reason(node: &Node) -> &str {
 
 /// What the condition's reason calls for (MCM's `inPlaceUpdate`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Nothing to do for an update.
     Nothing,
     /// Selected: drain the Node.
@@ -87,7 +87,7 @@ pub enum Step {
     AwaitUpdate,
 }
 
-pub fn condition_step(reason: Option<&str>) -> Step {
+pub(crate) fn condition_step(reason: Option<&str>) -> Step {
     match reason {
         Some(inplace::SELECTED) => Step::Drain,
         Some(inplace::DRAINED) => Step::MarkReady,
@@ -97,7 +97,7 @@ pub fn condition_step(reason: Option<&str>) -> Step {
 }
 
 /// The machine's status once its Node is drained for the update.
-pub fn updating(machine: &str) -> StatusChange {
+pub(crate) fn updating(machine: &str) -> StatusChange {
     StatusChange::new(
         text::in_place_updating(machine),
         OpState::Processing,
@@ -108,7 +108,7 @@ pub fn updating(machine: &str) -> StatusChange {
 
 /// What health writes once gardener-node-agent labelled the result, for a
 /// machine InPlaceUpdating or InPlaceUpdateFailed.
-pub fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
+pub(crate) fn result_change(machine: &Machine, node: &Node) -> Option<StatusChange> {
     let name = machine.name();
     match node.labels().get(inplace::RESULT_LABEL).map(String::as_str) {
         Some(inplace::RESULT_SUCCESSFUL)
@@ -150,7 +150,7 @@ fn node_condition(reason: &str, message: String) -> NodeCondition {
 
 /// Carries out the in-place steps for `machine` with `node`; returns when to
 /// look again, if sooner than usual.
-pub async fn run<D>(
+pub(crate) async fn run<D>(
     ctx: &Context<D>,
     machine: &Machine,
     node: &Node,

@@ -18,17 +18,17 @@ use std::time::Duration;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// How long a reconcile waits for a deployment's permit before it retries later.
-pub const PERMIT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PERMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the holder waits for the cache to show its write.
-pub const CACHE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CACHE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One permit per MachineDeployment.
 #[derive(Debug, Default)]
-pub struct Permits(Mutex<HashMap<String, Arc<AsyncMutex<()>>>>);
+pub(crate) struct Permits(Mutex<HashMap<String, Arc<AsyncMutex<()>>>>);
 
 impl Permits {
     /// The permit of `deployment`, or `None` after [`PERMIT_TIMEOUT`].
-    pub async fn take(&self, deployment: &str) -> Option<OwnedMutexGuard<()>> {
+    pub(crate) async fn take(&self, deployment: &str) -> Option<OwnedMutexGuard<()>> {
         self.take_within(deployment, PERMIT_TIMEOUT).await
     }
 

@@ -6,14 +6,14 @@
 //! VM. Each step decides in a pure function (see the modules below) and acts
 //! through the context.
 
-pub mod creation;
-pub mod deletion;
-pub mod drain;
-pub mod health;
-pub mod inplace;
-pub mod meltdown;
-pub mod preservation;
-pub mod trouble;
+pub(crate) mod creation;
+pub(crate) mod deletion;
+pub(crate) mod drain;
+pub(crate) mod health;
+pub(crate) mod inplace;
+pub(crate) mod meltdown;
+pub(crate) mod preservation;
+pub(crate) mod trouble;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ macro_rules! stage {
 /// One pass over one machine, as a list of stages in MCM's order. Everything
 /// logged inside carries the machine's name through the span.
 #[tracing::instrument(skip_all, fields(machine = %machine.name()))]
-pub async fn reconcile<D: Driver>(
+pub(crate) async fn reconcile<D: Driver>(
     machine: Arc<Machine>,
     ctx: Arc<Context<D>>,
 ) -> Result<Action, Error> {
@@ -329,7 +329,11 @@ async fn joined<D>(ctx: &Context<D>, machine: &Machine, took: Duration) -> Resul
 }
 
 /// Requeue after a failed reconcile; the error is logged and counted.
-pub fn error_policy<D>(machine: Arc<Machine>, error: &Error, _ctx: Arc<Context<D>>) -> Action {
+pub(crate) fn error_policy<D>(
+    machine: Arc<Machine>,
+    error: &Error,
+    _ctx: Arc<Context<D>>,
+) -> Action {
     let wait = error.retry_after();
     match error.category() {
         Category::Conflict => tracing::debug!(machine = machine.name(), "conflict, retrying"),

@@ -31,7 +31,7 @@ use crate::controller::status::now;
 
 /// The values of the preserve annotation; anything else is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     Now,
     WhenFailed,
     AutoPreserved,
@@ -39,7 +39,7 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn parse(text: &str) -> Option<Value> {
+    pub(crate) fn parse(text: &str) -> Option<Value> {
         match text {
             "now" => Some(Value::Now),
             "when-failed" => Some(Value::WhenFailed),
@@ -52,7 +52,7 @@ impl Value {
 
 /// What preservation does for a machine this time.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Not preservation-bound (no annotation, no expiry): nothing.
     Nothing,
     /// The Node's annotation is invalid: nothing is done, as in MCM.
@@ -66,7 +66,7 @@ pub enum Plan {
 
 /// A [`Plan`] and what follows it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub plan: Plan,
     /// Preserved and running (again): the Node is uncordoned.
     pub uncordon: bool,
@@ -87,7 +87,7 @@ impl Decision {
 
 /// Reads the annotations of `machine` and its `node` (`None`: no node label,
 /// or the Node is gone), and decides as MCM does.
-pub fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> Decision {
+pub(crate) fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> Decision {
     let machine_raw = machine.annotation(preserve::ANNOTATION);
     let machine_value = machine_raw.and_then(Value::parse);
     if let Some(raw) = machine_raw
@@ -162,7 +162,7 @@ pub fn decide(machine: &Machine, node: Option<&Node>, now: jiff::Timestamp) -> D
 /// it comes, and ending the preservation is that change. (MCM's machine
 /// controller looks again only on its 10-minute retry, so it ends a preservation
 /// up to 10 minutes late; we end it on time.)
-pub fn until_expiry(machine: &Machine, now: jiff::Timestamp) -> Option<std::time::Duration> {
+pub(crate) fn until_expiry(machine: &Machine, now: jiff::Timestamp) -> Option<std::time::Duration> {
     let expiry = machine
         .status
         .current_status
@@ -174,7 +174,7 @@ pub fn until_expiry(machine: &Machine, now: jiff::Timestamp) -> Option<std::time
 
 /// Whether a preserved machine's Node is to be drained: when Failed, until a
 /// drain succeeded.
-pub fn should_drain(machine: &Machine, existing: Option<&NodeCondition>) -> bool {
+pub(crate) fn should_drain(machine: &Machine, existing: Option<&NodeCondition>) -> bool {
     machine.phase() == Some(&Phase::Failed)
         && existing.is_none_or(|c| {
             !c.message
@@ -192,7 +192,7 @@ fn go_time(t: &jiff::Timestamp) -> String {
 /// MCM's `computeNewNodePreservedCondition`: the `Preserved` condition for the
 /// Node given the drain's outcome (`None`: no drain this time), and whether it
 /// needs writing.
-pub fn preserved_condition(
+pub(crate) fn preserved_condition(
     machine: &Machine,
     value: Value,
     drained: Option<bool>,
@@ -242,7 +242,7 @@ pub fn preserved_condition(
 }
 
 /// The `Preserved` condition that says preservation has stopped.
-pub fn stopped_condition() -> NodeCondition {
+pub(crate) fn stopped_condition() -> NodeCondition {
     NodeCondition {
         type_: preserve::CONDITION.into(),
         status: "False".into(),
@@ -256,7 +256,7 @@ pub fn stopped_condition() -> NodeCondition {
 
 /// Looks at `machine`'s preservation and carries out what [`decide`] says;
 /// returns a sooner requeue while a preserved Node is still being drained.
-pub async fn run<D>(
+pub(crate) async fn run<D>(
     ctx: &Context<D>,
     machine: &Machine,
 ) -> Result<Option<std::time::Duration>, Error> {

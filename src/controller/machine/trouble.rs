@@ -19,7 +19,7 @@ use crate::duration::{age, format_go};
 
 /// What a trouble of the VM calls for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Within the grace: warn (the note), and look again after `after`, when
     /// the grace ends (a change of the VM brings the machine back sooner).
     Wait { note: Note, after: Duration },
@@ -29,7 +29,7 @@ pub enum Plan {
 }
 
 /// Decides from the trouble, the grace and the clock.
-pub fn decide(trouble: VmTrouble, grace: Duration, now: jiff::Timestamp) -> Plan {
+pub(crate) fn decide(trouble: VmTrouble, grace: Duration, now: jiff::Timestamp) -> Plan {
     let VmTrouble {
         reason,
         error,

@@ -22,7 +22,7 @@ type Resources = BTreeMap<String, Quantity>;
 /// What to write: a merge patch of the Node's status, and one of its metadata
 /// (the annotation).
 #[derive(Debug, PartialEq)]
-pub struct CapacityPatch {
+pub(crate) struct CapacityPatch {
     pub status: Value,
     pub metadata: Value,
 }
@@ -30,7 +30,7 @@ pub struct CapacityPatch {
 /// The patches that bring the Node's capacity to the class's virtual capacity,
 /// or `None` when it has it. Quantities are compared as written (MCM compares
 /// them numerically; a differently written equal value costs one write).
-pub fn plan(class: &MachineClass, node: &Node) -> Option<CapacityPatch> {
+pub(crate) fn plan(class: &MachineClass, node: &Node) -> Option<CapacityPatch> {
     let desired: Resources = class
         .node_template
         .as_ref()

@@ -6,9 +6,9 @@
 //! and the machine's node template ([`template`]) and its class's virtual
 //! capacity ([`capacity`]).
 
-pub mod capacity;
-pub mod template;
-pub mod writes;
+pub(crate) mod capacity;
+pub(crate) mod template;
+pub(crate) mod writes;
 
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
 
 /// The machine a Node belongs to: our label, else the machine whose `node`
 /// label names it (a Node that just registered has no label of ours yet).
-pub fn machine_of_node(node: &Node, machines: &[Arc<Machine>]) -> Option<String> {
+pub(crate) fn machine_of_node(node: &Node, machines: &[Arc<Machine>]) -> Option<String> {
     if let Some(m) = node.labels().get(NODE_MACHINE_NAME_LABEL) {
         return Some(m.clone());
     }
@@ -86,7 +86,7 @@ pub fn machine_of_node(node: &Node, machines: &[Arc<Machine>]) -> Option<String>
 /// How a Node patch went: done, or refused by the API server for its content
 /// (an invalid label, taint ...), with the server's message, which names the field.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Upkeep {
+pub(crate) enum Upkeep {
     Done,
     Refused(String),
 }
@@ -94,7 +94,7 @@ pub enum Upkeep {
 /// Writes what [`patch_for`] finds missing. A refusal is no error of the
 /// reconcile: a node template the server will never take must not keep the
 /// machine from Running; the caller warns and tries again soon, as MCM does.
-pub async fn upkeep<D>(
+pub(crate) async fn upkeep<D>(
     ctx: &Context<D>,
     machine: &Machine,
     class: &MachineClass,
@@ -126,7 +126,11 @@ pub async fn upkeep<D>(
 /// in its MachineDeployment's `failedMachines`. What is left to write is taking
 /// back the report an earlier version of this controller wrote (state Failed,
 /// type Update), once the template applies.
-pub fn template_report(machine: &Machine, node: &str, upkeep: &Upkeep) -> Option<StatusChange> {
+pub(crate) fn template_report(
+    machine: &Machine,
+    node: &str,
+    upkeep: &Upkeep,
+) -> Option<StatusChange> {
     let lo = &machine.status.last_operation;
     let reported = lo.description.starts_with(text::NODE_TEMPLATE_REFUSED);
     (reported && *upkeep == Upkeep::Done).then(|| {

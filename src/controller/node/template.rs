@@ -17,7 +17,7 @@ use crate::contract::LAST_APPLIED_ALT_ANNOTATION;
 
 /// What the template asks for, and what the annotation remembers.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct Applied {
+pub(crate) struct Applied {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -27,7 +27,7 @@ pub struct Applied {
 }
 
 impl Applied {
-    pub fn of_machine(machine: &Machine) -> Self {
+    pub(crate) fn of_machine(machine: &Machine) -> Self {
         let Some(t) = &machine.spec.node_template else {
             return Applied::default();
         };
@@ -39,7 +39,7 @@ impl Applied {
     }
 
     /// The last applied state; an unreadable annotation counts as nothing applied.
-    pub fn of_node(node: &Node) -> Self {
+    pub(crate) fn of_node(node: &Node) -> Self {
         node.annotations()
             .get(LAST_APPLIED_ALT_ANNOTATION)
             .and_then(|a| Self::parse(a))
@@ -50,7 +50,7 @@ impl Applied {
     /// `NodeTemplateSpec`: `{"metadata":{"labels",…},"spec":{"taints",…}}`) or
     /// in the flat form this controller wrote before, so that a switch from
     /// either controller still removes what the template dropped.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         let value: Value = serde_json::from_str(text).ok()?;
         if value.get("metadata").is_none() && value.get("spec").is_none() {
             return serde_json::from_value(value).ok();
@@ -76,7 +76,7 @@ impl Applied {
 
     /// The annotation in Go's form, as MCM v0.62.1 marshals a NodeTemplateSpec
     /// (empty fields omitted, `creationTimestamp` null).
-    pub fn to_go_json(&self) -> String {
+    pub(crate) fn to_go_json(&self) -> String {
         let mut metadata = json!({"creationTimestamp": null});
         if !self.labels.is_empty() {
             metadata["labels"] = json!(self.labels);
@@ -135,7 +135,10 @@ fn taints_after(current: &[Taint], desired: &[Taint], last: &[Taint]) -> Option<
 }
 
 /// The metadata/spec fragments that bring the Node to the template, if any.
-pub fn changes(machine: &Machine, node: &Node) -> Option<(Map<String, Value>, Option<Value>)> {
+pub(crate) fn changes(
+    machine: &Machine,
+    node: &Node,
+) -> Option<(Map<String, Value>, Option<Value>)> {
     let desired = Applied::of_machine(machine);
     let last = Applied::of_node(node);
     let mut labels = map_changes(node.labels(), &desired.labels, &last.labels);

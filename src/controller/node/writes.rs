@@ -14,15 +14,19 @@ use crate::client::{ignore_not_found, patch_params as params};
 use crate::contract::NODE_FINALIZER;
 
 /// The target's Nodes, for writing.
-pub struct NodeWrites(Api<Node>);
+pub(crate) struct NodeWrites(Api<Node>);
 
 impl NodeWrites {
-    pub fn new(target: Client) -> Self {
+    pub(crate) fn new(target: Client) -> Self {
         NodeWrites(Api::all(target))
     }
 
     /// Replaces the condition of `condition`'s type and leaves the others alone.
-    pub async fn set_condition(&self, node: &str, condition: NodeCondition) -> kube::Result<()> {
+    pub(crate) async fn set_condition(
+        &self,
+        node: &str,
+        condition: NodeCondition,
+    ) -> kube::Result<()> {
         let patch = condition_patch(condition);
         self.0
             .patch_status(node, &params(), &Patch::Strategic(&patch))
@@ -32,7 +36,7 @@ impl NodeWrites {
 
     /// Marks `node` unschedulable (a cordon) or schedulable again; says
     /// whether it wrote, which it does only if the Node is not so already.
-    pub async fn set_unschedulable(&self, node: &Node, on: bool) -> kube::Result<bool> {
+    pub(crate) async fn set_unschedulable(&self, node: &Node, on: bool) -> kube::Result<bool> {
         let now = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
         if now == on {
             return Ok(false);
@@ -47,7 +51,7 @@ impl NodeWrites {
     /// Takes our finalizer, and only ours, off `node` if it carries it. The
     /// strategic merge directive deletes one entry of the list on the server, so
     /// neither a stale copy nor another controller's finalizer is in the way.
-    pub async fn remove_finalizer(&self, node: &Node) -> kube::Result<()> {
+    pub(crate) async fn remove_finalizer(&self, node: &Node) -> kube::Result<()> {
         if !node.finalizers().iter().any(|f| f == NODE_FINALIZER) {
             return Ok(());
         }
@@ -60,13 +64,13 @@ impl NodeWrites {
     }
 
     /// A JSON merge patch of the Node: annotations, labels, a guarded release.
-    pub async fn merge(&self, node: &str, patch: &Json) -> kube::Result<()> {
+    pub(crate) async fn merge(&self, node: &str, patch: &Json) -> kube::Result<()> {
         self.0.patch(node, &params(), &Patch::Merge(patch)).await?;
         Ok(())
     }
 
     /// A JSON merge patch of the Node's status (its capacity).
-    pub async fn merge_status(&self, node: &str, patch: &Json) -> kube::Result<()> {
+    pub(crate) async fn merge_status(&self, node: &str, patch: &Json) -> kube::Result<()> {
         self.0
             .patch_status(node, &params(), &Patch::Merge(patch))
             .await?;
@@ -75,7 +79,7 @@ impl NodeWrites {
 
     /// A strategic merge patch of the Node: lists with a patch strategy
     /// (finalizers, taints' keys) merge instead of being replaced.
-    pub async fn merge_strategic(&self, node: &str, patch: &Json) -> kube::Result<()> {
+    pub(crate) async fn merge_strategic(&self, node: &str, patch: &Json) -> kube::Result<()> {
         self.0
             .patch(node, &params(), &Patch::Strategic(patch))
             .await?;
@@ -84,13 +88,13 @@ impl NodeWrites {
 
     /// Deletes the Node; the answer is the Node as it now is while finalizers
     /// hold it, none once it is gone.
-    pub async fn delete(&self, node: &str) -> kube::Result<Option<Node>> {
+    pub(crate) async fn delete(&self, node: &str) -> kube::Result<Option<Node>> {
         let answer = self.0.delete(node, &DeleteParams::default()).await?;
         Ok(answer.left())
     }
 
     /// The Node as the API server has it now, not as cached.
-    pub async fn read(&self, node: &str) -> kube::Result<Option<Node>> {
+    pub(crate) async fn read(&self, node: &str) -> kube::Result<Option<Node>> {
         self.0.get_opt(node).await
     }
 }
@@ -101,7 +105,7 @@ impl NodeWrites {
 /// the condition whole (`CloneAndAddCondition`): once preservation stopped, no
 /// message may still say "drained successfully", or the next preservation of
 /// the machine would neither drain nor cordon its Node.
-pub fn condition_patch(mut condition: NodeCondition) -> Json {
+pub(crate) fn condition_patch(mut condition: NodeCondition) -> Json {
     condition.message.get_or_insert_default();
     condition.reason.get_or_insert_default();
     json!({"status": {"conditions": [condition]}})

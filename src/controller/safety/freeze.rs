@@ -22,14 +22,14 @@ use crate::controller::status::StatusChange;
 use crate::metrics::Metrics;
 
 /// MCM's lastOperation for a machine reset on thawing.
-pub const RESET_DESCRIPTION: &str = crate::contract::text::HEALTH_TIMEOUT_RESET;
+pub(crate) const RESET_DESCRIPTION: &str = crate::contract::text::HEALTH_TIMEOUT_RESET;
 
 /// A name no object has: a GET answers 404 when the API server is fine.
 const PROBE_NAME: &str = "machine-controller-apiserver-check";
 
 /// What one probe changes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     Stay,
     Freeze,
     Thaw,
@@ -37,7 +37,7 @@ pub enum Transition {
 
 /// The check's memory between probes.
 #[derive(Debug, Default)]
-pub struct Check {
+pub(crate) struct Check {
     frozen: bool,
     down_since: Option<Instant>,
 }
@@ -46,7 +46,7 @@ impl Check {
     /// Takes one probe's answer; returns the transition and when to probe next.
     /// While the servers are down and the controller is not frozen yet, probes
     /// come five times per timeout, as in MCM.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         up: bool,
         now: Instant,
@@ -80,7 +80,7 @@ impl Check {
     }
 
     /// A thaw that could not finish: frozen again, retried soon.
-    pub fn refreeze(&mut self) {
+    pub(crate) fn refreeze(&mut self) {
         self.frozen = true;
     }
 }
@@ -131,7 +131,7 @@ async fn reset_unknown<D>(ctx: &Context<D>) -> Result<usize, kube::Error> {
 
 /// Probes every period until the process ends. `thawed` is told after a thaw,
 /// so that the machines left alone meanwhile are looked at again.
-pub async fn run<D>(
+pub(crate) async fn run<D>(
     ctx: Arc<Context<D>>,
     metrics: Arc<Metrics>,
     thawed: futures::channel::mpsc::UnboundedSender<()>,

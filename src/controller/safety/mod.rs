@@ -5,6 +5,6 @@
 //! is gone), [`orphan_nodes`] (Nodes no Machine claims) and [`freeze`] (API
 //! servers that do not answer).
 
-pub mod freeze;
-pub mod orphan_nodes;
-pub mod orphans;
+pub(crate) mod freeze;
+pub(crate) mod orphan_nodes;
+pub(crate) mod orphans;

@@ -31,7 +31,7 @@ use crate::controller::node::machine_of_node;
 
 /// A Node nobody claims, and the Machine names that would claim it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub node: String,
     pub machines: Vec<String>,
 }
@@ -39,7 +39,7 @@ pub struct Candidate {
 /// Nodes that no cached Machine claims, that are older than `min_age` and still
 /// carry our finalizer or lack the annotation: candidates, which a live read of
 /// their Machines confirms.
-pub fn candidates(
+pub(crate) fn candidates(
     nodes: &[Arc<Node>],
     machines: &[Arc<Machine>],
     now: jiff::Timestamp,
@@ -91,7 +91,7 @@ fn state(node: &Node) -> (bool, bool) {
 
 /// What an orphan Node needs: our finalizer gone and the annotation set, each
 /// only if needed, guarded by the version it was computed from; `None`: nothing.
-pub fn orphan_patch(node: &Node) -> Option<serde_json::Value> {
+pub(crate) fn orphan_patch(node: &Node) -> Option<serde_json::Value> {
     let (ours, marked) = state(node);
     if !ours && marked {
         return None;
@@ -119,7 +119,7 @@ pub fn orphan_patch(node: &Node) -> Option<serde_json::Value> {
 }
 
 /// Releases and marks the orphan Nodes; returns how many.
-pub async fn release<D>(ctx: &Context<D>) -> usize {
+pub(crate) async fn release<D>(ctx: &Context<D>) -> usize {
     let Some(target) = &ctx.target else {
         return 0;
     };

@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 
 /// The VMs (providerID → machine name) the cache accounts for with no Machine,
 /// or with a Machine that names another providerID: candidates only.
-pub fn candidates(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(String, String)> {
+pub(crate) fn candidates(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(String, String)> {
     let by_name: BTreeMap<&str, &Machine> =
         machines.iter().map(|m| (m.name(), m.as_ref())).collect();
     listed
@@ -51,7 +51,7 @@ pub fn candidates(listed: &MachineList, machines: &[Arc<Machine>]) -> Vec<(Strin
 
 /// Why a VM is deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// No Machine of its name exists.
     MachineGone,
     /// Its Machine is past creation and names another VM.
@@ -60,14 +60,14 @@ pub enum Reason {
 
 impl Reason {
     /// For the metric label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Reason::MachineGone => "machine_gone",
             Reason::MachineNamesAnotherVm => "machine_names_another_vm",
         }
     }
 
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             Reason::MachineGone => "its machine is gone",
             Reason::MachineNamesAnotherVm => "its machine names another VM",
@@ -77,14 +77,14 @@ impl Reason {
 
 /// The decision on one candidate.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Keep(&'static str),
     Delete { uid: String, reason: Reason },
 }
 
 /// Whose VMs a class's listing shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Listing<'a> {
+pub(crate) enum Listing<'a> {
     /// Only this control namespace's (its VMs live in the control namespace).
     Ours,
     /// A namespace others may share: only VMs marked for this one are ours.
@@ -93,7 +93,7 @@ pub enum Listing<'a> {
 
 /// Decides on one candidate from live reads: `machine` is the Machine of the
 /// VM's name as the API server has it now, `vm` the VM as the provider has it.
-pub fn judge(
+pub(crate) fn judge(
     provider_id: &str,
     machine: Option<&Machine>,
     vm: Option<&VmFacts>,
@@ -140,7 +140,7 @@ pub fn judge(
 
 /// One pass over every class. Errors are logged: the next pass tries again.
 /// Returns the number of VMs deleted.
-pub async fn collect_once<D: Driver>(
+pub(crate) async fn collect_once<D: Driver>(
     ctx: &Context<D>,
     classes: &Store<MachineClass>,
     metrics: &Metrics,
@@ -264,7 +264,7 @@ async fn judge_and_delete<D: Driver>(ctx: &Context<D>, n: Nominee<'_>) -> Option
 }
 
 /// Runs orphan collection every `period` until the process ends.
-pub async fn run<D: Driver>(
+pub(crate) async fn run<D: Driver>(
     ctx: Arc<Context<D>>,
     classes: Store<MachineClass>,
     metrics: Arc<Metrics>,

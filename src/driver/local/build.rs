@@ -20,7 +20,7 @@ use crate::api::provider_spec::LocalProviderSpec;
 use crate::contract::local::*;
 
 /// Labels shared by the Pod, its Secret and its Service.
-pub fn labels(machine: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels(machine: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_PROVIDER.to_string(), PROVIDER.to_string()),
         (LABEL_APP.to_string(), APP_MACHINE.to_string()),
@@ -154,7 +154,7 @@ pub fn pod(
 /// Marks the Pod as a VM of `class` (ours, not gardener's: the instance
 /// quotas count VMs by these): its class, and the zone, region, instance type
 /// and capacity the class's `nodeTemplate` names, if any.
-pub fn label_vm(pod: &mut Pod, class: &MachineClass) {
+pub(crate) fn label_vm(pod: &mut Pod, class: &MachineClass) {
     let name = class.metadata.name.as_deref().unwrap_or_default();
     let labels = pod.metadata.labels.get_or_insert_default();
     labels.insert(LABEL_CLASS.to_string(), class_label_value(name));
@@ -183,7 +183,7 @@ pub fn label_vm(pod: &mut Pod, class: &MachineClass) {
 /// `class` as a label value: itself when it fits in 63 characters, otherwise
 /// its first 54 and 8 hex digits of its hash (class names are DNS subdomains,
 /// up to 253 characters, and use only characters a label value allows).
-pub fn class_label_value(class: &str) -> String {
+pub(crate) fn class_label_value(class: &str) -> String {
     if class.len() <= 63 {
         return class.to_string();
     }
@@ -236,7 +236,7 @@ pub fn service(machine: &str, namespace: &str) -> Service {
 
 /// Makes the Pod the controller of a Secret or Service so that the garbage
 /// collector removes them with it (gardener's `SetControllerReference`).
-pub fn owner_reference(pod: &ObjectMeta) -> Option<OwnerReference> {
+pub(crate) fn owner_reference(pod: &ObjectMeta) -> Option<OwnerReference> {
     Some(OwnerReference {
         api_version: "v1".to_string(),
         kind: "Pod".to_string(),
@@ -248,7 +248,7 @@ pub fn owner_reference(pod: &ObjectMeta) -> Option<OwnerReference> {
 }
 
 /// The machine a machine Pod belongs to: its `machine` label, else its name without the prefix.
-pub fn machine_of_pod(pod: &ObjectMeta) -> Option<String> {
+pub(crate) fn machine_of_pod(pod: &ObjectMeta) -> Option<String> {
     if let Some(m) = pod.labels.as_ref().and_then(|l| l.get(LABEL_MACHINE)) {
         return Some(m.clone());
     }

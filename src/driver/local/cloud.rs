@@ -17,7 +17,7 @@ use crate::api::provider_spec::LocalProviderSpec;
 use crate::driver::{Code, DriverResult, MachineError};
 
 #[derive(Default)]
-pub struct Cloud {
+pub(crate) struct Cloud {
     /// One lock per class with a quota: counting its VMs and making the next
     /// one are one step, as behind a cloud's API, so that workers creating at
     /// once cannot both take the last place.
@@ -32,7 +32,7 @@ impl Cloud {
     /// Machine and in an Event); every other call goes on without a profile,
     /// so that a typo never keeps a machine from being checked or deleted, and
     /// the problem is logged once.
-    pub fn profile(
+    pub(crate) fn profile(
         &self,
         class: &str,
         spec: &LocalProviderSpec,
@@ -62,7 +62,7 @@ impl Cloud {
 
     /// Waits and fails as the profile says for `call` of `subject` (a
     /// machine, or the class for List), `since` its start.
-    pub async fn meet(
+    pub(crate) async fn meet(
         profile: &CloudProfile,
         call: Call,
         subject: &str,
@@ -87,7 +87,7 @@ impl Cloud {
     }
 
     /// Holds the class's quota lock; keep it until the new VM exists.
-    pub async fn quota_lock(&self, key: String) -> OwnedMutexGuard<()> {
+    pub(crate) async fn quota_lock(&self, key: String) -> OwnedMutexGuard<()> {
         let lock = self
             .quota_locks
             .lock()
@@ -100,7 +100,7 @@ impl Cloud {
 
     /// Refuses one more VM of `class` when `existing` of its VMs already fill
     /// the quota.
-    pub fn admit(
+    pub(crate) fn admit(
         profile: &CloudProfile,
         class: &str,
         machine: &str,
@@ -133,7 +133,7 @@ fn answer(code: Code) -> String {
 }
 
 /// The cloud-wide profile's refusal, as an injected error.
-pub fn refused(call: Call, subject: &str, r: super::cloud_wide::Refusal) -> MachineError {
+pub(crate) fn refused(call: Call, subject: &str, r: super::cloud_wide::Refusal) -> MachineError {
     injected(call, subject, r.code, r.message, r.rule)
 }
 

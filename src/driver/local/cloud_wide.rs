@@ -43,7 +43,7 @@ struct RawQuota {
 
 /// A checked cloud-wide profile; the default has no quota and no outage.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CloudWide {
+pub(crate) struct CloudWide {
     total: Option<u32>,
     per_zone: BTreeMap<String, u32>,
     per_instance_type: BTreeMap<String, u32>,
@@ -53,7 +53,7 @@ pub struct CloudWide {
 /// Where a VM runs and what it is, as the quotas count it (from the class's
 /// `nodeTemplate`; empty when the class names none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape<'a> {
+pub(crate) struct Shape<'a> {
     pub zone: &'a str,
     pub instance_type: &'a str,
 }
@@ -61,7 +61,7 @@ pub struct Shape<'a> {
 /// Why one more VM may not be made: the rule (for the log and the count) and
 /// the cloud's words.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub code: Code,
     pub rule: String,
     pub message: String,
@@ -69,7 +69,7 @@ pub struct Refusal {
 
 impl CloudWide {
     /// Reads and checks the file's text; the message names what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let raw: Raw = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut outages = BTreeMap::new();
         for (zone, code) in raw.outages {
@@ -91,12 +91,12 @@ impl CloudWide {
     }
 
     /// Whether any quota is set (only then are VMs counted).
-    pub fn has_quota(&self) -> bool {
+    pub(crate) fn has_quota(&self) -> bool {
         self.total.is_some() || !self.per_zone.is_empty() || !self.per_instance_type.is_empty()
     }
 
     /// Refuses a Create in a zone that is out.
-    pub fn outage(&self, zone: &str) -> Option<Refusal> {
+    pub(crate) fn outage(&self, zone: &str) -> Option<Refusal> {
         let code = *self.outages.get(zone)?;
         Some(Refusal {
             code,
@@ -107,7 +107,7 @@ impl CloudWide {
 
     /// Refuses one more VM of `new` when the VMs that exist (`existing`, not
     /// counting `new` itself) fill a quota it falls under.
-    pub fn admit<'a>(
+    pub(crate) fn admit<'a>(
         &self,
         new: Shape<'_>,
         existing: impl IntoIterator<Item = Shape<'a>>,
@@ -156,7 +156,7 @@ impl CloudWide {
 /// The file behind `--cloud-profile`, read again when its modification time
 /// or size changes. A file that cannot be read or parsed keeps the last good
 /// profile and is logged once per change; a missing file is no profile.
-pub struct ProfileFile {
+pub(crate) struct ProfileFile {
     path: PathBuf,
     loaded: Mutex<Loaded>,
 }
@@ -170,7 +170,7 @@ struct Loaded {
 }
 
 impl ProfileFile {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         ProfileFile {
             path,
             loaded: Mutex::new(Loaded::default()),
@@ -178,7 +178,7 @@ impl ProfileFile {
     }
 
     /// The profile as the file says now.
-    pub fn current(&self) -> Arc<CloudWide> {
+    pub(crate) fn current(&self) -> Arc<CloudWide> {
         let stamp = std::fs::metadata(&self.path)
             .ok()
             .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));

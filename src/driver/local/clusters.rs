@@ -26,7 +26,7 @@ use crate::driver::{Code, DriverResult, MachineError, VmWatchItem};
 
 /// A cluster named by class credentials.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub client: Client,
     /// Its machine Pods; read only once listed ([`PodCache::readable`]).
     pub pods: PodCache,
@@ -34,7 +34,7 @@ pub struct Cluster {
 
 type Items = BoxStream<'static, VmWatchItem>;
 
-pub struct ForeignClusters {
+pub(crate) struct ForeignClusters {
     /// Keyed by a hash of the kubeconfig: no credentials are kept as keys.
     known: Mutex<HashMap<u64, Cluster>>,
     /// The client-side token bucket (`--kube-api-qps`, `--kube-api-burst`), as
@@ -48,7 +48,7 @@ pub struct ForeignClusters {
 }
 
 impl ForeignClusters {
-    pub fn new(rate: Option<(f32, u32)>) -> Self {
+    pub(crate) fn new(rate: Option<(f32, u32)>) -> Self {
         let (started, watches) = mpsc::unbounded();
         ForeignClusters {
             known: Mutex::default(),
@@ -60,13 +60,13 @@ impl ForeignClusters {
 
     /// The items of every cluster's watch, those started later included; each
     /// watch runs while this stream is polled. Taken once.
-    pub fn items(&self) -> Option<Items> {
+    pub(crate) fn items(&self) -> Option<Items> {
         let watches = lock(&self.watches).take()?;
         Some(watches.flatten_unordered(None).boxed())
     }
 
     /// The cluster `kubeconfig` names; its client and watch are made on first use.
-    pub async fn cluster(&self, kubeconfig: &[u8]) -> DriverResult<Cluster> {
+    pub(crate) async fn cluster(&self, kubeconfig: &[u8]) -> DriverResult<Cluster> {
         let key = key(kubeconfig);
         if let Some(cluster) = lock(&self.known).get(&key) {
             return Ok(cluster.clone());

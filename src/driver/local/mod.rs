@@ -9,13 +9,13 @@
 //! placement and one error mapping; the objects are built in [`build`], the
 //! clusters named by credentials are kept in [`clusters`].
 
-pub mod build;
-pub mod cloud;
-pub mod cloud_wide;
-pub mod clusters;
-pub mod profile;
-pub mod trouble;
-pub mod watch;
+pub(crate) mod build;
+pub(crate) mod cloud;
+pub(crate) mod cloud_wide;
+pub(crate) mod clusters;
+pub(crate) mod profile;
+pub(crate) mod trouble;
+pub(crate) mod watch;
 
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +44,7 @@ use crate::api::{Machine, MachineClass, PodWithStatus};
 use crate::contract::{self, local::*};
 
 /// Longest machine name whose Service name (`machine-<name>`) is still a DNS label.
-pub const MAX_MACHINE_NAME_LEN: usize = 63 - NAME_PREFIX.len();
+pub(crate) const MAX_MACHINE_NAME_LEN: usize = 63 - NAME_PREFIX.len();
 
 pub struct LocalDriver {
     /// The target cluster, whose machine Pods are watched into its cache once

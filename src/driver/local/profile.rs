@@ -158,7 +158,7 @@ fn invalid(field: impl Into<String>, why: impl Into<String>) -> ProfileError {
 
 /// What a profile does to one call.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CallProfile {
+pub(crate) struct CallProfile {
     /// Each call waits between these two (the same machine, the same wait).
     pub delay: (Duration, Duration),
     /// This share of machines (0 to 100) gets this error on every such call.

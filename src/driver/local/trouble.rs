@@ -25,7 +25,7 @@ const STUCK: &[&str] = &[
 ];
 
 /// What keeps the Pod from running, or `None` while it runs or is on its way.
-pub fn pod_trouble(pod: &PodWithStatus) -> Option<VmTrouble> {
+pub(crate) fn pod_trouble(pod: &PodWithStatus) -> Option<VmTrouble> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
         return None;

@@ -23,11 +23,11 @@ use crate::contract::local::{LABEL_PROVIDER, PROVIDER};
 use crate::driver::VmWatchItem;
 
 /// Cache name of the machine Pods.
-pub const NAME: &str = "pods";
+pub(crate) const NAME: &str = "pods";
 
 /// A machine Pod is read for its identity, labels, deletion, IPs and what
 /// [`super::trouble`] reads (its spec is not even decoded).
-pub fn trim_pod(pod: &mut PodWithStatus) {
+pub(crate) fn trim_pod(pod: &mut PodWithStatus) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
     pod.status = pod.status.take().map(|s| {
@@ -72,7 +72,7 @@ pub fn trim_pod(pod: &mut PodWithStatus) {
 /// Pod is really gone. Entries older than [`Tombstones::KEEP`] are dropped: by
 /// then the machine has long been asked.
 #[derive(Clone, Debug, Default)]
-pub struct Tombstones(Arc<Mutex<HashMap<String, Instant>>>);
+pub(crate) struct Tombstones(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl Tombstones {
     const KEEP: Duration = Duration::from_secs(10 * 60);
@@ -82,7 +82,7 @@ impl Tombstones {
     }
 
     /// Notes what `event` says about which Pods exist.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         event: &Result<watcher::Event<PodWithStatus>, watcher::Error>,
         now: Instant,
@@ -107,14 +107,14 @@ impl Tombstones {
     }
 
     /// True if the watch saw Pod `namespace/name` deleted and not made again.
-    pub fn gone(&self, namespace: &str, name: &str) -> bool {
+    pub(crate) fn gone(&self, namespace: &str, name: &str) -> bool {
         self.with(|t| t.contains_key(&format!("{namespace}/{name}")))
     }
 }
 
 /// What one watch event means to the controller. The store has applied it
 /// already (the reflector applies before it yields), so `Listed` means full.
-pub fn item(event: &Result<watcher::Event<PodWithStatus>, watcher::Error>) -> VmWatchItem {
+pub(crate) fn item(event: &Result<watcher::Event<PodWithStatus>, watcher::Error>) -> VmWatchItem {
     match event {
         Ok(watcher::Event::InitDone) => VmWatchItem::Listed,
         Ok(
@@ -132,7 +132,7 @@ pub fn item(event: &Result<watcher::Event<PodWithStatus>, watcher::Error>) -> Vm
 /// missing from it may well exist, so it is not read at all
 /// ([`PodCache::readable`]) and the driver asks the API server instead.
 #[derive(Clone)]
-pub struct PodCache {
+pub(crate) struct PodCache {
     store: Store<PodWithStatus>,
     tombstones: Tombstones,
     listed: Arc<AtomicBool>,
@@ -140,7 +140,7 @@ pub struct PodCache {
 
 impl PodCache {
     /// An empty cache, and the writer its watch ([`watch`]) fills it through.
-    pub fn new() -> (Self, Writer<PodWithStatus>) {
+    pub(crate) fn new() -> (Self, Writer<PodWithStatus>) {
         let (store, writer) = reflector::store();
         let cache = PodCache {
             store,
@@ -153,27 +153,27 @@ impl PodCache {
     /// This cache if its watch has listed once, else `None`: ask the API server.
     /// A later re-list keeps it readable: the reflector swaps the new list in
     /// whole, and until then the old one stands.
-    pub fn readable(&self) -> Option<PodCache> {
+    pub(crate) fn readable(&self) -> Option<PodCache> {
         self.listed.load(Ordering::Acquire).then(|| self.clone())
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodWithStatus>> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodWithStatus>> {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
     /// True if the watch saw Pod `namespace/name` deleted and not made again.
-    pub fn gone(&self, namespace: &str, name: &str) -> bool {
+    pub(crate) fn gone(&self, namespace: &str, name: &str) -> bool {
         self.tombstones.gone(namespace, name)
     }
 
-    pub fn pods(&self) -> Vec<Arc<PodWithStatus>> {
+    pub(crate) fn pods(&self) -> Vec<Arc<PodWithStatus>> {
         self.store.state()
     }
 }
 
 /// The watch of machine Pods in every namespace of `cluster`, filling `cache`
 /// through `writer`; it runs while polled.
-pub fn watch(
+pub(crate) fn watch(
     cluster: Client,
     writer: Writer<PodWithStatus>,
     cache: &PodCache,

@@ -31,7 +31,7 @@ use crate::duration::age;
 
 /// What the decisions read besides the machine and the driver's answers.
 #[derive(Clone, Copy, Debug)]
-pub struct Given<'a> {
+pub(crate) struct Given<'a> {
     pub settings: &'a Settings,
     /// A target cluster is where the VM's Node joins; without one the VM is all
     /// there is.
@@ -41,7 +41,7 @@ pub struct Given<'a> {
 
 /// The driver call that makes a VM complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     /// No VM, and none recorded on the machine: CreateMachine.
     Create,
     /// The VM exists but is incomplete (say, a crash cut its creation short):
@@ -51,7 +51,7 @@ pub enum Call {
 
 /// What GetMachineStatus's answer leads to.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Start {
+pub(crate) enum Start {
     /// Make the VM complete with this call. Its user data carries a bootstrap
     /// token made only now, so that an invalid class never gets one.
     Call(Call),
@@ -63,7 +63,7 @@ pub enum Start {
 
 /// What CreateMachine's or InitializeMachine's answer leads to.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Made {
+pub(crate) enum Made {
     /// Say in an Event that the VM is made, then record it.
     Record { event: Note, record: Record },
     /// The new VM took the name of a leftover Node.
@@ -74,7 +74,7 @@ pub enum Made {
 
 /// What is recorded of a VM.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Record {
+pub(crate) enum Record {
     /// The driver left the providerID (or, with a target, the node name) empty:
     /// MCM's Internal error, retried as a failed reconcile.
     Empty(MachineError),
@@ -87,7 +87,7 @@ pub enum Record {
 
 /// The status a recorded VM leads to.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Finish {
+pub(crate) enum Finish {
     /// Write this status: Pending with a target, Available without. No Event:
     /// the "Created" one says as much, and every Event costs the API server a
     /// write per machine.
@@ -103,7 +103,7 @@ pub enum Finish {
 
 impl Finish {
     /// When to look at the machine again.
-    pub fn retry(&self) -> Duration {
+    pub(crate) fn retry(&self) -> Duration {
         match self {
             Finish::WaitForAddress => retry::SHORT,
             Finish::Status(_) | Finish::Done => retry::LONG,
@@ -114,7 +114,7 @@ impl Finish {
 /// A new VM took the name of a leftover Node: the VM goes again and the
 /// machine is Failed, for its MachineSet to replace, as MCM does.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Stale {
+pub(crate) struct Stale {
     /// The VM to delete.
     pub vm: MachineResponse,
     pub change: StatusChange,
@@ -125,7 +125,7 @@ pub struct Stale {
 
 /// A driver error, recorded as MCM's `machineCreateErrorHandler` does.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub error: MachineError,
     pub change: StatusChange,
     /// Published if the status was written.
@@ -136,7 +136,7 @@ pub struct Failure {
 /// What input that keeps the machine from being created does to it. A watch
 /// on the class and its secrets brings the machine back when it is fixed.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     /// A machine that exists is not demoted because its class went away: only
     /// this Event.
     Warn(Note),
@@ -145,13 +145,13 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    pub fn retry(&self) -> Duration {
+    pub(crate) fn retry(&self) -> Duration {
         retry::MEDIUM
     }
 }
 
 /// The next step after GetMachineStatus, by its answer or error code.
-pub fn after_status(
+pub(crate) fn after_status(
     machine: &Machine,
     answer: DriverResult<MachineResponse>,
     given: &Given<'_>,
@@ -177,7 +177,7 @@ pub fn after_status(
 
 /// The next step after CreateMachine or InitializeMachine. `node` is the Node
 /// named like the VM, if there is one: a new VM may have taken a leftover's name.
-pub fn after_call(
+pub(crate) fn after_call(
     machine: &Machine,
     call: Call,
     answer: DriverResult<MachineResponse>,
@@ -209,7 +209,7 @@ pub fn after_call(
 
 /// What is written of a complete VM: providerID, node label and priority,
 /// then the first status, while the machine has none or is in CrashLoopBackOff.
-pub fn record(machine: &Machine, vm: MachineResponse, with_target: bool) -> Record {
+pub(crate) fn record(machine: &Machine, vm: MachineResponse, with_target: bool) -> Record {
     let MachineResponse {
         node_name,
         provider_id,
@@ -243,7 +243,7 @@ pub fn record(machine: &Machine, vm: MachineResponse, with_target: bool) -> Reco
 
 /// A provider failure as MCM records it: CrashLoopBackOff, or Failed past the
 /// creation timeout, and a retry by its code.
-pub fn failure(machine: &Machine, error: MachineError, given: &Given<'_>) -> Failure {
+pub(crate) fn failure(machine: &Machine, error: MachineError, given: &Given<'_>) -> Failure {
     let phase = failure_phase(machine, given.settings.creation_timeout(machine), given.now);
     let change = StatusChange::new(
         text::cloud_provider_message(&error),
@@ -265,7 +265,7 @@ pub fn failure(machine: &Machine, error: MachineError, given: &Given<'_>) -> Fai
 }
 
 /// The VM of a stale Node goes; the machine is Failed.
-pub fn stale(machine: &Machine, vm: MachineResponse) -> Stale {
+pub(crate) fn stale(machine: &Machine, vm: MachineResponse) -> Stale {
     let message = format!(
         "Node {} existed before the VM of machine {}: the VM is deleted",
         vm.node_name,
@@ -281,7 +281,7 @@ pub fn stale(machine: &Machine, vm: MachineResponse) -> Stale {
 }
 
 /// Input that keeps the machine from being created.
-pub fn invalid(machine: &Machine, problem: &InputError, given: &Given<'_>) -> Invalid {
+pub(crate) fn invalid(machine: &Machine, problem: &InputError, given: &Given<'_>) -> Invalid {
     let description = problem.to_string();
     if matches!(
         machine.phase(),
@@ -312,7 +312,11 @@ fn note(type_: EventType, reason: &str, message: String) -> Note {
 }
 
 /// The phase a failed creation puts the machine in.
-pub fn failure_phase(machine: &Machine, creation_timeout: Duration, now: jiff::Timestamp) -> Phase {
+pub(crate) fn failure_phase(
+    machine: &Machine,
+    creation_timeout: Duration,
+    now: jiff::Timestamp,
+) -> Phase {
     let created = machine.metadata.creation_timestamp.as_ref().map(|t| &t.0);
     if age(created, now) > creation_timeout {
         Phase::Failed
@@ -323,7 +327,7 @@ pub fn failure_phase(machine: &Machine, creation_timeout: Duration, now: jiff::T
 
 /// How long to wait after a driver error, as MCM's `machineCreateErrorHandler` does.
 /// `--resource-exhausted-retry=0` means MCM's long retry there, not at once.
-pub fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration {
+pub(crate) fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration {
     match code {
         Code::ResourceExhausted if resource_exhausted_retry.is_zero() => retry::LONG,
         Code::ResourceExhausted => resource_exhausted_retry,
@@ -338,7 +342,7 @@ pub fn failure_retry(code: Code, resource_exhausted_retry: Duration) -> Duration
 /// seconds, so strictly before): one the VM itself registered meanwhile is
 /// never taken for stale, which MCM, without the VM's creation time, cannot
 /// tell (gardener's Go driver trips on it when a Node joins within its 5 s poll).
-pub fn stale_node(node: Option<&Node>, vm: &MachineResponse, machine: &str) -> bool {
+pub(crate) fn stale_node(node: Option<&Node>, vm: &MachineResponse, machine: &str) -> bool {
     let Some(node) = node else {
         return false;
     };
@@ -381,7 +385,7 @@ fn has_ip(addresses: &[NodeAddress]) -> bool {
 
 /// MCM's `buildAddressStatus`: the VM's addresses and the node name as
 /// Hostname, without repeats, sorted by type and address.
-pub fn address_status(mut addresses: Vec<NodeAddress>, node_name: &str) -> Vec<NodeAddress> {
+pub(crate) fn address_status(mut addresses: Vec<NodeAddress>, node_name: &str) -> Vec<NodeAddress> {
     if !node_name.is_empty() {
         addresses.push(NodeAddress {
             type_: "Hostname".into(),

@@ -24,16 +24,16 @@ use crate::duration::age;
 
 /// A node NotReady (or with a read-only filesystem) for this long is drained
 /// by force: its kubelet cannot end a Pod gracefully.
-pub const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
+pub(crate) const NOT_READY_FORCE_AFTER: Duration = Duration::from_secs(5 * 60);
 /// Pause between evictions refused by a PodDisruptionBudget (MCM's
 /// `PodEvictionRetryInterval`); retries are counted in these.
-pub const PDB_RETRY: Duration = Duration::from_secs(20);
+pub(crate) const PDB_RETRY: Duration = Duration::from_secs(20);
 /// Marks a static Pod's mirror in the API server.
-pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+pub(crate) const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// Which of MCM's drains runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// The machine is being deleted: the clock starts at its deletion, and the
     /// `force-deletion` label (any of Go's true values) forces it.
     Deletion,
@@ -48,7 +48,7 @@ pub enum Purpose {
 
 /// Why a drain deletes Pods at once (grace 0, budgets ignored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Force {
+pub(crate) enum Force {
     /// The machine carries the purpose's force label.
     Label(&'static str),
     /// The drain's clock ran longer than the drain timeout.
@@ -74,14 +74,14 @@ impl std::fmt::Display for Force {
 
 /// The limits of a drain, from the machine's settings.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub drain_timeout: Duration,
     pub max_evict_retries: i32,
 }
 
 /// How one pass treats the Node's Pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mode {
+pub(crate) struct Mode {
     /// Set: every drainable Pod is deleted at once.
     pub force: Option<Force>,
     /// Refused evictions have been retried as often as MCM retries them
@@ -91,7 +91,7 @@ pub struct Mode {
 }
 
 /// When the purpose's clock started, if it did.
-pub fn clock_start<'a>(
+pub(crate) fn clock_start<'a>(
     purpose: Purpose,
     machine: &'a Machine,
     node: Option<&'a Node>,
@@ -115,7 +115,7 @@ fn go_true(value: &str) -> bool {
 }
 
 /// Why the purpose's drain of `machine` runs by force, if it does.
-pub fn force(
+pub(crate) fn force(
     purpose: Purpose,
     machine: &Machine,
     node: Option<&Node>,
@@ -164,7 +164,11 @@ pub fn force(
 /// [`PDB_RETRY`] since the clock started, up to `maxEvictRetries` and no more
 /// than fit into the drain timeout (MCM's limit). No state is kept, so a
 /// restart neither resets nor repeats the count.
-pub fn exhausted(start: Option<&jiff::Timestamp>, limits: Limits, now: jiff::Timestamp) -> bool {
+pub(crate) fn exhausted(
+    start: Option<&jiff::Timestamp>,
+    limits: Limits,
+    now: jiff::Timestamp,
+) -> bool {
     let Some(start) = start else {
         return false;
     };
@@ -176,7 +180,7 @@ pub fn exhausted(start: Option<&jiff::Timestamp>, limits: Limits, now: jiff::Tim
 }
 
 /// How the purpose's drain treats the Pods of `machine`'s Node now.
-pub fn mode(
+pub(crate) fn mode(
     purpose: Purpose,
     machine: &Machine,
     node: Option<&Node>,
@@ -190,7 +194,7 @@ pub fn mode(
 }
 
 /// Pods a drain leaves alone: DaemonSet Pods and mirror Pods.
-pub fn is_drainable(pod: &PodOnNode) -> bool {
+pub(crate) fn is_drainable(pod: &PodOnNode) -> bool {
     let daemon = pod
         .owner_references()
         .iter()
@@ -201,7 +205,7 @@ pub fn is_drainable(pod: &PodOnNode) -> bool {
 
 /// What a pass does with one Pod of the Node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PodAction {
+pub(crate) enum PodAction {
     /// A DaemonSet or mirror Pod: it stays.
     Leave,
     /// Ask the eviction API, so that PodDisruptionBudgets hold.
@@ -216,7 +220,7 @@ pub enum PodAction {
 /// that are terminating (grace 0 ends a slow termination); otherwise a Pod is
 /// evicted first and deleted only after its budget refused long enough
 /// ([`after_refusal`]), so that a Pod nobody tried to evict is never deleted.
-pub fn pod_action(pod: &PodOnNode, mode: &Mode) -> PodAction {
+pub(crate) fn pod_action(pod: &PodOnNode, mode: &Mode) -> PodAction {
     if !is_drainable(pod) {
         PodAction::Leave
     } else if mode.force.is_some() {
@@ -230,7 +234,7 @@ pub fn pod_action(pod: &PodOnNode, mode: &Mode) -> PodAction {
 
 /// What follows an eviction a budget refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Try again after [`PDB_RETRY`].
     Retry,
     /// Retried long enough: delete the Pod (grace 0), as MCM does.
@@ -241,7 +245,7 @@ pub enum Refused {
 
 /// MCM's `isMisconfiguredPdb`: a budget that has seen its current spec, whose
 /// expected Pods are all healthy, and that still allows no disruption.
-pub fn is_misconfigured(pdb: &PodDisruptionBudget) -> bool {
+pub(crate) fn is_misconfigured(pdb: &PodDisruptionBudget) -> bool {
     let Some(status) = &pdb.status else {
         return false;
     };
@@ -256,7 +260,7 @@ pub fn is_misconfigured(pdb: &PodDisruptionBudget) -> bool {
 /// What follows the refusal of `pod`'s eviction, given the budget that covers
 /// it (if one was found). MCM reports a misconfigured budget at once, before
 /// retrying: no number of retries could get the Pod out.
-pub fn after_refusal(pod: &str, pdb: Option<&PodDisruptionBudget>, mode: &Mode) -> Refused {
+pub(crate) fn after_refusal(pod: &str, pdb: Option<&PodDisruptionBudget>, mode: &Mode) -> Refused {
     if let Some(pdb) = pdb
         && is_misconfigured(pdb)
     {
@@ -275,7 +279,7 @@ pub fn after_refusal(pod: &str, pdb: Option<&PodDisruptionBudget>, mode: &Mode) 
 
 /// How the API answered what a pass did to one Pod.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Deleted, or evicted: the Pod is on its way out.
     Accepted,
     /// The Pod was gone already.
@@ -290,7 +294,7 @@ pub enum Answer {
 
 /// What one Pod means for the pass, once its action is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Nothing to wait for: left alone, gone, or deleted by force.
     Clear,
     /// On its way out: the drain waits for it to be gone.
@@ -306,7 +310,7 @@ pub enum Next {
 /// What follows `action` on the Pod `namespace/name`, given the API's answer
 /// (none for the actions that call nothing: [`PodAction::Leave`] and
 /// [`PodAction::Wait`]).
-pub fn after(
+pub(crate) fn after(
     namespace: &str,
     name: &str,
     action: PodAction,
@@ -331,7 +335,7 @@ pub fn after(
 /// budget fails it (all of them named, as Go joins errors), a refusal makes it
 /// retry, Pods on their way out make it wait; forced, it is done once every
 /// Pod is deleted.
-pub fn conclude(nexts: &[Next], mode: &Mode) -> Result<Progress, Vec<String>> {
+pub(crate) fn conclude(nexts: &[Next], mode: &Mode) -> Result<Progress, Vec<String>> {
     let misconfigured: Vec<String> = nexts
         .iter()
         .filter_map(|n| match n {
@@ -361,7 +365,7 @@ pub fn conclude(nexts: &[Next], mode: &Mode) -> Result<Progress, Vec<String>> {
 
 /// Where a drain pass left the node.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// No drainable Pod is left (in force mode: all are deleted).
     Done,
     /// Pods are on their way out.
@@ -373,7 +377,7 @@ pub enum Progress {
 /// The budget that covers a Pod with `labels`, of its namespace's budgets, as
 /// MCM's PDB lister picks it: the first whose selector matches (a budget
 /// without a selector covers nothing; an empty one covers every Pod).
-pub fn budget_for<'a>(
+pub(crate) fn budget_for<'a>(
     labels: &std::collections::BTreeMap<String, String>,
     budgets: &'a [PodDisruptionBudget],
 ) -> Option<&'a PodDisruptionBudget> {
