@@ -30,13 +30,13 @@ build:
 test:
 	hack/test.sh
 
-# The chaos tests (tests/chaos.rs, part of `make test` with 10 and 30 machines) at
+# The chaos tests (tests/it/chaos.rs, part of `make test` with 10 and 30 machines) at
 # a larger scale: CHAOS_MACHINES machines (default 200), one test at a time.
 CHAOS_MACHINES ?= 200
 # Kills or restarts per test (empty: each test's own, 30 restarts and 8 kills).
 CHAOS_KILLS ?=
 chaos:
-	CHAOS_MACHINES=$(CHAOS_MACHINES) CHAOS_KILLS=$(CHAOS_KILLS) TEST_TARGETS="--test chaos" hack/test.sh -- --test-threads=1 --nocapture
+	CHAOS_MACHINES=$(CHAOS_MACHINES) CHAOS_KILLS=$(CHAOS_KILLS) TEST_TARGETS="--test it" hack/test.sh chaos:: -- --test-threads=1 --nocapture
 
 # MCM v0.62.1's own provider integration suite (pkg/test/integration/common), run as a
 # provider repository runs it, against our controller and MCM on the local cluster

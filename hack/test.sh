@@ -21,7 +21,7 @@ else
 fi
 
 # Unit and integration tests; the benchmark (`make bench`) is not a test.
-# TEST_TARGETS narrows the run (`make chaos` uses `--test chaos`).
+# TEST_TARGETS narrows the run (`make chaos` uses `--test it` and the filter `chaos::`).
 read -r -a targets <<<"${TEST_TARGETS:---workspace --lib --bins --tests}"
 cargo test --locked "${targets[@]}" "$@"
 if [[ -n "$started" ]]; then

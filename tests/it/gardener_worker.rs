@@ -9,7 +9,7 @@
 //! deleted in the order Gardener's worker actuator deletes it. The cluster such
 //! credentials name is watched as the target is, not asked for each machine's Pod.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -16,8 +16,6 @@ use kube::Resource;
 use kube::core::ObjectMeta;
 use rand::Rng;
 
-/// Label selector of the machine Pods the kubelet stand-in plays the kubelet for.
-pub const MACHINE_POD_SELECTOR: &str = "app=machine,machine-provider=local";
 /// The label cluster-up puts on the kwok "host" nodes that machine Pods run on.
 pub const HOST_ROLE_LABEL: &str = "node-role.kubernetes.io/host";
 /// The stand-in's marker on the Nodes it registered.

@@ -4,7 +4,7 @@
 //! Deleting a machine drains its node first: cordon, evict the workload through
 //! the eviction API, wait for it to go, and only then delete the VM.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

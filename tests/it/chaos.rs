@@ -11,7 +11,7 @@
 //!
 //! `make chaos` runs the same tests with 200 machines (`CHAOS_MACHINES`).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

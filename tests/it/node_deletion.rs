@@ -6,7 +6,7 @@
 //! for deletion) or not (it is gone at once); a Node marked not managed by MCM
 //! takes nothing.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};

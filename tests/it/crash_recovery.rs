@@ -4,7 +4,7 @@
 //! "Nothing is lost": a controller that dies mid-creation, started again, makes
 //! no second VM and still brings the machine to Running.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};

@@ -6,7 +6,7 @@
 //! their VMs, and a scale-down goes through our deletion flow. A pull error
 //! that clears within the grace never shows in MCM's `failedMachines`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! of reach, and logs that never carry user data or credentials. Each test runs
 //! the real binary against the local cluster.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! Issue "Machine controller with the local driver": create, join and delete,
 //! against the local cluster (control and target may be two clusters).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@
 //! the real MCM (v0.62.1) drives MachineDeployments through them as through a
 //! real provider's.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -18,10 +18,6 @@
 //! - [`node`]: a machine's Node unhealthy and healthy again; preservation's marks on it.
 //! - [`chaos`]: a record of every UID objects had, and the kill storm.
 //! - [`workload`]: a Pod on a machine's Node, and a budget that holds its drain.
-//!
-//! Every test file that says `mod support;` compiles all of it, so helpers one file
-//! does not use are not dead code.
-#![allow(dead_code, unused_imports)]
 
 pub mod admin;
 pub mod chaos;

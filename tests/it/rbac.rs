@@ -5,7 +5,7 @@
 //! running as the ServiceAccount those manifests bind, takes a machine through
 //! create, Running and delete, with leader election on.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};

@@ -14,7 +14,7 @@
 //! (`# kubelet-standin: boot-time=15s`): the Go driver deletes a VM whose Node
 //! registered before its CreateMachine returned (it polls the Pod every 5 s).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,7 @@
 //!
 //! Needs `make cluster-up` (with `CLUSTERS=2` for the isolation test).
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, PodSpec, Secret};
 use k8s_openapi::api::events::v1::Event;

@@ -7,7 +7,7 @@
 //! cloud-wide profile (`--cloud-profile`, a file the test rewrites while it
 //! runs) shares quotas between classes and takes a zone out and back.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
 //! and the real MCM (v0.62.1) replaces it. Once the profile is gone, the
 //! deployment is whole again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
