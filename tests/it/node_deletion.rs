@@ -8,73 +8,23 @@
 
 use crate::support;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, ResourceExt};
-use mcm_local::api::Machine;
-use mcm_local::contract::{NODE_FINALIZER, Phase};
-use support::controller::{ControllerGuard, kubectl_apply, sample, settings, start};
-use support::{Cluster, TIMEOUT, TestNamespace, holds_until, wait_for, wait_for_deleted};
-
-/// The sample machine (under a name of the test's own: Nodes are
-/// cluster-wide), Running under our controller in a fresh namespace.
-struct Running {
-    ns: TestNamespace,
-    machine: String,
-    node: String,
-    controller: ControllerGuard,
-    machines: Api<Machine>,
-    nodes: Api<Node>,
-    pods: Api<Pod>,
-}
-
-async fn running_machine(prefix: &str) -> Running {
-    let ns = TestNamespace::in_both(prefix).await;
-    for file in ["secret.yaml", "machine-class.yaml"] {
-        kubectl_apply(Cluster::Control, &sample(file, ns.name(), &[])).await;
-    }
-    let machine = format!("m-{}", &ns.name()[ns.name().len() - 6..]);
-    let renamed = format!("name: {machine}");
-    let yaml = sample(
-        "machine.yaml",
-        ns.name(),
-        &[("name: test-machine", &renamed)],
-    );
-    kubectl_apply(Cluster::Control, &yaml).await;
-    let node = format!("machine-{machine}");
-    ns.delete_on_drop::<Node>(Cluster::Target, None, &node);
-    let (control, target) = (support::control().await, support::target().await);
-    let controller = start(settings(&ns)).await;
-    let machines: Api<Machine> = ns.api(&control);
-    wait_for(
-        &machines,
-        &machine,
-        TIMEOUT,
-        "the machine is Running",
-        |m| m.phase() == Some(&Phase::Running),
-    )
-    .await;
-    Running {
-        pods: ns.api(&target),
-        nodes: Api::all(target),
-        ns,
-        machine,
-        node,
-        controller,
-        machines,
-    }
-}
+use mcm_local::contract::NODE_FINALIZER;
+use support::running::Running;
+use support::{TIMEOUT, holds_until, wait_for, wait_for_deleted};
 
 async fn deleted_node_takes_its_machine(prefix: &str, without_finalizer: bool) {
     let Running {
         ns: _ns,
-        machine,
-        node,
+        name: machine,
+        node_name: node,
         controller,
         machines,
         nodes,
         pods,
-    } = running_machine(prefix).await;
+        ..
+    } = Running::start(prefix).await;
     wait_for(
         &nodes,
         &node,
@@ -127,13 +77,13 @@ async fn a_node_deleted_outright_takes_its_machine_along() {
 async fn a_node_not_managed_by_mcm_takes_nothing_along() {
     let Running {
         ns: _ns,
-        machine,
-        node,
+        name: machine,
+        node_name: node,
         controller,
         machines,
         nodes,
         ..
-    } = running_machine("node-unmanaged").await;
+    } = Running::start("node-unmanaged").await;
     let annotate = serde_json::json!({"metadata": {
         "annotations": {"node.machine.sapcloud.io/not-managed-by-mcm": "true"},
         "finalizers": null,

@@ -55,10 +55,13 @@ pub fn settings(ns: &TestNamespace) -> Settings {
     }
 }
 
+/// The controller's default workers per queue (`--concurrent-syncs`).
+pub const WORKERS: u16 = 50;
+
 /// Starts the controller in this process for `settings.namespace`. Its log goes to
 /// the test's output (shown when the test fails); `RUST_LOG` tunes it.
 pub async fn start(settings: Settings) -> ControllerGuard {
-    start_with(settings, 50).await
+    start_with(settings, WORKERS).await
 }
 
 /// [`start`] with `concurrency` workers per queue (`--concurrent-syncs`).

@@ -17,6 +17,7 @@
 //! - [`mcm`]: MCM's MachineSet and MachineDeployment types.
 //! - [`node`]: a machine's Node unhealthy and healthy again; preservation's marks on it.
 //! - [`chaos`]: a record of every UID objects had, and the kill storm.
+//! - [`running`]: the running-machine fixture ([`running::Running`], [`running::Sampled`]).
 //! - [`workload`]: a Pod on a machine's Node, and a budget that holds its drain.
 
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod mcm;
 pub mod namespace;
 pub mod node;
 pub mod proxy;
+pub mod running;
 pub mod wait;
 pub mod workload;
 

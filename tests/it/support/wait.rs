@@ -18,6 +18,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
+use mcm_local::api::Machine;
+use mcm_local::contract::Phase;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout_at};
@@ -352,5 +354,47 @@ pub async fn until(timeout: Duration, description: &str, condition: impl Fn() ->
     while !condition() {
         assert!(Instant::now() < deadline, "timed out: {description}");
         tick.tick().await;
+    }
+}
+
+/// Every (phase, description) a machine shows, in order, from a watch of its own.
+pub type History = tokio::sync::watch::Receiver<Vec<(Option<Phase>, String)>>;
+
+/// Records the machine's history; [`seen_in`] waits for an entry.
+pub fn record_history(api: Api<Machine>, name: &str) -> History {
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut stream = watcher(api, cfg).applied_objects().boxed();
+        while let Some(Ok(m)) = stream.next().await {
+            let entry = (
+                m.phase().cloned(),
+                m.status.last_operation.description.clone(),
+            );
+            tx.send_if_modified(|seen| {
+                let new = seen.last() != Some(&entry);
+                if new {
+                    seen.push(entry);
+                }
+                new
+            });
+        }
+    });
+    rx
+}
+
+/// The history once it holds an entry that `wanted` picks: the history's watch
+/// is its own and may lag behind the one that saw the state first.
+pub async fn seen_in(
+    history: &History,
+    wanted: impl Fn(&(Option<Phase>, String)) -> bool,
+) -> Vec<(Option<Phase>, String)> {
+    let mut rx = history.clone();
+    match tokio::time::timeout(super::TIMEOUT, rx.wait_for(|h| h.iter().any(&wanted))).await {
+        Ok(Ok(seen)) => seen.clone(),
+        _ => panic!(
+            "history never showed the entry; seen: {:#?}",
+            *history.borrow()
+        ),
     }
 }
