@@ -27,6 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
 
+use super::context::Context;
 use super::error::{Error, retry};
 use super::own_writes::Finalized;
 use crate::api::{Machine, MachineClass};
@@ -263,6 +264,19 @@ pub(crate) struct Watched {
     pub classes: Store<MachineClass>,
     /// True once every cache holds its first list.
     pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Watched {
+    /// What the machine controller's context already holds.
+    pub(crate) fn of<D>(ctx: &Context<D>) -> Self {
+        Watched {
+            control: ctx.control.clone(),
+            namespace: ctx.settings.namespace.clone(),
+            machines: ctx.machines.clone(),
+            classes: ctx.classes.clone(),
+            synced: ctx.synced.clone(),
+        }
+    }
 }
 
 /// Runs class upkeep until `shutdown` completes, on `changed`: the classes
