@@ -152,7 +152,38 @@ fn on_signals() -> Shutdown {
     shutdown
 }
 
-async fn run(opts: Options) -> Result<(), String> {
+/// Why the controller could not start, or why leading ended in an error: each
+/// stage says which, with the reason its own function gave.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The leader-election durations do not fit together.
+    #[error("leader election flags: {0}")]
+    LeaderFlags(String),
+    /// A kubeconfig cannot be read or a client cannot be built from it.
+    #[error("{which} cluster: {reason}")]
+    Cluster { which: &'static str, reason: String },
+    /// The admin server (probes, metrics) cannot listen; the reason names
+    /// the address.
+    #[error("{0}")]
+    Admin(String),
+    /// Leader election failed (the Lease could not be read or written).
+    #[error("leader election: {0}")]
+    Leader(String),
+}
+
+/// The clients of the `which` cluster (MCM's QPS and burst), the error naming it.
+async fn cluster(
+    which: &'static str,
+    kubeconfig: &str,
+    qps: f32,
+    burst: u32,
+) -> Result<mcm_local::client::ClusterClients, StartError> {
+    mcm_local::client::build(kubeconfig, qps, burst)
+        .await
+        .map_err(|reason| StartError::Cluster { which, reason })
+}
+
+async fn run(opts: Options) -> Result<(), StartError> {
     // Checked before anything connects, so that a bad flag fails at once and clearly.
     let timing = opts
         .leader_elect
@@ -163,9 +194,11 @@ async fn run(opts: Options) -> Result<(), String> {
                 opts.leader_elect_retry_period,
             )
         })
-        .transpose()?;
+        .transpose()
+        .map_err(StartError::LeaderFlags)?;
 
-    let control = mcm_local::client::build(
+    let control = cluster(
+        "control",
         &opts.control_kubeconfig,
         opts.kube_api_qps,
         opts.kube_api_burst,
@@ -177,7 +210,8 @@ async fn run(opts: Options) -> Result<(), String> {
         Some(control.clone())
     } else {
         Some(
-            mcm_local::client::build(
+            cluster(
+                "target",
                 &opts.target_kubeconfig,
                 opts.kube_api_qps,
                 opts.kube_api_burst,
@@ -187,10 +221,12 @@ async fn run(opts: Options) -> Result<(), String> {
     };
 
     let telemetry = Telemetry::default();
-    let listener = admin::bind(&opts.address, opts.port).await?;
+    let listener = admin::bind(&opts.address, opts.port)
+        .await
+        .map_err(StartError::Admin)?;
     let address = listener
         .local_addr()
-        .map_err(|e| format!("admin server: {e}"))?;
+        .map_err(|e| StartError::Admin(format!("admin server: {e}")))?;
     // With --port=0 this line is the only place the chosen port is told.
     tracing::info!(%address, "admin server listening (/healthz, /readyz, /metrics)");
     {
@@ -239,7 +275,8 @@ async fn run(opts: Options) -> Result<(), String> {
     };
     // Its own client, and so its own token bucket: renewals must not queue
     // behind the controller's requests and miss the renew deadline.
-    let lease_client = mcm_local::client::build(
+    let lease_client = cluster(
+        "control",
         &opts.control_kubeconfig,
         opts.kube_api_qps,
         opts.kube_api_burst,
@@ -256,6 +293,7 @@ async fn run(opts: Options) -> Result<(), String> {
         controller,
     )
     .await
+    .map_err(StartError::Leader)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_LABEL, OpState, OpType, Phase, step, text,
 };
 use crate::controller::bootstrap;
-use crate::controller::context::Context;
+use crate::controller::context::{Context, Target};
 use crate::controller::error::{Error, retry};
 use crate::controller::events::EventType;
 use crate::controller::status::StatusChange;
@@ -412,49 +412,87 @@ async fn delete_volume_attachments<D>(
     ))
 }
 
-/// Deletes the machine's Node, after taking our finalizer off it. The Node is
-/// read from the cache; should the cache not show our finalizer yet, the
-/// DELETE's answer (the Node as it now is) does, and the finalizer goes then.
+/// What became of the machine's Node in the Node step.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NodeDeletion {
+    /// The machine has no node label: it never joined.
+    NoLabel,
+    /// No target cluster: there is no Node to delete.
+    NoTarget,
+    /// Deleted (our finalizer taken off first).
+    Deleted,
+    /// The Node was gone already.
+    Gone,
+    /// Our finalizer could not be taken off (the API's error).
+    FinalizerFailed(String),
+    /// The DELETE failed (the API's error).
+    Failed(String),
+}
+
+/// The Node step's status change in MCM's words, and when to look again. A
+/// failure is retried at this step; every other outcome goes on to the
+/// finalizer removal.
+pub(crate) fn after_node_deletion(
+    machine: &str,
+    node: &str,
+    outcome: NodeDeletion,
+) -> (StatusChange, Duration) {
+    let (description, state) = match outcome {
+        NodeDeletion::NoLabel => (text::no_node_label(machine), OpState::Processing),
+        NodeDeletion::NoTarget | NodeDeletion::Gone => {
+            (text::no_node_object(node), OpState::Processing)
+        }
+        NodeDeletion::Deleted => (text::node_deleted(node), OpState::Processing),
+        NodeDeletion::FinalizerFailed(e) => (
+            text::node_finalizer_removal_failed(node, &e),
+            OpState::Failed,
+        ),
+        NodeDeletion::Failed(e) => (text::node_deletion_failed(node, &e), OpState::Failed),
+    };
+    (delete_op(description, state), retry::SHORT)
+}
+
+/// MCM's `deleteNodeObject`: the machine's Node goes, our finalizer first.
 async fn delete_node<D>(
     ctx: &Context<D>,
     machine: &Machine,
 ) -> Result<(StatusChange, Duration), Error> {
-    let name = machine.name();
-    let Some(node_name) = machine.node_name() else {
-        let d = text::no_node_label(name);
-        return Ok((delete_op(d, OpState::Processing), retry::SHORT));
+    let node = machine.node_name();
+    let outcome = match (node, &ctx.target) {
+        (None, _) => NodeDeletion::NoLabel,
+        (Some(_), None) => NodeDeletion::NoTarget,
+        (Some(node), Some(target)) => remove_node(target, node).await,
     };
-    let gone = text::no_node_object(node_name);
-    let Some(target) = &ctx.target else {
-        return Ok((delete_op(gone, OpState::Processing), retry::SHORT));
-    };
+    Ok(after_node_deletion(
+        machine.name(),
+        node.unwrap_or_default(),
+        outcome,
+    ))
+}
+
+/// Takes our finalizer off the Node and deletes it. The Node is read from the
+/// cache; should the cache not show our finalizer yet, the DELETE's answer
+/// (the Node as it now is) does, and the finalizer goes then.
+async fn remove_node(target: &Target, node_name: &str) -> NodeDeletion {
     let nodes = target.node_writes();
-    let finalizer_failed = |e: kube::Error| {
-        let d = text::node_finalizer_removal_failed(node_name, &describe(&e));
-        Ok((delete_op(d, OpState::Failed), retry::SHORT))
-    };
     if let Some(node) = target.node(node_name)
         && let Err(e) = nodes.remove_finalizer(&node).await
     {
-        return finalizer_failed(e);
+        return NodeDeletion::FinalizerFailed(describe(&e));
     }
-    let d = match nodes.delete(node_name).await {
+    match nodes.delete(node_name).await {
         Ok(answer) => {
             if let Some(node) = answer
                 && let Err(e) = nodes.remove_finalizer(&node).await
             {
-                return finalizer_failed(e);
+                return NodeDeletion::FinalizerFailed(describe(&e));
             }
             tracing::info!(node = node_name, "deleted the node");
-            text::node_deleted(node_name)
+            NodeDeletion::Deleted
         }
-        Err(kube::Error::Api(s)) if status::not_found(&s) => gone,
-        Err(e) => {
-            let d = text::node_deletion_failed(node_name, &describe(&e));
-            return Ok((delete_op(d, OpState::Failed), retry::SHORT));
-        }
-    };
-    Ok((delete_op(d, OpState::Processing), retry::SHORT))
+        Err(kube::Error::Api(s)) if status::not_found(&s) => NodeDeletion::Gone,
+        Err(e) => NodeDeletion::Failed(describe(&e)),
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +552,55 @@ mod tests {
             current_step(&at("garbage", Phase::Terminating)),
             Step::SetTerminating
         );
+    }
+
+    #[test]
+    fn each_node_step_outcome_in_mcm_words() {
+        let said = |outcome| {
+            let (change, wait) = after_node_deletion("m1", "n1", outcome);
+            assert_eq!(wait, retry::SHORT);
+            (change.description, change.state)
+        };
+        let processing = |d: &str| (d.to_string(), OpState::Processing);
+        let failed = |d: &str| (d.to_string(), OpState::Failed);
+        assert_eq!(
+            said(NodeDeletion::NoLabel),
+            processing(
+                "Label \"node\" not present on machine \"m1\", continuing deletion flow. Initiate machine object finalizer removal"
+            )
+        );
+        let no_node = "No node object found for \"n1\", continuing deletion flow. Initiate machine object finalizer removal";
+        assert_eq!(said(NodeDeletion::NoTarget), processing(no_node));
+        assert_eq!(said(NodeDeletion::Gone), processing(no_node));
+        assert_eq!(
+            said(NodeDeletion::Deleted),
+            processing(
+                "Deletion of Node Object \"n1\" is successful. Initiate machine object finalizer removal"
+            )
+        );
+        // Failures stay at the Node step: their text names it as the next one.
+        assert_eq!(
+            said(NodeDeletion::FinalizerFailed("boom".into())),
+            failed(
+                "Removal of finalizers from Node Object \"n1\" failed due to error: boom, Retrying. Initiate node object deletion"
+            )
+        );
+        assert_eq!(
+            said(NodeDeletion::Failed("boom".into())),
+            failed(
+                "Deletion of Node Object \"n1\" failed due to error: boom. Initiate node object deletion"
+            )
+        );
+        for failure in [
+            NodeDeletion::Failed("x".into()),
+            NodeDeletion::FinalizerFailed("x".into()),
+        ] {
+            let (change, _) = after_node_deletion("m1", "n1", failure);
+            assert_eq!(
+                current_step(&at(&change.description, Phase::Terminating)),
+                Step::DeleteNode
+            );
+        }
     }
 
     #[test]
