@@ -18,6 +18,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, EvictParams, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::{Machine, PodOnNode};
@@ -193,11 +194,12 @@ pub(crate) async fn cordon_and_evict<D>(
     evict_pods_of(target, &name, &mode).await
 }
 
-/// The Pods bound to `node`, of all of the target's Pods.
-pub(crate) fn pods_on(pods: &[std::sync::Arc<PodOnNode>], node: &str) -> Vec<PodOnNode> {
-    pods.iter()
-        .filter(|p| node_of(p) == Some(node))
-        .map(|p| (**p).clone())
+/// The Pods bound to `node`, read from the cache of all of the target's Pods
+/// without copying the others (a drain pass runs per deleting machine).
+pub(crate) fn pods_on(pods: &Store<PodOnNode>, node: &str) -> Vec<PodOnNode> {
+    pods.state_filter(|p| node_of(p) == Some(node))
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
         .collect()
 }
 
@@ -245,7 +247,7 @@ impl From<kube::Error> for Failure {
 /// The Pods on `node` (from the Pod cache, as MCM's lister), each treated as
 /// [`plan::pod_action`] says.
 async fn evict_pods_of(target: &Target, node: &str, mode: &Mode) -> Result<Progress, Failure> {
-    let on_node = pods_on(&target.pods.state(), node);
+    let on_node = pods_on(&target.pods, node);
     evict_all(target, node, &on_node, mode).await
 }
 
@@ -414,10 +416,12 @@ mod tests {
         );
         assert_eq!(trimmed.annotations().len(), 1);
         assert_eq!(trimmed.labels().len(), 0);
-        let pods = [
-            std::sync::Arc::new(trimmed),
-            std::sync::Arc::new(PodOnNode::default()),
-        ];
+        let (pods, mut writer) = kube::runtime::reflector::store::<PodOnNode>();
+        let mut elsewhere = PodOnNode::default();
+        elsewhere.metadata.name = Some("elsewhere".into());
+        for pod in [trimmed, elsewhere] {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
+        }
         assert_eq!(pods_on(&pods, "n1").len(), 1);
         assert!(pods_on(&pods, "n2").is_empty());
     }

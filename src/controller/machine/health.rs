@@ -82,6 +82,22 @@ pub(crate) fn format_conditions(conditions: &[NodeCondition]) -> String {
     format!("[{}]", parts.join(" "))
 }
 
+/// The machines of `machine`'s MachineDeployment, read from the cache without
+/// copying the rest; none when it belongs to no deployment (then
+/// [`may_mark_failed`] needs none).
+pub(crate) fn same_deployment(
+    machines: &kube::runtime::reflector::Store<Machine>,
+    machine: &Machine,
+) -> Vec<std::sync::Arc<Machine>> {
+    match machine
+        .label(DEPLOYMENT_NAME_LABEL)
+        .filter(|d| !d.is_empty())
+    {
+        Some(d) => machines.state_filter(|m| m.label(DEPLOYMENT_NAME_LABEL) == Some(d)),
+        None => Vec::new(),
+    }
+}
+
 /// Whether this machine may be marked Failed without two machines of one
 /// MachineDeployment being replaced at once (MCM's meltdown protection).
 pub(crate) fn may_mark_failed(machine: &Machine, all: &[std::sync::Arc<Machine>]) -> bool {

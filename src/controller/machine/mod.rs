@@ -249,12 +249,15 @@ async fn health<D>(
     machine: &Machine,
     node: Option<&Node>,
 ) -> Result<Stage<health::HealthPlan>, Error> {
-    let decide = |all: &[Arc<Machine>]| {
+    // The other machines are read only when a change needs MCM's meltdown
+    // rule, and then only those of the deployment: a copy of the whole cache
+    // in every reconcile would grow with the fleet.
+    let decide = || {
         health::decide(machine, node, &ctx.settings, jiff::Timestamp::now(), || {
-            health::may_mark_failed(machine, all)
+            health::may_mark_failed(machine, &health::same_deployment(&ctx.machines, machine))
         })
     };
-    let mut plan = decide(&ctx.machines.state());
+    let mut plan = decide();
     let deployment = machine
         .label(crate::contract::DEPLOYMENT_NAME_LABEL)
         .filter(|d| !d.is_empty())
@@ -269,7 +272,7 @@ async fn health<D>(
             return Ok(ControlFlow::Break(Action::requeue(retry::SHORT)));
         };
         permit = Some(taken);
-        plan = decide(&ctx.machines.state());
+        plan = decide();
     }
     let Some(change) = &plan.change else {
         return Ok(ControlFlow::Continue(plan));

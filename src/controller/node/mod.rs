@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 use serde_json::json;
 
 use crate::api::{Machine, MachineClass};
@@ -71,16 +72,35 @@ pub fn patch_for(machine: &Machine, node: &Node) -> Option<serde_json::Value> {
 }
 
 /// The machine a Node belongs to: our label, else the machine whose `node`
-/// label names it (a Node that just registered has no label of ours yet).
-pub(crate) fn machine_of_node(node: &Node, machines: &[Arc<Machine>]) -> Option<String> {
+/// label names it (a Node that just registered has no label of ours yet),
+/// which `naming` finds, asked only then: a search of every machine per Node
+/// event would grow with the fleet.
+pub(crate) fn machine_of_node(
+    node: &Node,
+    naming: impl FnOnce(&str) -> Option<Arc<Machine>>,
+) -> Option<String> {
     if let Some(m) = node.labels().get(NODE_MACHINE_NAME_LABEL) {
         return Some(m.clone());
     }
     let name = node.metadata.name.as_deref()?;
-    machines
-        .iter()
-        .find(|m| m.node_name() == Some(name))
-        .map(|m| m.name().to_string())
+    naming(name).map(|m| m.name().to_string())
+}
+
+/// The machine among `machines` whose `node` label is the given Node name.
+pub(crate) fn naming_in(machines: &[Arc<Machine>]) -> impl FnOnce(&str) -> Option<Arc<Machine>> {
+    move |node| {
+        machines
+            .iter()
+            .find(|m| m.node_name() == Some(node))
+            .cloned()
+    }
+}
+
+/// [`naming_in`] the machine cache, read in place (no copy of the cache).
+pub(crate) fn naming_in_cache(
+    machines: &Store<Machine>,
+) -> impl FnOnce(&str) -> Option<Arc<Machine>> {
+    move |node| machines.find(|m| m.node_name() == Some(node))
 }
 
 /// How a Node patch went: done, or refused by the API server for its content
@@ -163,16 +183,19 @@ mod tests {
             Some([(NODE_MACHINE_NAME_LABEL.to_string(), "m1".to_string())].into());
         node.metadata.finalizers = Some(vec![NODE_FINALIZER.into()]);
         assert_eq!(patch_for(&machine, &node), None);
-        assert_eq!(machine_of_node(&node, &[]).as_deref(), Some("m1"));
+        assert_eq!(
+            machine_of_node(&node, naming_in(&[])).as_deref(),
+            Some("m1")
+        );
         // Before our label: found through the machine's `node` label.
         node.metadata.labels = None;
         let mut m = Machine::named("m2");
         m.metadata.labels = Some([("node".to_string(), "machine-m1".to_string())].into());
         assert_eq!(
-            machine_of_node(&node, &[Arc::new(m)]).as_deref(),
+            machine_of_node(&node, naming_in(&[Arc::new(m)])).as_deref(),
             Some("m2")
         );
-        assert_eq!(machine_of_node(&node, &[]), None);
+        assert_eq!(machine_of_node(&node, naming_in(&[])), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::contract::{
     NODE_FINALIZER, NODE_MACHINE_NAME_LABEL, NOT_MANAGED_BY_MCM_ANNOTATION, local::NAME_PREFIX,
 };
 use crate::controller::context::Context;
-use crate::controller::node::machine_of_node;
+use crate::controller::node::{machine_of_node, naming_in};
 
 /// A Node nobody claims, and the Machine names that would claim it.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub(crate) fn candidates(
             })
         })
         .filter(|n| {
-            let claimed = machine_of_node(n, machines)
+            let claimed = machine_of_node(n, naming_in(machines))
                 .is_some_and(|m| machines.iter().any(|x| x.name() == m));
             !claimed
         })

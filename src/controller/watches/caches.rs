@@ -23,7 +23,7 @@ use crate::api::{Machine, MachineClass, PodOnNode};
 use crate::client::ClusterClients;
 use crate::controller::context::{SyncGate, Target};
 use crate::controller::machine::drain;
-use crate::controller::node::machine_of_node;
+use crate::controller::node::{machine_of_node, naming_in_cache};
 use crate::controller::own_writes::OwnWrites;
 use crate::driver::{Driver, VmWatch, VmWatchItem};
 use crate::metrics::Metrics;
@@ -289,7 +289,8 @@ impl Watches {
         let (machines, queue) = (machines.clone(), self.metrics.queue.clone());
         let ns = self.namespace.clone();
         move |node| {
-            let key = machine_of_node(&node, &machines.state()).map(|m| machine_key(m, &ns));
+            let key =
+                machine_of_node(&node, naming_in_cache(&machines)).map(|m| machine_key(m, &ns));
             counted_adds(&queue, key)
         }
     }
@@ -308,8 +309,6 @@ impl Watches {
         leaving.filter_map(move |node| {
             let key = node.ok().and_then(|node| {
                 machines
-                    .state()
-                    .iter()
                     .find(|m| m.is_deleting() && m.node_name() == Some(node.as_str()))
                     .map(|m| machine_key(m.name().to_string(), &ns))
             });

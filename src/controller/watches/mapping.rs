@@ -17,7 +17,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::api::{Machine, PodOnNode};
 use crate::controller::machine::drain;
-use crate::controller::node::machine_of_node;
+use crate::controller::node::{machine_of_node, naming_in_cache};
 use crate::driver::Driver;
 use crate::metrics::workqueue::WorkQueue;
 
@@ -146,10 +146,8 @@ pub(super) fn on_node_deleted(
         // The Machine that names this Node: in a target shared by several
         // control namespaces, a machine of the same name elsewhere is not it.
         let node_name = node.name_any();
-        let all = machines.state();
-        let Some(machine) = machine_of_node(node, &all).and_then(|m| {
-            all.into_iter()
-                .find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
+        let Some(machine) = machine_of_node(node, naming_in_cache(&machines)).and_then(|m| {
+            machines.find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
         }) else {
             return;
         };
