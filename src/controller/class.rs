@@ -106,11 +106,8 @@ async fn reconcile(class: Arc<MachineClass>, ctx: Arc<ClassContext>) -> Result<A
         return Ok(Action::await_change());
     }
     let name = class.name_any();
-    let used = ctx
-        .machines
-        .state()
-        .iter()
-        .any(|m| m.spec.class.name == name);
+    // Read in place, stopping at the first user: no copy of the whole cache.
+    let used = ctx.machines.find(|m| m.spec.class.name == name).is_some();
     let deleting = class.metadata.deletion_timestamp.is_some();
     let has = class.finalizers().iter().any(|f| f == MACHINE_FINALIZER);
     let change = class_finalizer(deleting, has, used);
