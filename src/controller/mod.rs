@@ -6,8 +6,9 @@
 //!
 //! - [`watches`]: the caches, the mappings from a change to the machines it
 //!   concerns, the Controller and the background tasks; [`watches::run`] is the entry.
-//! - [`workers`]: the worker pools, one for deleting machines (MCM's termination
-//!   queue) and one for the others.
+//! - [`workers`]: the queue the Controller hands machines to, and its two
+//!   worker pools, one for deleting machines (MCM's termination queue) and one
+//!   for the others; [`action`]: what a reconcile asks of the queue next.
 //! - [`machine`]: the reconcile of one machine and its flows: [`machine::creation`],
 //!   [`machine::health`], [`machine::deletion`] (step by step, MCM's texts) and
 //!   [`machine::drain`].
@@ -29,6 +30,7 @@
 //! `machine::deletion::run`; the step before it ends its description with the new
 //! step's text.
 
+mod action;
 pub(crate) mod bootstrap;
 pub(crate) mod class;
 pub(crate) mod context;

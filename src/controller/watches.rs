@@ -11,9 +11,9 @@
 mod caches;
 mod mapping;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,8 +23,7 @@ use kube::runtime::reflector;
 use super::context::{Context, SyncGate, Target};
 use super::own_writes::OwnWrites;
 use super::settings::Settings;
-use super::workers::WorkerPools;
-use super::{error_policy, reconcile};
+use super::workers::{MachineQueue, Workers};
 use crate::admin::Telemetry;
 use crate::api::{Machine, MachineClass};
 use crate::client::ClusterClients;
@@ -118,7 +117,8 @@ pub async fn run_with<D: Driver>(
 
     let (thawed, on_thaw) = futures::channel::mpsc::unbounded();
     let mut controller = Controller::for_stream(machine_stream, machines.clone())
-        // No limit here: the worker pools are the limit (see [`WorkerPools`]).
+        // No limit here: the Controller hands every trigger to the workers'
+        // queue at once (see [`super::workers`]).
         .with_config(ControllerConfig::default().concurrency(0))
         .reconcile_all_on(w.resyncs(on_thaw, ctx.settings.resync_period, &machines))
         .watches_stream(class_stream, w.by_class(&machines))
@@ -154,8 +154,8 @@ pub async fn run_with<D: Driver>(
     }
 }
 
-/// The Controller's reconciles until `shutdown`, each through the worker
-/// pools ([`counted`]) and the error policy ([`retried`]).
+/// The Controller's triggers, handed to the workers' queue, until
+/// `shutdown`; the reconciles that run then finish first.
 async fn reconciles<D: Driver>(
     controller: Controller<Machine>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -163,16 +163,21 @@ async fn reconciles<D: Driver>(
     concurrency: u16,
     ctx: Arc<Context<InstrumentedDriver<D>>>,
 ) {
+    let queue = Arc::new(MachineQueue::new(ctx.own_writes.clone()));
+    let workers = Workers::start(queue.clone(), concurrency, ctx, metrics.clone());
     controller
         .graceful_shutdown_on(shutdown)
-        .run(counted(metrics, concurrency), retried(metrics), ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((machine, _)) => tracing::trace!(machine = %machine.name, "reconciled"),
-                Err(e) => tracing::debug!("reconcile error: {e}"),
-            }
-        })
-        .await
+        .run(
+            |machine, queue: Arc<MachineQueue>| {
+                queue.offer(&machine);
+                futures::future::ready(Ok::<_, Infallible>(Action::await_change()))
+            },
+            |_, never, _| match *never {},
+            queue,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    workers.finish().await;
 }
 
 /// What the reconciles read of the caches.
@@ -274,49 +279,4 @@ fn load_go_tokens<D: Send + Sync + 'static>(ctx: &Arc<Context<D>>) {
             ),
         }
     });
-}
-
-/// The reconcile as the Controller calls it: a machine waits for a worker of
-/// its pool, and every exit is counted (here rather than in `reconcile`).
-fn counted<D: Driver>(
-    metrics: &Arc<Metrics>,
-    concurrency: u16,
-) -> impl Fn(Arc<Machine>, Arc<Context<InstrumentedDriver<D>>>) -> ReconcileFuture + use<D> {
-    let metrics = metrics.clone();
-    let pools = Arc::new(WorkerPools::new(concurrency));
-    move |machine, ctx| {
-        let (metrics, pools) = (metrics.clone(), pools.clone());
-        Box::pin(async move {
-            // A machine waits for a worker of its pool, still counted as queued.
-            let Some((machine, _worker)) =
-                pools.turn(machine, &ctx.own_writes, &ctx.machines).await
-            else {
-                return Ok(Action::await_change());
-            };
-            let start = Instant::now();
-            let work = metrics.queue.started(machine.name(), start);
-            // Boxed: a reconcile's state is kilobytes, and up to every machine
-            // waits above for a worker; only the running ones need it.
-            let result = Box::pin(reconcile(machine, ctx)).await;
-            metrics.queue.done(work, Instant::now());
-            let category = result.as_ref().err().map(|e| e.category().as_str());
-            metrics.reconciled(category, start.elapsed());
-            result
-        })
-    }
-}
-
-/// A reconcile in flight, boxed: every machine waiting for a worker holds one.
-type ReconcileFuture =
-    std::pin::Pin<Box<dyn Future<Output = Result<Action, super::Error>> + Send + 'static>>;
-
-/// The error policy, with an error's requeue counted as a retry by the queue's metrics.
-fn retried<D>(
-    metrics: &Arc<Metrics>,
-) -> impl Fn(Arc<Machine>, &super::Error, Arc<Context<D>>) -> Action + use<D> {
-    let queue = metrics.queue.clone();
-    move |machine, error, ctx| {
-        queue.retried(machine.name(), error.retry_after());
-        error_policy(machine, error, ctx)
-    }
 }

@@ -7,7 +7,7 @@
 
 pub(crate) mod plan;
 
-use kube::runtime::controller::Action;
+use crate::controller::action::Action;
 
 use crate::api::{Machine, MachineClass};
 use crate::contract::USER_DATA_KEY;

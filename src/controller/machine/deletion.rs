@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::controller::action::Action;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{DeleteParams, ListParams};
-use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 

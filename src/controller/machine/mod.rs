@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 
+use crate::controller::action::Action;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::context::Context;
