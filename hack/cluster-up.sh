@@ -17,6 +17,9 @@
 # Environment:
 #   CLUSTERS            1 or 2
 #   HOST_NODES          number of kwok host nodes for machine Pods (default 2)
+#   NODE_LEASE_SECONDS  the Node Lease duration kwok gives every Node (default 40, a
+#                       kubelet's); kwok renews every quarter of it, and a Node turns
+#                       NotReady after half of it without a renewal (at least 20s)
 #   STANDIN_JOIN_DELAY  --join-delay of the kubelet stand-in (e.g. 5s)
 #   SKIP_STANDIN=1      do not build or start the kubelet stand-in
 #   STANDIN_BIN         use this kubelet-stand-in binary instead of building one
@@ -38,10 +41,14 @@ lock_state
 
 requested="${CLUSTERS:-}"
 HOST_NODES="${HOST_NODES:-2}"
+NODE_LEASE_SECONDS="${NODE_LEASE_SECONDS:-40}"
 TIMEOUT="${TIMEOUT:-120}"
 [[ -z "$requested" || "$requested" == 1 || "$requested" == 2 ]] ||
   die "CLUSTERS must be 1 or 2, not '$requested'"
 [[ "$HOST_NODES" =~ ^[1-9][0-9]*$ ]] || die "HOST_NODES must be a positive number"
+[[ "$NODE_LEASE_SECONDS" =~ ^[1-9][0-9]*$ ]] || die "NODE_LEASE_SECONDS must be a positive number"
+# Two renewals missed (kwok renews every quarter of the lease), and no less than 20s.
+node_grace=$((NODE_LEASE_SECONDS / 2 > 20 ? NODE_LEASE_SECONDS / 2 : 20))
 
 # The addresses inside the cluster: Services (the API server's own Service takes the
 # first address, which the serving certificate names) and Pods (kwok hands them out).
@@ -277,7 +284,7 @@ for c in "${names[@]}"; do
   # bootstrapsigner and tokencleaner are off by default but bootstrap tokens need them.
   # root-ca-file and the service account key give every namespace its kube-root-ca.crt
   # and default ServiceAccount. A short grace period lets a Node whose kubelet stopped
-  # turn NotReady in about 20s instead of 50s.
+  # turn NotReady in about 20s instead of 50s (longer with NODE_LEASE_SECONDS).
   start "$c" kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$kc" \
     --authentication-kubeconfig "$kc" \
@@ -295,7 +302,7 @@ for c in "${names[@]}"; do
     --cluster-signing-key-file "$pki/ca.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --node-monitor-period 2s \
-    --node-monitor-grace-period 20s \
+    --node-monitor-grace-period "${node_grace}s" \
     --kube-api-qps 100 \
     --kube-api-burst 200 \
     --leader-elect=false \
@@ -341,6 +348,7 @@ kwok_config="$(printf '%s,' "$HACK"/kwok/*.yaml)"
 start target kwok env KWOK_WORKDIR="$dir/kwok" "$BIN/kwok" \
   --kubeconfig "$dir/kwok.kubeconfig" \
   --config "${kwok_config%,}" \
+  --node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
   --manage-all-nodes=false \
   --manage-nodes-with-label-selector kwok.x-k8s.io/node=fake \
   --cidr "$POD_CIDR" \

@@ -30,10 +30,27 @@ if [[ "${BENCH_PEER:-1}" != 0 && -f "$peer" ]]; then
   join_delay=10s
 fi
 join_delay="${BENCH_JOIN_DELAY:-$join_delay}"
+BENCH_N="${BENCH_N:-100,1000}"
+
+# Host nodes for the largest N: each takes 2000 machine Pods (hack/cluster-up.sh).
+largest=0
+for n in ${BENCH_N//,/ }; do
+  ((n > largest)) && largest=$n
+done
+host_nodes=$(((${largest:-0} + 1999) / 2000))
+((host_nodes >= 2)) || host_nodes=2
+# kwok renews every Node's Lease every quarter of its duration. Up to 3000 machines
+# the lease is a kubelet's 40 s (10 s renewals: 300 a second at N=3000); beyond, it
+# is N/25 seconds, so that renewals stay at 100 a second (at N=10000: 400 s, a Node
+# NotReady 200 s after its last renewal). Renewals are not the controller's work and
+# the report leaves them out, but at 1000 a second they would take most of the API
+# server's 2 cores.
+node_lease=40
+((largest <= 3000)) || node_lease=$((largest / 25))
 
 if [[ ! -f .local/clusters ]]; then
   trap 'echo "bench: stopping the cluster this run started" >&2; hack/cluster-down.sh' EXIT
-  CLUSTERS=1 STANDIN_JOIN_DELAY="$join_delay" STANDIN_BIN="$target_dir/release/kubelet-standin" hack/cluster-up.sh
+  CLUSTERS=1 HOST_NODES="$host_nodes" NODE_LEASE_SECONDS="$node_lease" STANDIN_JOIN_DELAY="$join_delay" STANDIN_BIN="$target_dir/release/kubelet-standin" hack/cluster-up.sh
 else
   # Restarts a cluster whose processes died; a healthy one is left as it is.
   hack/cluster-up.sh

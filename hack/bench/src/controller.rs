@@ -53,6 +53,9 @@ pub struct Flags {
     pub qps: f32,
     pub burst: u32,
     pub concurrent_syncs: u16,
+    /// With leader election (the restart and leader change of ours): the
+    /// controller may stand by, and leads once it holds the lease.
+    pub leader_elect: bool,
 }
 
 impl Flags {
@@ -61,7 +64,7 @@ impl Flags {
             format!("--control-kubeconfig={}", env.control.kubeconfig.display()),
             format!("--target-kubeconfig={}", env.target.kubeconfig.display()),
             format!("--namespace={namespace}"),
-            "--leader-elect=false".into(),
+            format!("--leader-elect={}", self.leader_elect),
             "--port=0".into(),
             "--address=127.0.0.1".into(),
             format!("--kube-api-qps={}", self.qps),
@@ -138,6 +141,8 @@ pub struct LogStats {
     /// longest wait.
     pub throttled: Requests,
     pub throttled_max_s: f64,
+    /// Ours said it acquired the leader lease.
+    pub leading: bool,
 }
 
 impl LogStats {
@@ -169,6 +174,9 @@ impl LogStats {
             if level != "ERROR" {
                 return;
             }
+        }
+        if message.starts_with("acquired the leader lease") {
+            self.leading = true;
         }
         if message.starts_with("admin server listening")
             && let (Some(addr), Some(tx)) = (v["fields"]["address"].as_str(), address.take())
@@ -384,29 +392,57 @@ impl Controller {
             return Ok(controller);
         }
         controller.admin = address.replace("0.0.0.0", "127.0.0.1");
-        // A readiness probe, polled as kubelet would: the controller announces no
-        // other event when its caches have synced.
+        // With leader election, the caller waits for what it needs: a standby
+        // or a leader.
+        if !flags.leader_elect {
+            controller.ready_by(deadline, false).await?;
+        }
+        Ok(controller)
+    }
+
+    /// Waits until `/readyz` answers 200 (and, if `leading`, the controller
+    /// said it acquired the lease): a readiness probe, polled as kubelet
+    /// would, since the controller announces no other event when its caches
+    /// have synced.
+    async fn ready_by(&mut self, deadline: Instant, leading: bool) -> Result<()> {
         loop {
-            if controller.get("/readyz").await.is_ok_and(|(s, _)| s == 200) {
-                break;
+            if (!leading || self.stats().leading)
+                && self.get("/readyz").await.is_ok_and(|(s, _)| s == 200)
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
+                let what = if leading {
+                    "leading and ready"
+                } else {
+                    "ready"
+                };
                 return Err(format!(
-                    "the controller was not ready within 60s; see {}",
-                    controller.log.display()
+                    "the controller was not {what} in time; see {}",
+                    self.log.display()
                 )
                 .into());
             }
-            if let Ok(Some(status)) = controller.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
                     "the controller exited ({status}); see {}",
-                    controller.log.display()
+                    self.log.display()
                 )
                 .into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(controller)
+    }
+
+    /// Waits until it leads with every cache listed; returns when that was seen.
+    pub async fn leading_and_ready(&mut self, deadline: Instant) -> Result<Instant> {
+        self.ready_by(deadline, true).await?;
+        Ok(Instant::now())
+    }
+
+    /// Waits until it stands by (or leads), ready either way.
+    pub async fn standing_by(&mut self, deadline: Instant) -> Result<()> {
+        self.ready_by(deadline, false).await
     }
 
     pub fn stats(&self) -> LogStats {
@@ -496,6 +532,16 @@ impl Controller {
     }
 
     /// SIGTERM, then SIGKILL if it has not exited after 15s.
+    /// Ends it at once (SIGKILL), as a crash or a lost node would: its lease
+    /// is not released.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])

@@ -13,7 +13,8 @@
 //! the same milestones as the limits' sets (Pods applied, Pods Running, Nodes
 //! Ready, done), deleted at once and watched until every Machine, Pod,
 //! user-data Secret, Service, Node and bootstrap token is gone; the controller
-//! runs as a child process so that its CPU time and peak RSS can be read. The
+//! runs as a child process so that its CPU time and peak RSS can be read; ours
+//! is restarted and changes leaders in between (handover.rs). The
 //! report (report.rs, medians.rs) leads with medians and spreads over the
 //! rounds and ratios of medians, and is written with a JSON file of every
 //! figure to `hack/bench/results/<start>-n<N...>-r<rounds>.{md,json}`, never
@@ -22,7 +23,9 @@
 //! Environment: `BENCH_N` (default `100,1000`), `BENCH_RUNS` (3), `BENCH_SEED`
 //! (the clock), `BENCH_QPS` (200), `BENCH_BURST` (300), `BENCH_CONCURRENT_SYNCS`
 //! (50), `BENCH_LOAD_CONCURRENCY` (100 create or delete calls in flight),
-//! `BENCH_DEADLINE` (seconds per phase; default 120 + 0.6 N), `BENCH_BARE=0`,
+//! `BENCH_DEADLINE` (seconds per phase; default 120 + 0.6 N),
+//! `BENCH_RESTART_WINDOW` (seconds ours is watched after its restart and after
+//! its leader change, with every machine Running; 120, 0 skips both), `BENCH_BARE=0`,
 //! `BENCH_FLOOR=0`, `BENCH_PEER=0` (neither Go peer), `BENCH_PEER_BIN` and
 //! `BENCH_PEER_TUNED_BIN` (defaults where `hack/tools.sh` links them; skipped
 //! with a note when absent), `BENCH_CREDENTIALS=1` (ours with the peer's class
@@ -36,6 +39,7 @@ mod bare;
 mod cluster;
 mod controller;
 mod floor;
+mod handover;
 mod machines;
 mod medians;
 mod proc;
@@ -62,6 +66,9 @@ pub struct Options {
     pub flags: Flags,
     pub load_concurrency: usize,
     pub deadline: Option<Duration>,
+    /// How long ours is watched after its restart and after its leader
+    /// change (handover.rs); zero: neither runs.
+    pub restart_window: Duration,
     pub bare: bool,
     /// Also run the contract floor (floor.rs).
     pub floor: bool,
@@ -147,9 +154,11 @@ impl Options {
                 qps: var("BENCH_QPS", 200.0)?,
                 burst: var("BENCH_BURST", 300)?,
                 concurrent_syncs: var("BENCH_CONCURRENT_SYNCS", 50)?,
+                leader_elect: false,
             },
             load_concurrency: var("BENCH_LOAD_CONCURRENCY", 100usize)?.max(1),
             deadline: (deadline > 0).then(|| Duration::from_secs(deadline)),
+            restart_window: Duration::from_secs(var("BENCH_RESTART_WINDOW", 120)?),
             bare: var("BENCH_BARE", 1u8)? != 0,
             floor: var("BENCH_FLOOR", 1u8)? != 0,
             controller,

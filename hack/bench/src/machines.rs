@@ -67,7 +67,7 @@ fn machine(name: &str, namespace: &str) -> Result<Machine> {
     }))?)
 }
 
-fn mib(kb: u64) -> f64 {
+pub(crate) fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
@@ -351,6 +351,31 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         all_running_s.map_or("—".into(), |s| format!("{s:.2}s"))
     );
 
+    // --- Restart and leader change (ours) ---------------------------------------------
+    let create_peak_rss = controller.memory_kb("VmHWM");
+    let (controller, handover) =
+        if side == Side::Ours && !opts.restart_window.is_zero() && all_running {
+            let (c, h) = crate::handover::run(
+                env,
+                opts,
+                &ns,
+                n,
+                controller,
+                &trackers,
+                opts.restart_window,
+            )
+            .await?;
+            (c, Some(h))
+        } else {
+            (controller, None)
+        };
+    // The delete phase is measured from here, on the controller that runs it.
+    let restarted = match handover {
+        Some(_) => Some(snapshot(env, &controller, side).await?),
+        None => None,
+    };
+    let s1d = restarted.as_ref().unwrap_or(&s1);
+
     // --- Delete -------------------------------------------------------------------
     eprintln!("bench: N={n}: deleting {n} machines");
     let t1 = Instant::now();
@@ -388,7 +413,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         .map(|a| a.saturating_duration_since(t1).as_secs_f64());
     let s2 = snapshot(env, &controller, side).await?;
     let reconciles = controller.reconciles().await;
-    let peak_rss = controller.memory_kb("VmHWM");
+    let peak_rss = controller.memory_kb("VmHWM").max(create_peak_rss);
     let rss_end = controller.memory_kb("VmRSS");
     let log_path = controller.log.display().to_string();
 
@@ -467,8 +492,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         controller: ProcessStats {
             cpu_startup_s: s0.cpu,
             cpu_create_s: s1.cpu - s0.cpu,
-            cpu_delete_s: s2.cpu - s1.cpu,
-            cpu_total_s: s2.cpu,
+            cpu_delete_s: s2.cpu - s1d.cpu,
+            cpu_total_s: s1.cpu + (s2.cpu - s1d.cpu),
             peak_rss_mib: mib(peak_rss),
             rss_after_create_mib: mib(rss_after_create),
             rss_end_mib: mib(rss_end),
@@ -478,9 +503,10 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         leftovers,
         leftover_count,
         cpu_create: cpu(&s0, &s1),
-        cpu_delete: cpu(&s1, &s2),
+        cpu_delete: cpu(s1d, &s2),
         requests_create: phase_requests(&s0, &s1, n, &resources),
-        requests_delete: phase_requests(&s1, &s2, n, &resources),
+        requests_delete: phase_requests(s1d, &s2, n, &resources),
+        handover,
         reconciles,
         controller_statuses: log.statuses.clone(),
         controller_log: log_path,

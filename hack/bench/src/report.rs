@@ -274,6 +274,8 @@ pub struct MachinesRun {
     /// Responses the controller got, by HTTP status.
     pub controller_statuses: BTreeMap<u16, u64>,
     pub controller_log: String,
+    /// Ours restarted and its leader changed, every machine Running.
+    pub handover: Option<crate::handover::Handover>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -645,6 +647,9 @@ fn details(r: &Run) -> String {
         "- controller RSS: after create {:.1} MiB, at the end {:.1} MiB; {} open sockets after create; CPU at start {:.1} s",
         c.rss_after_create_mib, c.rss_end_mib, c.sockets_after_create, c.cpu_startup_s
     );
+    if let Some(h) = &m.handover {
+        md.push_str(&crate::handover::describe(h));
+    }
     for b in [&r.bare, &r.floor].into_iter().flatten() {
         let what = b.limit.name();
         let _ = writeln!(
