@@ -42,7 +42,7 @@ host_nodes=$(((${largest:-0} + 1999) / 2000))
 # kwok renews every Node's Lease every quarter of its duration. Up to 3000 machines
 # the lease is a kubelet's 40 s (10 s renewals: 300 a second at N=3000); beyond, it
 # is N/25 seconds, so that renewals stay at 100 a second (at N=10000: 400 s, a Node
-# NotReady 200 s after its last renewal). Renewals are not the controller's work and
+# NotReady 400 s after its last renewal). Renewals are not the controller's work and
 # the report leaves them out, but at 1000 a second they would take most of the API
 # server's 2 cores.
 node_lease=40

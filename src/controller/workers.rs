@@ -20,11 +20,13 @@
 //!
 //! Deletions (drains can take long) never hold back creations, nor a wave of
 //! creations the deletions. In the machine pool, a machine whose VM exists and
-//! whose Node is awaited ([`Lane::Joining`]) goes before the others: a wave of
-//! creations otherwise holds back every join until the last creation is
-//! through (at N=1000 in `make bench` with no join delay, no join was written
-//! before second 41, when the last Pods were applied). Joining machines are
-//! never more than the creations before them, so creations keep moving.
+//! whose Node is awaited ([`Lane::Joining`]) waits behind one other machine at
+//! most: a wave of creations otherwise holds back every join until the last
+//! creation is through (at N=1000 in `make bench` with no join delay, no join
+//! was written before second 41, when the last Pods were applied). Nor do
+//! joins hold back creations: with joining machines served strictly first,
+//! 4,165 of 10,000 machines had not been touched after 16 minutes (the
+//! joining lane never ran dry), and their creation timeout drew near.
 
 mod queue;
 

@@ -60,15 +60,6 @@ pub(crate) enum Pool {
 impl Pool {
     pub(crate) const ALL: [Pool; 2] = [Pool::Deletions, Pool::Machines];
 
-    /// The lanes a worker of the pool serves, first to last: a joining
-    /// machine goes before every other.
-    fn lanes(self) -> &'static [Lane] {
-        match self {
-            Pool::Deletions => &[Lane::Deletion],
-            Pool::Machines => &[Lane::Joining, Lane::Other],
-        }
-    }
-
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -77,14 +68,21 @@ impl Pool {
 /// Keys waiting in lanes, keys running, keys triggered while running.
 #[derive(Debug)]
 pub(crate) struct Queue<K> {
-    /// Per lane, first come first served. A key that moved to another lane
-    /// leaves its old entry behind, skipped when met.
-    lines: [VecDeque<K>; 3],
+    /// Per lane, first come first served, each key with the tick it came at.
+    /// A key that moved to another lane leaves its old entry behind, skipped
+    /// when met.
+    lines: [VecDeque<(K, u64)>; 3],
     /// Every waiting key and the lane it waits in.
     waiting: HashMap<K, Lane>,
     running: HashSet<K>,
     /// Running keys triggered again: they wait again once done.
     again: HashSet<K>,
+    /// One more per add: the order of arrival across lanes.
+    tick: u64,
+    /// The tick at which the last [`Lane::Other`] key was taken: the next one
+    /// counts as come no earlier, so that joining machines already waiting
+    /// go before it, and those that come later, after it.
+    others_turn: u64,
     closed: bool,
 }
 
@@ -95,6 +93,8 @@ impl<K> Default for Queue<K> {
             waiting: HashMap::new(),
             running: HashSet::new(),
             again: HashSet::new(),
+            tick: 0,
+            others_turn: 0,
             closed: false,
         }
     }
@@ -117,7 +117,8 @@ impl<K: Hash + Eq + Clone> Queue<K> {
             // New, or its machine changed lanes (a deletion, a VM made):
             // it waits at the end of its new lane.
             _ => {
-                self.lines[lane.index()].push_back(key);
+                self.tick += 1;
+                self.lines[lane.index()].push_back((key, self.tick));
                 Some(lane.pool())
             }
         }
@@ -125,18 +126,48 @@ impl<K: Hash + Eq + Clone> Queue<K> {
 
     /// The next key for a worker of `pool`, now running; None if none waits
     /// or the queue is closed.
+    ///
+    /// In the machine pool, the first other machine waits behind the joining
+    /// machines that were waiting when it came to the front of its lane, and
+    /// the joining machines that come later wait behind it. Joining machines
+    /// never wait behind more than one creation (a wave of creations would
+    /// otherwise hold back every join until the last creation is through),
+    /// and creations keep moving however many joins keep coming.
     pub(crate) fn take(&mut self, pool: Pool) -> Option<K> {
         if self.closed {
             return None;
         }
-        for lane in pool.lanes() {
-            while let Some(key) = self.lines[lane.index()].pop_front() {
-                if self.waiting.get(&key) == Some(lane) {
-                    self.waiting.remove(&key);
-                    self.running.insert(key.clone());
-                    return Some(key);
+        let lane = match pool {
+            Pool::Deletions => self.front(Lane::Deletion).map(|_| Lane::Deletion),
+            Pool::Machines => {
+                let joining = self.front(Lane::Joining);
+                let other = self.front(Lane::Other).map(|at| at.max(self.others_turn));
+                match (joining, other) {
+                    (Some(j), Some(o)) if o < j => Some(Lane::Other),
+                    (Some(_), _) => Some(Lane::Joining),
+                    (None, Some(_)) => Some(Lane::Other),
+                    (None, None) => None,
                 }
             }
+        }?;
+        let (key, _) = self.lines[lane.index()].pop_front()?;
+        if lane == Lane::Other {
+            self.others_turn = self.tick;
+        }
+        self.waiting.remove(&key);
+        self.running.insert(key.clone());
+        Some(key)
+    }
+
+    /// When the first key waiting in `lane` came, dropping the entries of
+    /// keys that moved to another lane.
+    fn front(&mut self, lane: Lane) -> Option<u64> {
+        let line = &mut self.lines[lane.index()];
+        while let Some((key, at)) = line.front() {
+            if self.waiting.get(key) == Some(&lane) {
+                return Some(*at);
+            }
+            line.pop_front();
         }
         None
     }
@@ -222,15 +253,36 @@ mod tests {
     }
 
     #[test]
-    fn joining_machines_go_before_others_and_each_lane_keeps_its_order() {
+    fn a_joining_machine_waits_behind_one_newcomer_at_most() {
         let mut q = Queue::default();
-        for key in ["new1", "new2"] {
+        for key in ["new1", "new2", "new3"] {
             q.add(key, Lane::Other);
         }
         q.add("joining1", Lane::Joining);
         q.add("joining2", Lane::Joining);
         let order: Vec<_> = std::iter::from_fn(|| q.take(Pool::Machines)).collect();
-        assert_eq!(order, ["joining1", "joining2", "new1", "new2"]);
+        // The newcomer at the front came first; the next ones come to the
+        // front only as it is taken, after both joining machines.
+        assert_eq!(order, ["new1", "joining1", "joining2", "new2", "new3"]);
+    }
+
+    #[test]
+    fn newcomers_keep_moving_while_joins_keep_coming() {
+        let mut q = Queue::default();
+        for i in 0..3 {
+            q.add(format!("new{i}"), Lane::Other);
+        }
+        let mut taken = Vec::new();
+        for i in 0..6 {
+            // Each turn, a joining machine comes (a Node event of one whose
+            // VM runs), as in a wave of thousands.
+            q.add(format!("joining{i}"), Lane::Joining);
+            let key = q.take(Pool::Machines).expect("one waits");
+            assert!(!q.done(&key));
+            taken.push(key);
+        }
+        let newcomers = taken.iter().filter(|k| k.starts_with("new")).count();
+        assert_eq!(newcomers, 3, "taken: {taken:?}");
     }
 
     #[test]
