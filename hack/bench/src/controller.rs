@@ -56,11 +56,13 @@ pub struct Flags {
     /// With leader election (the restart and leader change of ours): the
     /// controller may stand by, and leads once it holds the lease.
     pub leader_elect: bool,
+    /// `--machine-creation-timeout` of ours, when not MCM's 20 minutes.
+    pub creation_timeout: Option<Duration>,
 }
 
 impl Flags {
     pub fn args(&self, env: &Env, namespace: &str) -> Vec<String> {
-        vec![
+        let mut args = vec![
             format!("--control-kubeconfig={}", env.control.kubeconfig.display()),
             format!("--target-kubeconfig={}", env.target.kubeconfig.display()),
             format!("--namespace={namespace}"),
@@ -71,7 +73,12 @@ impl Flags {
             format!("--kube-api-burst={}", self.burst),
             format!("--concurrent-syncs={}", self.concurrent_syncs),
             "--log-format=json".into(),
-        ]
+        ];
+        args.extend(
+            self.creation_timeout
+                .map(|t| format!("--machine-creation-timeout={}s", t.as_secs())),
+        );
+        args
     }
 
     /// The Go peer's command line: the same bucket and workers, MCM's creation

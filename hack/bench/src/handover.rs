@@ -193,21 +193,23 @@ fn counts(trackers: &[Tracker]) -> BTreeMap<String, usize> {
         .collect()
 }
 
-/// Restarts `leader` and then changes leaders, each followed by `window`;
+/// Restarts `leader` and then changes leaders, each followed by the
+/// options' `restart_window`;
 /// returns the last leader, which runs the rest of the run.
 pub async fn run(
     env: &Env,
     opts: &Options,
+    flags: &Flags,
     ns: &str,
     n: usize,
     leader: Controller,
     trackers: &[Tracker],
-    window: Duration,
 ) -> Result<(Controller, Handover)> {
+    let window = opts.restart_window;
     let objects_before = counts(trackers);
     let flags = Flags {
         leader_elect: true,
-        ..opts.flags.clone()
+        ..flags.clone()
     };
     let log = |what: &str| {
         opts.logs

@@ -23,7 +23,8 @@
 //! Environment: `BENCH_N` (default `100,1000`), `BENCH_RUNS` (3), `BENCH_SEED`
 //! (the clock), `BENCH_QPS` (200), `BENCH_BURST` (300), `BENCH_CONCURRENT_SYNCS`
 //! (50), `BENCH_LOAD_CONCURRENCY` (100 create or delete calls in flight),
-//! `BENCH_DEADLINE` (seconds per phase; default 120 + 0.6 N),
+//! `BENCH_DEADLINE` (seconds per phase; default 120 + 0.6 N, and ours'
+//! `--machine-creation-timeout` where that is over MCM's 20 minutes),
 //! `BENCH_RESTART_WINDOW` (seconds ours is watched after its restart and after
 //! its leader change, with every machine Running; 120, 0 skips both), `BENCH_BARE=0`,
 //! `BENCH_FLOOR=0`, `BENCH_PEER=0` (neither Go peer), `BENCH_PEER_BIN` and
@@ -155,6 +156,7 @@ impl Options {
                 burst: var("BENCH_BURST", 300)?,
                 concurrent_syncs: var("BENCH_CONCURRENT_SYNCS", 50)?,
                 leader_elect: false,
+                creation_timeout: None,
             },
             load_concurrency: var("BENCH_LOAD_CONCURRENCY", 100usize)?.max(1),
             deadline: (deadline > 0).then(|| Duration::from_secs(deadline)),

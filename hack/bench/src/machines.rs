@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::Options;
 use crate::cluster::{Env, Requests, Result, create_namespace, delete_namespace};
-use crate::controller::{Controller, LogStats, Side};
+use crate::controller::{Controller, Flags, LogStats, Side};
 use crate::report::{
     Deletion, Errors, MachinesRun, Milestones, PhaseCpu, PhaseRequests, ProcessStats, per_machine,
     summarize,
@@ -66,6 +66,9 @@ fn machine(name: &str, namespace: &str) -> Result<Machine> {
         "spec": {"class": {"kind": "MachineClass", "name": CLASS}},
     }))?)
 }
+
+/// MCM's `--machine-creation-timeout` default, which ours shares.
+const MCM_CREATION_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 pub(crate) fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
@@ -302,7 +305,16 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     synced(&trackers).await?;
 
     let log = opts.logs.join(format!("{}-{n}.log", side.process()));
-    let controller = Controller::start(side, binary, env, &opts.flags, &ns, log).await?;
+    // MCM's 20 minutes, unless the create phase may take longer: past about
+    // N=1800 (a deadline of 120 s + 0.6 s per machine) the cluster on this
+    // machine takes longer than that to run every machine, and a machine that
+    // waited its turn would fail for it.
+    let flags = Flags {
+        creation_timeout: (side == Side::Ours && opts.deadline(n) > MCM_CREATION_TIMEOUT)
+            .then(|| opts.deadline(n)),
+        ..opts.flags.clone()
+    };
+    let controller = Controller::start(side, binary, env, &flags, &ns, log).await?;
     let s0 = snapshot(env, &controller, side).await?;
 
     // --- Create -------------------------------------------------------------------
@@ -355,16 +367,8 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     let create_peak_rss = controller.memory_kb("VmHWM");
     let (controller, handover) =
         if side == Side::Ours && !opts.restart_window.is_zero() && all_running {
-            let (c, h) = crate::handover::run(
-                env,
-                opts,
-                &ns,
-                n,
-                controller,
-                &trackers,
-                opts.restart_window,
-            )
-            .await?;
+            let (c, h) =
+                crate::handover::run(env, opts, &flags, &ns, n, controller, &trackers).await?;
             (c, Some(h))
         } else {
             (controller, None)
