@@ -153,6 +153,31 @@ pub struct LogStats {
 }
 
 impl LogStats {
+    /// The counts of two processes' logs together (a controller and the one
+    /// that took over from it).
+    pub fn plus(mut self, other: &LogStats) -> LogStats {
+        for (key, n) in &other.requests {
+            *self.requests.entry(key.clone()).or_default() += n;
+        }
+        for (code, n) in &other.statuses {
+            *self.statuses.entry(*code).or_default() += n;
+        }
+        self.warnings += other.warnings;
+        self.errors += other.errors;
+        let room = 5usize.saturating_sub(self.problems.len());
+        self.problems
+            .extend(other.problems.iter().take(room).cloned());
+        for (source, n) in &other.error_sources {
+            *self.error_sources.entry(source.clone()).or_default() += n;
+        }
+        for (key, n) in &other.throttled {
+            *self.throttled.entry(key.clone()).or_default() += n;
+        }
+        self.throttled_max_s = self.throttled_max_s.max(other.throttled_max_s);
+        self.leading |= other.leading;
+        self
+    }
+
     fn line(&mut self, line: &str, address: &mut Option<oneshot::Sender<String>>) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             return;
@@ -563,5 +588,35 @@ impl Controller {
         for r in self.readers.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handover_reports_the_problems_of_both_processes() {
+        let first = LogStats {
+            requests: Requests::from([(("POST".into(), "pods".into()), 10)]),
+            statuses: BTreeMap::from([(409, 1)]),
+            errors: 1,
+            problems: vec!["ERROR a".into(); 4],
+            ..Default::default()
+        };
+        let last = LogStats {
+            requests: Requests::from([(("POST".into(), "pods".into()), 5)]),
+            statuses: BTreeMap::from([(409, 2), (500, 1)]),
+            errors: 2,
+            warnings: 3,
+            problems: vec!["ERROR b".into(); 3],
+            ..Default::default()
+        };
+        let both = first.plus(&last);
+        assert_eq!(both.requests[&("POST".into(), "pods".into())], 15);
+        assert_eq!(both.statuses, BTreeMap::from([(409, 3), (500, 1)]));
+        assert_eq!((both.errors, both.warnings), (3, 3));
+        assert_eq!(both.problems.len(), 5, "the first few, as for one process");
+        assert_eq!(both.problems[4], "ERROR b");
     }
 }

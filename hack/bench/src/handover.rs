@@ -58,6 +58,9 @@ pub struct Takeover {
     /// Of those, DELETE and DELETECOLLECTION.
     pub deletes: u64,
     pub lease_writes: u64,
+    /// ERROR and WARN lines of its log up to the end of the window.
+    pub log_errors: u64,
+    pub log_warnings: u64,
     /// Its CPU seconds and RSS at the end of the window.
     pub cpu_s: f64,
     pub rss_mib: f64,
@@ -86,8 +89,8 @@ fn effect(key: &str) -> Effect {
 
 impl Takeover {
     fn of(controller: &Controller, since: Instant, ready: Instant) -> Takeover {
-        let requests: BTreeMap<String, u64> = controller
-            .stats()
+        let stats = controller.stats();
+        let requests: BTreeMap<String, u64> = stats
             .requests
             .iter()
             .map(|((verb, resource), n)| (format!("{verb} {resource}"), *n))
@@ -104,6 +107,8 @@ impl Takeover {
             writes: sum(&[Effect::Write, Effect::Delete]),
             deletes: sum(&[Effect::Delete]),
             lease_writes: sum(&[Effect::Lease]),
+            log_errors: stats.errors,
+            log_warnings: stats.warnings,
             requests,
             cpu_s: controller.cpu_seconds(),
             rss_mib: mib(controller.memory_kb("VmRSS")),
@@ -141,13 +146,15 @@ pub fn describe(h: &Handover) -> String {
             md,
             "- {what}: leading with every cache listed after {:.2} s; from its start to {:.0} s \
              after that, {} writes ({} deletions) to anything but its Lease: {}; {} Lease writes; \
-             CPU {:.2} s, RSS {:.1} MiB",
+             {} ERROR and {} WARN lines; CPU {:.2} s, RSS {:.1} MiB",
             t.ready_s,
             h.window_s,
             t.writes,
             t.deletes,
             t.writes_shown(),
             t.lease_writes,
+            t.log_errors,
+            t.log_warnings,
             t.cpu_s,
             t.rss_mib
         );

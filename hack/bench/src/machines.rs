@@ -365,6 +365,7 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
 
     // --- Restart and leader change (ours) ---------------------------------------------
     let create_peak_rss = controller.memory_kb("VmHWM");
+    let create_reconciles = controller.reconciles().await;
     let (controller, handover) =
         if side == Side::Ours && !opts.restart_window.is_zero() && all_running {
             let (c, h) =
@@ -416,7 +417,12 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         .and_then(|all| all.into_iter().max())
         .map(|a| a.saturating_duration_since(t1).as_secs_f64());
     let s2 = snapshot(env, &controller, side).await?;
-    let reconciles = controller.reconciles().await;
+    let mut reconciles = controller.reconciles().await;
+    if handover.is_some() {
+        for (result, n) in create_reconciles {
+            *reconciles.entry(result).or_default() += n;
+        }
+    }
     let peak_rss = controller.memory_kb("VmHWM").max(create_peak_rss);
     let rss_end = controller.memory_kb("VmRSS");
     let log_path = controller.log.display().to_string();
@@ -444,7 +450,13 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
     cleanup(env, &ns, opts.deadline(n)).await;
 
     // --- Figures --------------------------------------------------------------------
-    let log = &s2.log;
+    // With a handover, the first process's log up to the end of the create
+    // phase and the last one's; the restarted process's problems are added
+    // below, its requests are the handover's.
+    let log = &match &restarted {
+        Some(_) => s1.log.clone().plus(&s2.log),
+        None => s2.log.clone(),
+    };
     let resources: BTreeSet<String> = log.requests.keys().map(|(_, r)| r.clone()).collect();
     let status = |f: &dyn Fn(u16) -> bool| -> u64 {
         log.statuses
@@ -475,6 +487,10 @@ pub async fn run(env: &Env, opts: &Options, n: usize, side: Side) -> Result<Mach
         throttled_max_s: log.throttled_max_s,
         ..Default::default()
     };
+    if let Some(h) = &handover {
+        errors.controller_log_errors += h.restart.log_errors;
+        errors.controller_log_warnings += h.restart.log_warnings;
+    }
     errors.messages.extend(log.problems.iter().cloned());
     errors.total = failed.len() as u64
         + not_running

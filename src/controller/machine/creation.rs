@@ -7,10 +7,9 @@
 
 pub(crate) mod plan;
 
-use crate::controller::action::Action;
-
 use crate::api::{Machine, MachineClass};
 use crate::contract::USER_DATA_KEY;
+use crate::controller::action::Action;
 use crate::controller::bootstrap;
 use crate::controller::context::{Context, InputError};
 use crate::controller::error::Error;

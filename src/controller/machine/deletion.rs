@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::controller::action::Action;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
@@ -23,6 +22,7 @@ use crate::client::status;
 use crate::contract::{
     JOIN_DURATION_ANNOTATION, MACHINE_FINALIZER, NODE_LABEL, OpState, OpType, Phase, step, text,
 };
+use crate::controller::action::Action;
 use crate::controller::bootstrap;
 use crate::controller::context::{Context, Target};
 use crate::controller::error::{Error, retry};

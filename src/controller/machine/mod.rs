@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 
-use crate::controller::action::Action;
 use kube::ResourceExt;
 use serde_json::json;
 
+use super::action::Action;
 use super::context::Context;
 use super::error::{Category, Error, retry};
 use super::events::EventType;
