@@ -197,7 +197,8 @@ impl Watches {
                     .modify(trim_node)
                     .inspect(watch_health(&self.health, "nodes"))
                     .inspect(on_node_deleted(
-                        Api::namespaced(control.clone(), &self.namespace),
+                        control.clone(),
+                        self.namespace.clone(),
                         machines.clone(),
                     )),
             )

@@ -130,9 +130,11 @@ pub(super) fn resync_ticks(period: Duration) -> futures::stream::BoxStream<'stat
 /// the machine never saw it going) takes its Machine with it, unless the Node
 /// is not MCM's or the Machine is already going.
 pub(super) fn on_node_deleted(
-    api: Api<Machine>,
+    control: kube::Client,
+    namespace: String,
     machines: Store<Machine>,
 ) -> impl Fn(&Result<watcher::Event<Node>, watcher::Error>) {
+    let api = Api::<Machine>::namespaced(control, &namespace);
     move |event| {
         let Ok(watcher::Event::Delete(node)) = event else {
             return;
@@ -145,10 +147,13 @@ pub(super) fn on_node_deleted(
         }
         // The Machine that names this Node: in a target shared by several
         // control namespaces, a machine of the same name elsewhere is not it.
+        // Looked up by its key: a scan per deleted Node would grow with the
+        // fleet in a wave of deletions.
         let node_name = node.name_any();
-        let Some(machine) = machine_of_node(node, naming_in_cache(&machines)).and_then(|m| {
-            machines.find(|x| x.name() == m && x.node_name() == Some(node_name.as_str()))
-        }) else {
+        let Some(machine) = machine_of_node(node, naming_in_cache(&machines))
+            .and_then(|m| machines.get(&machine_key(m, &namespace)))
+            .filter(|x| x.node_name() == Some(node_name.as_str()))
+        else {
             return;
         };
         if machine.is_deleting() {
